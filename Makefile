@@ -1,0 +1,40 @@
+# Manuel backend. `make run` starts the whole API locally; `make test` runs every check.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+PORT ?= 3000
+DATA_DIR ?= ./.manuel
+PDFIUM_LIB := $(CURDIR)/.tools/pdfium/libpdfium.so
+export MANUEL_PDFIUM_LIB ?= $(PDFIUM_LIB)
+
+.PHONY: help setup run token test lint fmt build-local clean-data
+
+help:
+	@echo "make run              build and start manuel-local on 127.0.0.1:$(PORT) (data in $(DATA_DIR))"
+	@echo "make token USER=alice print a token for a user"
+	@echo "make test             formatting, lints and every test"
+	@echo "make setup            install what local mode needs (idempotent)"
+
+## Installs the pdfium library from the pypdfium2 wheel (once).
+setup:
+	@scripts/setup-pdfium.sh
+
+run: setup
+	$(CARGO) run -p manuel-local -- --port $(PORT) --data-dir $(DATA_DIR)
+
+token:
+	@$(CARGO) run -q -p manuel-local -- token --user "$(USER)" --data-dir $(DATA_DIR)
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+test: setup lint
+	$(CARGO) test --workspace
+
+clean-data:
+	rm -rf $(DATA_DIR)

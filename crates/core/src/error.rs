@@ -1,0 +1,168 @@
+//! The one error type every HTTP function returns, and its JSON rendering (DESIGN.md §3).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::request_id::current_request_id;
+
+/// Errors a client can see. Each variant maps to one status and one stable `code`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("The request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("{message}")]
+    Validation { field: String, message: String },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("This method is not allowed on this path.")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{message}")]
+    ServiceUnavailable {
+        message: String,
+        retry_after_secs: u64,
+    },
+    /// The cause is logged, never sent: a 5xx must not leak internals.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::NotFound(what.into())
+    }
+
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        Self::Internal(cause.to_string())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidJson(_) | Self::Validation { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::ServiceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidJson(_) => "invalid_json",
+            Self::Validation { .. } => "validation_failed",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::Conflict(_) => "conflict",
+            Self::ServiceUnavailable { .. } => "service_unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    fn public_message(&self) -> String {
+        match self {
+            Self::Internal(_) => "Something went wrong on our side. Please try again.".to_owned(),
+            other => other.to_string(),
+        }
+    }
+
+    fn details(&self) -> Option<Value> {
+        match self {
+            Self::Validation { field, .. } => Some(json!({ "field": field })),
+            _ => None,
+        }
+    }
+}
+
+/// Builds the JSON error body: `{"error", "code", "request_id", "details"?}`.
+pub fn error_body(message: &str, code: &str, details: Option<Value>) -> Value {
+    let mut body = json!({
+        "error": message,
+        "code": code,
+        "request_id": current_request_id().unwrap_or_default(),
+    });
+    if let (Some(details), Some(map)) = (details, body.as_object_mut()) {
+        map.insert("details".to_owned(), details);
+    }
+    body
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(code = self.code(), error = %self, "request failed");
+        } else {
+            tracing::info!(code = self.code(), error = %self, "request refused");
+        }
+        let body = error_body(&self.public_message(), self.code(), self.details());
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Self::ServiceUnavailable {
+            retry_after_secs, ..
+        } = self
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        response
+    }
+}
+
+/// What adapters report. Handlers turn it into an [`ApiError`] with `?`.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    #[error("{service} is unavailable: {message}")]
+    Unavailable {
+        service: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl PortError {
+    pub fn failed(cause: impl std::fmt::Display) -> Self {
+        Self::Failed(cause.to_string())
+    }
+}
+
+impl From<PortError> for ApiError {
+    fn from(error: PortError) -> Self {
+        match error {
+            PortError::Unavailable { service, message } => {
+                tracing::warn!(service, %message, "dependency unavailable");
+                ApiError::ServiceUnavailable {
+                    message: "A service this request needs is temporarily unavailable. Please retry shortly.".to_owned(),
+                    retry_after_secs: 5,
+                }
+            }
+            PortError::Failed(message) => ApiError::Internal(message),
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! manuel-core: domain types, ports, policies and the HTTP middleware shared by every function.
+//! Nothing here knows about AWS or Lambda.
+
+pub mod auth;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod json;
+pub mod ports;
+pub mod request_id;
+
+pub use error::{ApiError, PortError};

@@ -1,0 +1,127 @@
+//! Ports: what the functions need from the outside world. AWS and local adapters implement them.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::domain::{Answer, DocumentKind, Manual, ProcessingOutcome, RetrievedChunk, UserId};
+use crate::error::PortError;
+
+/// Manual files (S3 in AWS, files under the data directory locally).
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    async fn put(&self, key: &str, bytes: Bytes, content_type: &str) -> Result<(), PortError>;
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, PortError>;
+    async fn delete(&self, key: &str) -> Result<(), PortError>;
+    /// A short-lived link that downloads the object without further authentication.
+    async fn download_link(
+        &self,
+        key: &str,
+        file_name: &str,
+        content_type: &str,
+        ttl: Duration,
+    ) -> Result<String, PortError>;
+}
+
+#[derive(Debug)]
+pub enum InsertOutcome {
+    Inserted,
+    /// The same user already has a manual with these bytes.
+    Duplicate(Manual),
+}
+
+/// One page of a user's manuals, newest first.
+#[derive(Debug)]
+pub struct ManualPage {
+    pub manuals: Vec<Manual>,
+    pub next_token: Option<String>,
+}
+
+/// Manual records. Every call is scoped by the owner: no method can reach another user's row.
+#[async_trait]
+pub trait ManualRepository: Send + Sync {
+    async fn find_by_sha256(
+        &self,
+        user: &UserId,
+        sha256: &str,
+    ) -> Result<Option<Manual>, PortError>;
+    /// Inserts unless the user already has a manual with the same sha256 (checked atomically).
+    async fn insert(&self, manual: &Manual) -> Result<InsertOutcome, PortError>;
+    async fn get(&self, user: &UserId, manual_id: &str) -> Result<Option<Manual>, PortError>;
+    /// `after` is a `next_token` from an earlier page; an unreadable one is [`ListError::BadToken`].
+    async fn list(
+        &self,
+        user: &UserId,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<ManualPage, ListError>;
+    async fn list_ready(&self, user: &UserId) -> Result<Vec<Manual>, PortError>;
+    /// Records the end of processing; only a manual still `processing` moves. Returns whether it moved.
+    async fn finish_processing(
+        &self,
+        user: &UserId,
+        manual_id: &str,
+        outcome: &ProcessingOutcome,
+    ) -> Result<bool, PortError>;
+    /// Returns whether a record was deleted.
+    async fn delete(&self, user: &UserId, manual_id: &str) -> Result<bool, PortError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error("the pagination token is not valid")]
+    BadToken,
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+/// Search over a user's manuals. The user is a required argument: no call can skip the tenant filter.
+#[async_trait]
+pub trait KnowledgeBase: Send + Sync {
+    /// Makes a manual's pages searchable (replacing whatever was indexed for it before).
+    async fn ingest(&self, manual: &Manual, pages: &[String]) -> Result<(), PortError>;
+    /// Best passages for `question` among `user`'s manuals, optionally only within `manual_ids`.
+    async fn retrieve(
+        &self,
+        user: &UserId,
+        question: &str,
+        manual_ids: Option<&[String]>,
+        limit: usize,
+    ) -> Result<Vec<RetrievedChunk>, PortError>;
+    async fn remove(&self, user: &UserId, manual_id: &str) -> Result<(), PortError>;
+}
+
+/// Turns retrieved passages into a grounded, cited answer.
+#[async_trait]
+pub trait AnswerModel: Send + Sync {
+    /// `passages` are `user`'s, best first.
+    async fn answer(
+        &self,
+        user: &UserId,
+        question: &str,
+        passages: &[RetrievedChunk],
+    ) -> Result<Answer, PortError>;
+}
+
+/// Hands a stored manual to processing (in AWS the S3 event does this by itself).
+#[async_trait]
+pub trait IngestionQueue: Send + Sync {
+    async fn enqueue(&self, user: &UserId, manual_id: &str) -> Result<(), PortError>;
+}
+
+/// Why a document's text could not be read.
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
+pub enum ReadError {
+    #[error("the PDF is encrypted or password-protected")]
+    Encrypted,
+    #[error("the file is damaged or not a valid {0}")]
+    Damaged(&'static str),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Text per page of a document. CPU-bound and synchronous: callers run it off the async runtime.
+pub trait DocumentReader: Send + Sync {
+    fn read_pages(&self, kind: DocumentKind, bytes: &[u8]) -> Result<Vec<String>, ReadError>;
+}

@@ -1,0 +1,1242 @@
+//! Extractive answers from retrieved manual passages.
+//!
+//! Nothing here generates language: every answer is either sentences or a step
+//! list copied verbatim from the passages (with [n] citations), a fixed framing
+//! line ("Steps:"), or a fixed refusal. BM25 always returns *something*, so the
+//! relevance gate matters more than the ranking: a confident wrong answer about a
+//! machine is worse than "not in your manuals".
+
+use std::collections::HashSet;
+
+/// How the retrieval index weighs question words: the analyser (lowercase, stop words removed, stemmed)
+/// and inverse document frequency from the user's corpus. Terms the corpus does not contain get a high idf.
+pub trait TermWeights {
+    fn terms(&self, text: &str) -> Vec<String>;
+    fn idf(&self, term: &str) -> f32;
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Extract {
+    /// The answer text with [n] citations, n = 1-based position in `cited`.
+    pub text: String,
+    /// Indexes into the `passages` argument, in the order of their citation numbers.
+    pub cited: Vec<usize>,
+    /// false when nothing relevant scored high enough; then `text` says plainly the manuals don't cover it and cited is empty.
+    pub found: bool,
+}
+
+/// Fixed refusal; deliberately says nothing about the topic so it cannot be wrong.
+pub const NOT_FOUND_TEXT: &str = "I couldn't find this in your manuals. Try rephrasing the question, or upload the manual that covers it.";
+
+/// Share of the question's idf mass a passage must contain. A rare key word
+/// missing from the corpus ("toner" in an ink printer manual) sinks the question,
+/// one missing word out of three equally rare ones does not. Above 0.5 so that
+/// matching half a question ("paper cassette" in "does alcohol damage the paper
+/// cassette?") is not taken for an answer.
+const COVERAGE_MIN: f32 = 0.6;
+/// Extra sentences must score at least this share of the best one.
+const EXTRA_SENTENCE_RATIO: f32 = 0.5;
+/// An extra sentence that adds no new question term must be nearly as good as the best.
+const EXTRA_SAME_TERMS_RATIO: f32 = 0.8;
+const MAX_SENTENCES: usize = 3;
+/// Retriever rank is a weak tie-breaker, not a signal to override term matches.
+const RANK_PENALTY: f32 = 0.03;
+const HEADING_MAX_WORDS: usize = 10;
+const MIN_SENTENCE_WORDS: usize = 3;
+const CONTINUATION_MAX_WORDS: usize = 80;
+const CONTINUATION_MAX_LINES: usize = 4;
+const DUPLICATE_JACCARD: f32 = 0.8;
+/// How much less of the question a step list may cover than the best passage.
+const LIST_COVERAGE_SLACK: f32 = 0.15;
+/// Question terms found only in a sentence's section heading count this much.
+const HEADING_WEIGHT: f32 = 0.5;
+/// "The warranty period is two years" defines what "what is the warranty period" asks for;
+/// a sentence that merely mentions the same words ranks below it.
+const DEFINITION_BONUS: f32 = 1.5;
+const COPULAS: &[&str] = &[
+    "is",
+    "are",
+    "was",
+    "lasts",
+    "means",
+    "indicates",
+    "weighs",
+    "takes",
+];
+
+/// Words that frame a question rather than name its topic. Terms the analyser
+/// already drops vanish here too, so this works whatever stop-word list the
+/// index uses (Lucene's English list keeps "how", "what", "I"). Left in, these
+/// words would get a high idf because manuals rarely contain "long", "mean" or
+/// "I", and answerable questions would fail the gate.
+const FRAMING_WORDS: &str = "how what which who whom whose why when where whether \
+i me my mine myself we us our you your yours he she him her they them their it its this that \
+these those there here do does did done doing can could should would will shall may might must \
+is are am be been being was were have has had having a an the of to in on at by for from with \
+and or but if so than about any some also just please \
+long much many often way ways need needs needed able possible tell know explain mean means \
+meaning happen happens want wants help get go goes make use using thing things something anything \
+properly correctly exactly actually really manual manuals say says said work";
+
+pub fn extract_answer(question: &str, passages: &[&str], weights: &dyn TermWeights) -> Extract {
+    let query = Query::new(question, weights);
+    if query.terms.is_empty() || query.total <= 0.0 {
+        return not_found();
+    }
+    let passage_terms: Vec<HashSet<String>> = passages
+        .iter()
+        .map(|p| weights.terms(p).into_iter().collect())
+        .collect();
+    let passing: Vec<usize> = (0..passages.len())
+        .filter(|&i| query.coverage(&passage_terms[i]) >= COVERAGE_MIN)
+        .collect();
+    if passing.is_empty() {
+        return not_found();
+    }
+    let best_coverage = passing
+        .iter()
+        .map(|&i| query.coverage(&passage_terms[i]))
+        .fold(0.0, f32::max);
+    if is_how_to(question)
+        && let Some(answer) = answer_with_steps(&query, passages, &passing, best_coverage, weights)
+    {
+        return answer;
+    }
+    answer_with_sentences(&query, passages, &passing, weights).unwrap_or_else(not_found)
+}
+
+fn not_found() -> Extract {
+    Extract {
+        text: NOT_FOUND_TEXT.to_string(),
+        cited: Vec::new(),
+        found: false,
+    }
+}
+
+struct Query {
+    /// Distinct content terms with their (sanitised) idf.
+    terms: Vec<(String, f32)>,
+    total: f32,
+}
+
+impl Query {
+    fn new(question: &str, weights: &dyn TermWeights) -> Self {
+        let framing: HashSet<String> = weights.terms(FRAMING_WORDS).into_iter().collect();
+        let mut seen = HashSet::new();
+        let mut terms = Vec::new();
+        for term in weights.terms(question) {
+            if framing.contains(&term) || !seen.insert(term.clone()) {
+                continue;
+            }
+            let idf = weights.idf(&term);
+            // A misbehaving weight source must not turn the gate into NaN comparisons.
+            let idf = if idf.is_finite() && idf > 0.0 {
+                idf
+            } else {
+                0.0
+            };
+            terms.push((term, idf));
+        }
+        let total = terms.iter().map(|(_, w)| w).sum();
+        Query { terms, total }
+    }
+
+    fn matched(&self, present: &HashSet<String>) -> f32 {
+        self.terms
+            .iter()
+            .filter(|(t, _)| present.contains(t))
+            .map(|(_, w)| w)
+            .sum()
+    }
+
+    fn coverage(&self, present: &HashSet<String>) -> f32 {
+        if self.total <= 0.0 {
+            0.0
+        } else {
+            self.matched(present) / self.total
+        }
+    }
+}
+
+fn is_how_to(question: &str) -> bool {
+    let mut norm = String::from(" ");
+    for c in question.chars().flat_map(char::to_lowercase) {
+        if c.is_alphanumeric() || c == '\'' {
+            norm.push(c);
+        } else if !norm.ends_with(' ') {
+            norm.push(' ');
+        }
+    }
+    if !norm.ends_with(' ') {
+        norm.push(' ');
+    }
+    const CUES: &[&str] = &[
+        " how do i ",
+        " how can i ",
+        " how to ",
+        " how should i ",
+        " how would i ",
+        " how do you ",
+        " how can you ",
+        " how do we ",
+        " how can we ",
+        " how does one ",
+        " how is ",
+        " how are ",
+        " what are the steps ",
+        " what steps ",
+        " which steps ",
+        " steps ",
+        " procedure ",
+        " instructions ",
+        " process for ",
+    ];
+    CUES.iter().any(|cue| norm.contains(cue))
+}
+
+fn term_set(weights: &dyn TermWeights, text: &str) -> HashSet<String> {
+    weights.terms(text).into_iter().collect()
+}
+
+fn rank_factor(rank: usize) -> f32 {
+    let r = u16::try_from(rank.min(10)).unwrap_or(10);
+    1.0 - RANK_PENALTY * f32::from(r)
+}
+
+fn cite_text(n: usize) -> String {
+    format!("[{n}]")
+}
+
+// ---------------------------------------------------------------- step lists
+
+struct PLine<'a> {
+    text: &'a str,
+    blank_before: bool,
+}
+
+fn passage_lines(passage: &str) -> Vec<PLine<'_>> {
+    let mut out = Vec::new();
+    let mut blank = false;
+    for line in passage.lines() {
+        let text = line.trim();
+        if text.is_empty() {
+            blank = true;
+        } else {
+            out.push(PLine {
+                text,
+                blank_before: blank,
+            });
+            blank = false;
+        }
+    }
+    out
+}
+
+struct StepList {
+    /// First line of the list.
+    start: usize,
+    /// Exclusive end line.
+    end: usize,
+    /// First line after the previous list (or of the passage).
+    section_start: usize,
+    /// First line of the list's own section (its heading, if any).
+    context_start: usize,
+    lead: Vec<String>,
+}
+
+fn find_step_lists(lines: &[PLine<'_>]) -> Vec<StepList> {
+    let mut lists = Vec::new();
+    let mut section_start = 0;
+    let mut i = 0;
+    while i < lines.len() {
+        let Some(first) = list_marker(lines[i].text).filter(|m| m.starts_list()) else {
+            i += 1;
+            continue;
+        };
+        let end = list_end(lines, i);
+        let mut last = first;
+        let mut primary = 1;
+        for line in &lines[i + 1..end] {
+            if let Some(m) = list_marker(line.text)
+                && m.follows(last)
+            {
+                last = m;
+                primary += 1;
+            }
+        }
+        if primary < 2 {
+            i += 1;
+            continue;
+        }
+        let heading = (section_start..i)
+            .rev()
+            .find(|&k| looks_like_heading(lines[k].text));
+        let mut lead = Vec::new();
+        if let Some(h) = heading {
+            lead.push(lines[h].text.to_string());
+        }
+        if i > section_start && heading != Some(i - 1) {
+            let prev = lines[i - 1].text;
+            if prev.ends_with(':')
+                && let Some(intro) = split_sentences(prev).last()
+            {
+                lead.push((*intro).to_string());
+            }
+        }
+        lists.push(StepList {
+            start: i,
+            end,
+            section_start,
+            context_start: heading.unwrap_or(section_start),
+            lead,
+        });
+        section_start = end;
+        i = end;
+    }
+    lists
+}
+
+/// Exclusive end of the list starting at `start`: items in sequence, sub-items,
+/// short continuation lines between items, and lines glued to the last item.
+fn list_end(lines: &[PLine<'_>], start: usize) -> usize {
+    let Some(first) = list_marker(lines[start].text) else {
+        return start + 1;
+    };
+    let mut last = first;
+    let mut j = start + 1;
+    let mut end = j;
+    while j < lines.len() {
+        match list_marker(lines[j].text) {
+            Some(m) if m.follows(last) => {
+                last = m;
+                j += 1;
+                end = j;
+            }
+            Some(m) if m.starts_list() && m.same_family(first) => break,
+            Some(m) if m.is_numbered() => break,
+            Some(_) => {
+                j += 1;
+                end = j;
+            }
+            None => {
+                let mut k = j;
+                let mut words = 0;
+                while k < lines.len()
+                    && k - j < CONTINUATION_MAX_LINES
+                    && list_marker(lines[k].text).is_none()
+                {
+                    words += word_count(lines[k].text);
+                    k += 1;
+                }
+                let resumes = k < lines.len()
+                    && words <= CONTINUATION_MAX_WORDS
+                    && list_marker(lines[k].text).is_some_and(|m| m.follows(last));
+                if resumes {
+                    j = k;
+                    continue;
+                }
+                let mut t = j;
+                while t < lines.len()
+                    && !lines[t].blank_before
+                    && !looks_like_heading(lines[t].text)
+                {
+                    t += 1;
+                }
+                end = t;
+                break;
+            }
+        }
+    }
+    end
+}
+
+fn answer_with_steps(
+    query: &Query,
+    passages: &[&str],
+    passing: &[usize],
+    best_coverage: f32,
+    weights: &dyn TermWeights,
+) -> Option<Extract> {
+    // A list about a neighbouring task ("replace the cartridge" when asked to
+    // "clean the print head") shares words with the question; it must match
+    // about as well as the best passage does, or sentences answer better.
+    let needed = COVERAGE_MIN.max(best_coverage - LIST_COVERAGE_SLACK);
+    let mut best: Option<(f32, usize, Vec<String>)> = None;
+    for &p in passing {
+        let lines = passage_lines(passages[p]);
+        for list in find_step_lists(&lines) {
+            // Headings above the section (page or product title) say what the list is about too.
+            let context: Vec<&str> = lines[list.section_start..list.context_start]
+                .iter()
+                .map(|l| l.text)
+                .filter(|t| looks_like_heading(t))
+                .chain(lines[list.context_start..list.end].iter().map(|l| l.text))
+                .collect();
+            let coverage = query.coverage(&term_set(weights, &context.join("\n")));
+            if coverage < needed {
+                continue;
+            }
+            let lead_coverage = query.coverage(&term_set(weights, &list.lead.join("\n")));
+            let score = (coverage + 0.5 * lead_coverage) * rank_factor(p);
+            if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
+                let mut out: Vec<String> = list.lead.clone();
+                if out.is_empty() {
+                    out.push("Steps:".to_string());
+                }
+                out.extend(
+                    lines[list.start..list.end]
+                        .iter()
+                        .map(|l| l.text.to_string()),
+                );
+                best = Some((score, p, out));
+            }
+        }
+    }
+    let (_, p, lines) = best?;
+    let mut text = lines.join("\n");
+    text.push(' ');
+    text.push_str(&cite_text(1));
+    Some(Extract {
+        text,
+        cited: vec![p],
+        found: true,
+    })
+}
+
+// ---------------------------------------------------------------- sentences
+
+struct Candidate<'a> {
+    passage: usize,
+    position: usize,
+    text: &'a str,
+    terms: HashSet<String>,
+    words: HashSet<String>,
+    score: f32,
+}
+
+fn answer_with_sentences(
+    query: &Query,
+    passages: &[&str],
+    passing: &[usize],
+    weights: &dyn TermWeights,
+) -> Option<Extract> {
+    let mut candidates: Vec<Candidate<'_>> = Vec::new();
+    for &p in passing {
+        let mut position = 0;
+        let mut heading_terms: HashSet<String> = HashSet::new();
+        for line in passages[p].lines() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            // A bare heading is no answer, but it says what the sentences below it are about.
+            if looks_like_heading(line) {
+                heading_terms = term_set(weights, line);
+                continue;
+            }
+            let body = strip_marker(line);
+            for sentence in split_sentences(body) {
+                position += 1;
+                // "To descale the machine:" introduces text it does not contain.
+                if word_count(sentence) < MIN_SENTENCE_WORDS || sentence.ends_with(':') {
+                    continue;
+                }
+                let terms = term_set(weights, sentence);
+                let own = query.matched(&terms);
+                if own <= 0.0 {
+                    continue;
+                }
+                let from_heading: f32 = query
+                    .terms
+                    .iter()
+                    .filter(|(t, _)| heading_terms.contains(t) && !terms.contains(t))
+                    .map(|(_, w)| w)
+                    .sum();
+                candidates.push(Candidate {
+                    passage: p,
+                    position,
+                    text: sentence,
+                    words: plain_words(sentence),
+                    terms,
+                    score: (own + HEADING_WEIGHT * from_heading)
+                        * rank_factor(p)
+                        * definition_factor(query, sentence, weights),
+                });
+            }
+        }
+    }
+    // Stable sort keeps retriever order among equal scores, so output is deterministic.
+    candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let best_score = candidates.first()?.score;
+
+    // Greedy: after the best sentence, prefer sentences that answer a part of the
+    // question not yet covered over ones that repeat the same terms.
+    let mut chosen: Vec<&Candidate<'_>> = Vec::new();
+    let mut covered: HashSet<&str> = HashSet::new();
+    let mut remaining: Vec<&Candidate<'_>> = candidates.iter().collect();
+    while chosen.len() < MAX_SENTENCES {
+        let mut pick: Option<(usize, f32)> = None;
+        for (i, cand) in remaining.iter().enumerate() {
+            if cand.score < EXTRA_SENTENCE_RATIO * best_score {
+                break;
+            }
+            if chosen.iter().any(|c| near_duplicate(&c.words, &cand.words)) {
+                continue;
+            }
+            let gain: f32 = query
+                .terms
+                .iter()
+                .filter(|(t, _)| cand.terms.contains(t) && !covered.contains(t.as_str()))
+                .map(|(_, w)| w)
+                .sum();
+            // A sentence that adds no question term is only worth quoting when it is nearly
+            // as strong as the best one, next to it in the same passage (two statements of
+            // the same fact, say).
+            let restates = query.terms.len() >= 2
+                && cand.score >= EXTRA_SAME_TERMS_RATIO * best_score
+                && chosen.iter().any(|c| c.passage == cand.passage);
+            if !chosen.is_empty() && gain <= 0.0 && !restates {
+                continue;
+            }
+            if pick.is_none_or(|(_, g)| gain > g) {
+                pick = Some((i, gain));
+            }
+            if chosen.is_empty() {
+                break;
+            }
+        }
+        let Some((i, _)) = pick else { break };
+        let cand = remaining.remove(i);
+        for (t, _) in &query.terms {
+            if cand.terms.contains(t) {
+                covered.insert(t.as_str());
+            }
+        }
+        chosen.push(cand);
+    }
+    chosen.sort_by_key(|c| (c.passage, c.position));
+
+    let mut cited: Vec<usize> = Vec::new();
+    let mut parts: Vec<String> = Vec::new();
+    for cand in chosen {
+        let n = match cited.iter().position(|&p| p == cand.passage) {
+            Some(i) => i + 1,
+            None => {
+                cited.push(cand.passage);
+                cited.len()
+            }
+        };
+        parts.push(format!("{} {}", cand.text, cite_text(n)));
+    }
+    Some(Extract {
+        text: parts.join(" "),
+        cited,
+        found: true,
+    })
+}
+
+/// Rewards a sentence in which a question term is the subject of a copula ("… period is …").
+fn definition_factor(query: &Query, sentence: &str, weights: &dyn TermWeights) -> f32 {
+    let words: Vec<String> = sentence
+        .split_whitespace()
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_alphanumeric())
+                .to_lowercase()
+        })
+        .collect();
+    let defines = words.windows(2).any(|pair| {
+        COPULAS.contains(&pair[1].as_str())
+            && weights
+                .terms(&pair[0])
+                .iter()
+                .any(|term| query.terms.iter().any(|(t, _)| t == term))
+    });
+    if defines { DEFINITION_BONUS } else { 1.0 }
+}
+
+fn plain_words(s: &str) -> HashSet<String> {
+    s.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Manuals repeat warnings across sections; quoting the same sentence twice wastes the answer.
+fn near_duplicate(a: &HashSet<String>, b: &HashSet<String>) -> bool {
+    let union = a.union(b).count();
+    if union == 0 {
+        return true;
+    }
+    let shared = a.intersection(b).count();
+    let smaller = a.len().min(b.len());
+    shared == smaller || ratio(shared, union) >= DUPLICATE_JACCARD
+}
+
+fn ratio(a: usize, b: usize) -> f32 {
+    // Word counts of a sentence fit comfortably in f32's exact integer range.
+    let a = u16::try_from(a).map_or(f32::MAX, f32::from);
+    let b = u16::try_from(b).map_or(f32::MAX, f32::from);
+    if b == 0.0 { 0.0 } else { a / b }
+}
+
+// ---------------------------------------------------------------- text shape
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Marker {
+    Num(u32),
+    Step(u32),
+    Letter(u32),
+    Bullet,
+}
+
+impl Marker {
+    fn is_numbered(self) -> bool {
+        matches!(self, Marker::Num(_) | Marker::Step(_))
+    }
+
+    fn starts_list(self) -> bool {
+        !matches!(self, Marker::Bullet)
+    }
+
+    fn same_family(self, other: Marker) -> bool {
+        std::mem::discriminant(&self) == std::mem::discriminant(&other)
+    }
+
+    fn follows(self, prev: Marker) -> bool {
+        match (prev, self) {
+            (Marker::Num(a), Marker::Num(b))
+            | (Marker::Step(a), Marker::Step(b))
+            | (Marker::Letter(a), Marker::Letter(b)) => b == a.saturating_add(1),
+            _ => false,
+        }
+    }
+}
+
+/// Recognises the list markers chunk.rs keeps at line starts.
+fn list_marker(s: &str) -> Option<Marker> {
+    marker_split(s).map(|(m, _)| m)
+}
+
+/// The marker and the text after it.
+fn marker_split(s: &str) -> Option<(Marker, &str)> {
+    let mut chars = s.chars();
+    let first = chars.next()?;
+    let second = chars.next();
+    if matches!(
+        first,
+        '•' | '▪' | '◦' | '‣' | '●' | '○' | '■' | '□' | '·' | '►' | '✓'
+    ) {
+        return Some((
+            Marker::Bullet,
+            s.get(first.len_utf8()..).unwrap_or("").trim_start(),
+        ));
+    }
+    if matches!(first, '-' | '*' | '+' | '–' | '—') {
+        let rest = s.get(first.len_utf8()..).unwrap_or("");
+        return (second == Some(' ') && rest.trim_start().chars().next().is_some())
+            .then(|| (Marker::Bullet, rest.trim_start()));
+    }
+    if s.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("step")) {
+        let after_word = s.get(4..).unwrap_or("");
+        let rest = after_word.trim_start();
+        if rest.len() < after_word.len() || rest.starts_with(|c: char| c.is_ascii_digit()) {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            if (1..=3).contains(&digits.len()) {
+                let after = rest.get(digits.len()..).unwrap_or("");
+                let ok = after.is_empty()
+                    || after.starts_with([' ', '.', ':', ')', '-', '–'].as_slice());
+                if ok {
+                    let text = after
+                        .trim_start_matches(['.', ':', ')', '-', '–'])
+                        .trim_start();
+                    return digits.parse().ok().map(|n| (Marker::Step(n), text));
+                }
+            }
+        }
+        return None;
+    }
+    let (body, paren) = match s.strip_prefix('(') {
+        Some(rest) => (rest, true),
+        None => (s, false),
+    };
+    let digits: String = body.chars().take_while(char::is_ascii_digit).collect();
+    if (1..=3).contains(&digits.len()) {
+        let after = body.get(digits.len()..).unwrap_or("");
+        let closed = if paren {
+            after.strip_prefix(')')
+        } else {
+            after.strip_prefix('.').or_else(|| after.strip_prefix(')'))
+        };
+        return match closed {
+            Some(rest) if rest.is_empty() || rest.starts_with(' ') => digits
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(|n| (Marker::Num(n), rest.trim_start())),
+            _ => None,
+        };
+    }
+    if first.is_ascii_alphabetic() && !paren {
+        let closer = second?;
+        let ok_closer = closer == ')' || (closer == '.' && first.is_ascii_lowercase());
+        let rest = s.get(2..).unwrap_or("");
+        if ok_closer && rest.starts_with(' ') && rest.len() > 1 {
+            let idx = u32::from(first.to_ascii_lowercase()) - u32::from('a') + 1;
+            return Some((Marker::Letter(idx), rest.trim_start()));
+        }
+    }
+    None
+}
+
+fn strip_marker(line: &str) -> &str {
+    marker_split(line).map_or(line, |(_, rest)| rest)
+}
+
+fn word_count(s: &str) -> usize {
+    s.split_whitespace().count()
+}
+
+fn looks_like_heading(s: &str) -> bool {
+    let words = word_count(s);
+    let trimmed = s.trim_end_matches(['"', '\'', ')', ']', '”', '’', '*']);
+    (1..=HEADING_MAX_WORDS).contains(&words)
+        && s.chars().next().is_some_and(|c| !c.is_lowercase())
+        && s.chars().any(char::is_alphabetic)
+        && !trimmed.ends_with(['.', '!', '?', ';', ':', ',', '…', '。'])
+        // "Warranty: 2 years" is a fact, not a heading.
+        && !s.contains(':')
+        && list_marker(s).is_none()
+        && !s.starts_with('|')
+}
+
+/// Abbreviations that never end a sentence when followed by more text.
+const ABBREVIATIONS: &[&str] = &[
+    "e.g", "i.e", "eg", "ie", "approx", "appr", "ca", "cf", "vs", "incl", "excl", "esp", "resp",
+    "mr", "mrs", "ms", "dr", "prof", "jr", "sr", "st", "inc", "ltd", "corp", "co", "dept",
+];
+/// Abbreviations that only precede a number ("No. 3", "Fig. 2", "p. 14").
+const NUMBER_ABBREVIATIONS: &[&str] = &[
+    "no", "nos", "nr", "p", "pp", "pg", "vol", "ch", "chap", "sec", "sect", "art", "ref", "tel",
+    "ext", "fig", "figs", "tab", "item", "para", "pt", "model", "version", "ver", "v",
+];
+
+fn is_sentence_end(c: char) -> bool {
+    matches!(c, '.' | '!' | '?' | '…' | '。' | '！' | '？')
+}
+
+/// Splits one line into sentences; slices are verbatim (trimmed).
+fn split_sentences(text: &str) -> Vec<&str> {
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i].1;
+        if !is_sentence_end(c) {
+            i += 1;
+            continue;
+        }
+        let mut j = i + 1;
+        while j < chars.len()
+            && (is_sentence_end(chars[j].1)
+                || matches!(chars[j].1, '"' | '\'' | ')' | ']' | '”' | '’' | '»'))
+        {
+            j += 1;
+        }
+        let end = chars.get(j).map_or(text.len(), |(p, _)| *p);
+        let spaced = chars.get(j).is_none_or(|(_, ch)| ch.is_whitespace());
+        let cjk = matches!(c, '。' | '！' | '？');
+        if (spaced || cjk) && ends_sentence(text, &chars, i, j) {
+            let s = text.get(start..end).unwrap_or("").trim();
+            if !s.is_empty() {
+                out.push(s);
+            }
+            start = end;
+        }
+        i = j;
+    }
+    let rest = text.get(start..).unwrap_or("").trim();
+    if !rest.is_empty() {
+        out.push(rest);
+    }
+    out
+}
+
+/// Decides whether the punctuation run chars[i..j] really ends a sentence.
+fn ends_sentence(text: &str, chars: &[(usize, char)], i: usize, j: usize) -> bool {
+    if chars[i..j]
+        .iter()
+        .any(|(_, c)| matches!(c, '!' | '?' | '！' | '？' | '。'))
+    {
+        return true;
+    }
+    let Some(next) = chars[j..]
+        .iter()
+        .map(|(_, c)| *c)
+        .find(|c| !c.is_whitespace())
+    else {
+        return true;
+    };
+    if next.is_lowercase() {
+        return false;
+    }
+    let token_start = chars[..i]
+        .iter()
+        .rev()
+        .find(|(_, c)| c.is_whitespace())
+        .map_or(0, |(p, c)| p + c.len_utf8());
+    let token = text
+        .get(token_start..chars[i].0)
+        .unwrap_or("")
+        .trim_start_matches(['(', '"', '\'', '“', '‘', '['])
+        .to_lowercase();
+    if ABBREVIATIONS.contains(&token.as_str()) {
+        return false;
+    }
+    if NUMBER_ABBREVIATIONS.contains(&token.as_str()) && next.is_ascii_digit() {
+        return false;
+    }
+    // Initialisms like "U.S" and initials like "J" (as in "J. Smith").
+    let segments: Vec<&str> = token.split('.').collect();
+    if !token.is_empty() && segments.iter().all(|s| s.chars().count() == 1) {
+        return !segments.iter().all(|s| s.chars().all(char::is_alphabetic));
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const STOP_WORDS: &[&str] = &[
+        "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "how",
+        "i", "if", "in", "into", "is", "it", "its", "me", "my", "of", "on", "or", "should", "so",
+        "that", "the", "their", "then", "there", "these", "this", "to", "until", "was", "what",
+        "when", "where", "which", "while", "who", "why", "will", "with", "you", "your",
+    ];
+
+    /// Mimics the index: stop words, crude stemming, BM25 idf over the given texts.
+    struct FakeWeights {
+        df: HashMap<String, usize>,
+        docs: usize,
+        stops: &'static [&'static str],
+    }
+
+    /// Lucene's (and tantivy's) English list: keeps "how", "what", "I", "do".
+    const LUCENE_STOP_WORDS: &[&str] = &[
+        "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is",
+        "it", "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there",
+        "these", "they", "this", "to", "was", "will", "with",
+    ];
+
+    impl FakeWeights {
+        fn new(corpus: &[&str]) -> Self {
+            Self::with_stops(corpus, STOP_WORDS)
+        }
+
+        fn with_stops(corpus: &[&str], stops: &'static [&'static str]) -> Self {
+            let mut df = HashMap::new();
+            for doc in corpus {
+                let terms: HashSet<String> = analyse(doc, stops).into_iter().collect();
+                for t in terms {
+                    *df.entry(t).or_insert(0) += 1;
+                }
+            }
+            FakeWeights {
+                df,
+                docs: corpus.len(),
+                stops,
+            }
+        }
+    }
+
+    fn stem(word: &str) -> String {
+        let mut base = word;
+        for suffix in ["ing", "es", "ed", "s"] {
+            if let Some(b) = word.strip_suffix(suffix)
+                && b.chars().count() >= 3
+                && !word.ends_with("ss")
+            {
+                base = b;
+                break;
+            }
+        }
+        let base = base
+            .strip_suffix('e')
+            .filter(|b| b.len() >= 3)
+            .unwrap_or(base);
+        base.to_string()
+    }
+
+    fn analyse(text: &str, stops: &[&str]) -> Vec<String> {
+        text.to_lowercase()
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty() && !stops.contains(w))
+            .map(stem)
+            .collect()
+    }
+
+    impl TermWeights for FakeWeights {
+        fn terms(&self, text: &str) -> Vec<String> {
+            analyse(text, self.stops)
+        }
+
+        fn idf(&self, term: &str) -> f32 {
+            let n = self.docs as f32;
+            let df = self.df.get(term).copied().unwrap_or(0) as f32;
+            (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
+        }
+    }
+
+    const INK: &str = "Replacing the ink cartridge\nUse only genuine ink cartridges. Follow these steps:\n1. Turn the printer on and open the scanner unit.\n2. Wait until the print head moves to the replacement position.\n3. Press the tab on the old ink cartridge and lift it out.\n4. Shake the new cartridge gently four or five times.\n5. Remove the yellow tape from the new cartridge.\n6. Insert the new cartridge into the holder.\n7. Press down on the cartridge until it clicks into place.\n8. Close the scanner unit.\n9. Press the OK button to start charging the ink.";
+    const WARRANTY: &str = "Warranty\nThe warranty period is two years from the date of purchase. The warranty does not cover damage caused by third-party ink or misuse. Keep your receipt as proof of purchase.";
+    const PAPER: &str = "Loading paper\nPull out the paper cassette. Slide the edge guides to the sides. Load plain paper with the printable side down. Do not load paper above the arrow mark inside the edge guide.\n\nIf paper jams, open the rear cover and remove the jammed paper slowly.";
+    const CLEANING: &str = "Cleaning the print head\nIf printouts are faint or have gaps, clean the print head. Select Maintenance on the control panel, then Print Head Cleaning. Cleaning uses some ink, so clean the head only when print quality declines.\n\nCleaning the exterior\nWipe the printer with a soft, dry cloth. Do not use alcohol or thinner.";
+    const SAFETY: &str = "Safety instructions\nPlace the printer on a flat, stable surface. Do not touch the print head while the printer is on. Keep ink cartridges out of the reach of children.";
+
+    fn corpus() -> Vec<&'static str> {
+        vec![INK, WARRANTY, PAPER, CLEANING, SAFETY]
+    }
+
+    fn ask(question: &str, passages: &[&str]) -> Extract {
+        let weights = FakeWeights::new(&corpus());
+        extract_answer(question, passages, &weights)
+    }
+
+    #[test]
+    fn how_to_returns_whole_numbered_list() {
+        let answer = ask(
+            "How do I replace the ink cartridge?",
+            &[INK, SAFETY, CLEANING],
+        );
+        assert!(answer.found, "{answer:?}");
+        assert_eq!(answer.cited, vec![0]);
+        let lines: Vec<&str> = answer.text.lines().collect();
+        assert_eq!(lines[0], "Replacing the ink cartridge");
+        assert_eq!(lines[1], "Follow these steps:");
+        assert_eq!(lines.len(), 11, "{}", answer.text);
+        assert!(lines[2].starts_with("1. Turn the printer on"));
+        assert_eq!(
+            lines[10],
+            "9. Press the OK button to start charging the ink. [1]"
+        );
+    }
+
+    #[test]
+    fn how_to_prefers_matching_list_over_rank() {
+        let descale = "Descaling\n1. Fill the tank with descaler.\n2. Run the descaling program.\n3. Rinse the tank with water.";
+        let weights = FakeWeights::new(&[descale, INK, WARRANTY]);
+        let answer = extract_answer("How to replace an ink cartridge", &[descale, INK], &weights);
+        assert_eq!(answer.cited, vec![1], "{answer:?}");
+        assert!(answer.text.contains("9. Press the OK button"));
+    }
+
+    #[test]
+    fn how_to_ignores_list_for_a_different_task() {
+        // Step 2 of the ink list mentions the print head, but the list is not about cleaning it.
+        let answer = ask("How do I clean the print head?", &[INK, CLEANING]);
+        assert!(answer.found);
+        assert_eq!(answer.cited, vec![1], "{}", answer.text);
+        assert!(!answer.text.contains("1. Turn"));
+    }
+
+    #[test]
+    fn how_to_uses_titles_above_the_section() {
+        let manual = "Coffee Maker CM-2\nDescaling\nDescale the machine every three months.\nTo descale the machine:\nStep 1: Fill the water tank and add the descaler.\nStep 2: Place a container under the spout.\nStep 3: Press and hold the descale button.";
+        let weights = FakeWeights::new(&[manual, WARRANTY, PAPER, INK]);
+        let answer = extract_answer("How do I descale the coffee maker?", &[manual], &weights);
+        assert_eq!(
+            answer.text,
+            "Descaling\nTo descale the machine:\nStep 1: Fill the water tank and add the descaler.\nStep 2: Place a container under the spout.\nStep 3: Press and hold the descale button. [1]"
+        );
+        // Without a list-shaped question, the intro line is never quoted on its own.
+        let answer = extract_answer("descale coffee maker", &[manual], &weights);
+        assert!(
+            !answer.text.contains("To descale the machine:"),
+            "{}",
+            answer.text
+        );
+    }
+
+    #[test]
+    fn single_term_question_does_not_pad_with_unrelated_sentences() {
+        let text = "Descaling\nDescale the machine every three months. Use the supplied descaler only.\n\nCleaning\nPress the descale button to stop the descale program.";
+        let weights = FakeWeights::new(&[text, WARRANTY, PAPER]);
+        let answer = extract_answer("How often should I descale?", &[text], &weights);
+        assert_eq!(answer.text, "Descale the machine every three months. [1]");
+    }
+
+    #[test]
+    fn how_to_without_lead_uses_neutral_framing() {
+        let steps = "1. Open the lid of the water tank.\n2. Fill the water tank with fresh water.\n3. Close the lid.";
+        let weights = FakeWeights::new(&[steps, WARRANTY, PAPER]);
+        let answer = extract_answer("How do I fill the water tank?", &[steps], &weights);
+        assert!(answer.found);
+        assert_eq!(
+            answer.text,
+            "Steps:\n1. Open the lid of the water tank.\n2. Fill the water tank with fresh water.\n3. Close the lid. [1]"
+        );
+    }
+
+    #[test]
+    fn warranty_question_returns_warranty_sentence() {
+        let answer = ask("What is the warranty period?", &[WARRANTY, INK]);
+        assert!(answer.found);
+        assert_eq!(answer.cited, vec![0]);
+        assert!(
+            answer
+                .text
+                .starts_with("The warranty period is two years from the date of purchase. [1]"),
+            "{}",
+            answer.text
+        );
+        assert!(!answer.text.contains("Keep your receipt"));
+    }
+
+    #[test]
+    fn framing_words_do_not_block_answers() {
+        let answer = ask("How long is the warranty?", &[WARRANTY]);
+        assert!(answer.found, "{answer:?}");
+        assert!(answer.text.contains("two years"));
+    }
+
+    #[test]
+    fn question_words_kept_by_the_analyser_do_not_block_answers() {
+        let weights = FakeWeights::with_stops(&corpus(), LUCENE_STOP_WORDS);
+        let answer = extract_answer("How do I replace the ink cartridge?", &[INK], &weights);
+        assert!(
+            answer.found && answer.text.contains("\n9. Press"),
+            "{answer:?}"
+        );
+        let answer = extract_answer("What is the warranty period?", &[WARRANTY], &weights);
+        assert!(
+            answer.text.starts_with("The warranty period is two years"),
+            "{answer:?}"
+        );
+        let answer = extract_answer("How do I replace the toner?", &[INK], &weights);
+        assert!(!answer.found);
+        assert!(!extract_answer("What is it?", &[INK], &weights).found);
+    }
+
+    #[test]
+    fn unrelated_question_is_refused() {
+        let answer = ask("What is the capital of France?", &[WARRANTY, INK, PAPER]);
+        assert!(!answer.found);
+        assert!(answer.cited.is_empty());
+        assert_eq!(answer.text, NOT_FOUND_TEXT);
+    }
+
+    #[test]
+    fn absent_key_term_is_refused() {
+        let answer = ask("How do I replace the toner?", &[INK, CLEANING, PAPER]);
+        assert!(!answer.found, "{answer:?}");
+        let answer = ask("How do I replace the toner cartridge?", &[INK, CLEANING]);
+        assert!(!answer.found, "{answer:?}");
+    }
+
+    #[test]
+    fn question_without_content_terms_is_refused() {
+        assert!(!ask("what is it?", &[INK, WARRANTY]).found);
+        assert!(!ask("How long?", &[INK, WARRANTY]).found);
+        assert!(!ask("", &[INK]).found);
+        assert!(!ask("???", &[INK]).found);
+    }
+
+    #[test]
+    fn citations_number_across_passages() {
+        let a = "Descaling\nAdd the descaler to the tank. Use cold water only.";
+        let b = "Water tank\nMix the descaler with water before use.";
+        let weights = FakeWeights::new(&[a, b, WARRANTY, PAPER]);
+        let question = "How much water and descaler go in the tank?";
+        let answer = extract_answer(question, &[a, b], &weights);
+        assert!(answer.found, "{answer:?}");
+        assert_eq!(answer.cited, vec![0, 1]);
+        assert_eq!(
+            answer.text,
+            "Add the descaler to the tank. [1] Mix the descaler with water before use. [2]"
+        );
+        // Numbers follow retriever rank, whichever passage holds the best sentence.
+        let answer = extract_answer(question, &[b, a], &weights);
+        assert_eq!(answer.cited, vec![0, 1]);
+        assert_eq!(
+            answer.text,
+            "Mix the descaler with water before use. [1] Add the descaler to the tank. [2]"
+        );
+    }
+
+    #[test]
+    fn heading_context_and_new_terms_pick_the_right_sentences() {
+        let answer = ask(
+            "Can I clean the exterior with alcohol?",
+            &[WARRANTY, CLEANING],
+        );
+        assert!(answer.found, "{answer:?}");
+        assert_eq!(answer.cited, vec![1]);
+        // "Do not use alcohol" only mentions alcohol; its heading supplies "cleaning the exterior".
+        assert!(
+            answer
+                .text
+                .starts_with("Do not use alcohol or thinner. [1]")
+                || answer.text.ends_with("Do not use alcohol or thinner. [1]"),
+            "{}",
+            answer.text
+        );
+    }
+
+    #[test]
+    fn two_part_question_needs_one_passage_covering_most_of_it() {
+        let answer = ask(
+            "Can I use alcohol to clean the exterior, and is third-party ink covered?",
+            &[WARRANTY, CLEANING],
+        );
+        assert!(!answer.found, "{answer:?}");
+    }
+
+    #[test]
+    fn half_covered_question_is_refused() {
+        // Matching "paper cassette" alone would answer a question about alcohol damage.
+        let answer = ask(
+            "Does alcohol damage the paper cassette?",
+            &[CLEANING, PAPER],
+        );
+        assert!(!answer.found, "{answer:?}");
+    }
+
+    #[test]
+    fn sentences_from_same_passage_share_number() {
+        let answer = ask("paper jams and edge guides when loading paper", &[PAPER]);
+        assert!(answer.found);
+        assert_eq!(answer.cited, vec![0]);
+        assert!(!answer.text.contains("[2]"));
+        assert!(answer.text.matches("[1]").count() >= 2, "{}", answer.text);
+    }
+
+    #[test]
+    fn output_is_verbatim() {
+        let passages = [INK, WARRANTY, PAPER, CLEANING, SAFETY];
+        for q in [
+            "What is the warranty period?",
+            "How do I clean the print head?",
+            "What should I not load the paper above?",
+            "Can children reach the ink cartridges?",
+            "How do I replace the ink cartridge?",
+        ] {
+            let answer = ask(q, &passages);
+            assert!(answer.found, "{q}");
+            for piece in answer.text.split(" [").flat_map(|s| s.split('\n')) {
+                let piece = piece.trim_start_matches(|c: char| c.is_ascii_digit() || c == ']');
+                let piece = piece.trim();
+                if piece.is_empty() || piece == "Steps:" {
+                    continue;
+                }
+                assert!(
+                    answer.cited.iter().any(|&i| passages[i].contains(piece)),
+                    "{q}: {piece:?} not verbatim"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn how_to_falls_back_to_sentences_without_list() {
+        let answer = ask("How do I clean the print head?", &[CLEANING, INK]);
+        assert!(answer.found);
+        assert_eq!(answer.cited, vec![0], "{}", answer.text);
+        assert!(
+            answer.text.contains("Print Head Cleaning"),
+            "{}",
+            answer.text
+        );
+    }
+
+    #[test]
+    fn empty_inputs_do_not_panic() {
+        let weights = FakeWeights::new(&[]);
+        assert!(!extract_answer("", &[], &weights).found);
+        assert!(!extract_answer("How do I replace the ink?", &[], &weights).found);
+        assert!(!extract_answer("How do I replace the ink?", &["", "  \n\n "], &weights).found);
+        assert!(!extract_answer("", &[INK], &weights).found);
+    }
+
+    #[test]
+    fn odd_inputs_do_not_panic() {
+        let long = "ink cartridge ".repeat(20_000);
+        let weird = "1.\n2)\n(3\nStep\n- \n•\na)\n…!?.\u{0}\u{FEFF}日本語。インク。🙂";
+        let passages = [long.as_str(), weird, "1. ink\n1. ink\n2. ink"];
+        let weights = FakeWeights::new(&passages);
+        for q in ["How do I ink?", "ink cartridge", "日本語", "🙂", "1. 2. 3."] {
+            let answer = extract_answer(q, &passages, &weights);
+            if answer.found {
+                assert!(!answer.cited.is_empty());
+            }
+        }
+    }
+
+    struct BrokenWeights;
+    impl TermWeights for BrokenWeights {
+        fn terms(&self, text: &str) -> Vec<String> {
+            analyse(text, STOP_WORDS)
+        }
+        fn idf(&self, _term: &str) -> f32 {
+            f32::NAN
+        }
+    }
+
+    #[test]
+    fn nan_idf_refuses_instead_of_panicking() {
+        assert!(!extract_answer("warranty period", &[WARRANTY], &BrokenWeights).found);
+    }
+
+    #[test]
+    fn deterministic() {
+        let passages = [INK, WARRANTY, PAPER, CLEANING, SAFETY];
+        let a = ask("What does the warranty cover?", &passages);
+        let b = ask("What does the warranty cover?", &passages);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn sentence_splitting_respects_abbreviations() {
+        let s = "Use a mild cleaner, e.g. Dish soap. Wait approx. 2.5 minutes. See Fig. 3 and No. 4 on p. 12. It is made in the U.S. By hand! Ready? Yes.";
+        assert_eq!(
+            split_sentences(s),
+            vec![
+                "Use a mild cleaner, e.g. Dish soap.",
+                "Wait approx. 2.5 minutes.",
+                "See Fig. 3 and No. 4 on p. 12.",
+                "It is made in the U.S. By hand!",
+                "Ready?",
+                "Yes."
+            ]
+        );
+        assert_eq!(
+            split_sentences("Set it to 3. Then wait."),
+            vec!["Set it to 3.", "Then wait."]
+        );
+        assert!(split_sentences("").is_empty());
+    }
+
+    #[test]
+    fn list_items_are_not_split_at_their_numbers() {
+        let lines =
+            passage_lines("Steps\n1. Open it.\n2. Close it.\nAfter that.\n\nUnrelated text.");
+        let lists = find_step_lists(&lines);
+        assert_eq!(lists.len(), 1);
+        assert_eq!((lists[0].start, lists[0].end), (1, 4));
+        assert_eq!(
+            strip_marker("3. Insert the cartridge."),
+            "Insert the cartridge."
+        );
+    }
+
+    #[test]
+    fn how_to_detection() {
+        assert!(is_how_to("How do I descale the machine?"));
+        assert!(is_how_to("how to reset wifi"));
+        assert!(is_how_to("What are the steps to pair the remote?"));
+        assert!(is_how_to("Procedure for cleaning the filter"));
+        assert!(!is_how_to("What is the warranty period?"));
+        assert!(!is_how_to("Why is the light blinking?"));
+    }
+}

@@ -1,0 +1,66 @@
+//! Command line and environment of manuel-local.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "manuel-local",
+    version,
+    about = "The Manuel API on one machine, with embedded components"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeConfig,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start the server (the default).
+    Serve(ServeConfig),
+    /// Print an ID token for a user, signed with this server's key.
+    Token(TokenConfig),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    #[arg(long, env = "MANUEL_HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "MANUEL_PORT", default_value_t = 3000)]
+    pub port: u16,
+    /// Where manuals, the database, the index and the keys live.
+    #[arg(long, env = "MANUEL_DATA_DIR", default_value = "./.manuel")]
+    pub data_dir: PathBuf,
+    /// Path of libpdfium.so (installed by `make setup`).
+    #[arg(
+        long,
+        env = "MANUEL_PDFIUM_LIB",
+        default_value = "./.tools/pdfium/libpdfium.so"
+    )]
+    pub pdfium_lib: PathBuf,
+    /// The largest manual accepted, in MiB.
+    #[arg(long, env = "MANUEL_MAX_UPLOAD_MB", default_value_t = 25)]
+    pub max_upload_mb: usize,
+    /// Base URL that download links point at (defaults to http://<host>:<port>).
+    #[arg(long, env = "MANUEL_PUBLIC_URL")]
+    pub public_url: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TokenConfig {
+    /// The user the token is for (its `sub`).
+    #[arg(long)]
+    pub user: String,
+    /// How long the token stays valid.
+    #[arg(long, default_value_t = 3600)]
+    pub ttl_seconds: u64,
+    /// The server's data directory (the key lives there).
+    #[arg(long, env = "MANUEL_DATA_DIR", default_value = "./.manuel")]
+    pub data_dir: PathBuf,
+}

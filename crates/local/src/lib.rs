@@ -1,0 +1,15 @@
+//! manuel-local: the embedded adapters (SQLite, files, tantivy, pdfium, the extractive answerer,
+//! a local identity provider) and the server that runs every function's router on one machine.
+
+pub mod answer;
+pub mod chunk;
+pub mod config;
+pub mod extractive;
+pub mod identity;
+pub mod index;
+pub mod ingest;
+pub mod objects;
+pub mod reader;
+pub mod secrets;
+pub mod server;
+pub mod store;

@@ -1,0 +1,48 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use manuel_local::config::{Cli, Command};
+use manuel_local::identity::LocalIdentity;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Token(config)) => {
+            match LocalIdentity::load_or_create(&config.data_dir)
+                .and_then(|identity| identity.issue_token(&config.user, config.ttl_seconds))
+            {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(&error),
+            }
+        }
+        Some(Command::Serve(config)) => serve(config),
+        None => serve(cli.serve),
+    }
+}
+
+fn serve(config: manuel_local::config::ServeConfig) -> ExitCode {
+    tracing_subscriber::fmt()
+        .json()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tantivy=warn")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&error),
+    };
+    match runtime.block_on(manuel_local::server::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&error),
+    }
+}
+
+fn fail(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("manuel-local: {error}");
+    ExitCode::FAILURE
+}

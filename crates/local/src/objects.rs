@@ -1,0 +1,250 @@
+//! Manual files under `<data_dir>/objects/`, and the signed, expiring links that download them.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use manuel_core::PortError;
+use manuel_core::ports::ObjectStore;
+use sha2::Sha256;
+
+pub struct FileObjectStore {
+    root: PathBuf,
+    links: LinkSigner,
+}
+
+impl FileObjectStore {
+    pub fn new(root: PathBuf, links: LinkSigner) -> Self {
+        Self { root, links }
+    }
+
+    /// Maps an object key to a file below the root. Keys are made by the functions, but a
+    /// key that could leave the root is refused anyway.
+    pub fn path_for(&self, key: &str) -> Result<PathBuf, PortError> {
+        let mut path = self.root.clone();
+        for segment in key.split('/') {
+            let safe = !segment.is_empty()
+                && segment != "."
+                && segment != ".."
+                && segment
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | '+'));
+            if !safe {
+                return Err(PortError::failed(format!("unsafe object key {key:?}")));
+            }
+            path.push(segment);
+        }
+        Ok(path)
+    }
+
+    pub fn links(&self) -> &LinkSigner {
+        &self.links
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FileObjectStore {
+    async fn put(&self, key: &str, bytes: Bytes, _content_type: &str) -> Result<(), PortError> {
+        let path = self.path_for(key)?;
+        let dir = path
+            .parent()
+            .ok_or_else(|| PortError::failed("an object needs a directory"))?
+            .to_owned();
+        tokio::task::spawn_blocking(move || write_atomically(&dir, &path, &bytes))
+            .await
+            .map_err(PortError::failed)?
+            .map_err(PortError::failed)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, PortError> {
+        let path = self.path_for(key)?;
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(PortError::failed(error)),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), PortError> {
+        let path = self.path_for(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(PortError::failed(error)),
+        }
+    }
+
+    async fn download_link(
+        &self,
+        key: &str,
+        file_name: &str,
+        _content_type: &str,
+        ttl: Duration,
+    ) -> Result<String, PortError> {
+        self.path_for(key)?;
+        Ok(self.links.sign(key, file_name, ttl))
+    }
+}
+
+fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let temp = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Signs `/files/<key>?name=…&expires=…&sig=…` links with a secret kept in the data directory.
+pub struct LinkSigner {
+    secret: Vec<u8>,
+    public_base_url: String,
+}
+
+/// Why a download link was refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    #[error("This download link has expired.")]
+    Expired,
+    #[error("This download link is not valid.")]
+    BadSignature,
+}
+
+impl LinkSigner {
+    pub fn new(secret: Vec<u8>, public_base_url: &str) -> Self {
+        Self {
+            secret,
+            public_base_url: public_base_url.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    pub fn sign(&self, key: &str, file_name: &str, ttl: Duration) -> String {
+        let expires = chrono::Utc::now().timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(3600);
+        let signature = self.signature(key, file_name, expires);
+        format!(
+            "{}/files/{}?name={}&expires={}&sig={}",
+            self.public_base_url,
+            key,
+            percent_encode(file_name),
+            expires,
+            signature
+        )
+    }
+
+    pub fn verify(
+        &self,
+        key: &str,
+        file_name: &str,
+        expires: i64,
+        signature: &str,
+    ) -> Result<(), LinkError> {
+        let expected = hex::decode(signature).map_err(|_| LinkError::BadSignature)?;
+        let mut mac = self.mac();
+        mac.update(&message(key, file_name, expires));
+        mac.verify_slice(&expected)
+            .map_err(|_| LinkError::BadSignature)?;
+        if expires < chrono::Utc::now().timestamp() {
+            return Err(LinkError::Expired);
+        }
+        Ok(())
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        // HMAC accepts keys of any length, so this cannot fail.
+        <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).unwrap_or_else(|_| unreachable!())
+    }
+
+    fn signature(&self, key: &str, file_name: &str, expires: i64) -> String {
+        let mut mac = self.mac();
+        mac.update(&message(key, file_name, expires));
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+fn message(key: &str, file_name: &str, expires: i64) -> Vec<u8> {
+    format!("{key}\n{file_name}\n{expires}").into_bytes()
+}
+
+fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_verify_until_they_expire_and_not_when_altered() {
+        let signer = LinkSigner::new(b"secret".to_vec(), "http://127.0.0.1:3000/");
+        let link = signer.sign(
+            "manuals/alice/x.pdf",
+            "My manual.pdf",
+            Duration::from_secs(60),
+        );
+        assert!(link.starts_with(
+            "http://127.0.0.1:3000/files/manuals/alice/x.pdf?name=My%20manual.pdf&expires="
+        ));
+        let query = link.split('?').nth(1).unwrap_or_default();
+        let field = |name: &str| {
+            query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let expires: i64 = field("expires").parse().unwrap_or_default();
+        let sig = field("sig");
+        assert_eq!(
+            signer.verify("manuals/alice/x.pdf", "My manual.pdf", expires, &sig),
+            Ok(())
+        );
+        assert_eq!(
+            signer.verify("manuals/bob/x.pdf", "My manual.pdf", expires, &sig),
+            Err(LinkError::BadSignature)
+        );
+        assert_eq!(
+            signer.verify("manuals/alice/x.pdf", "My manual.pdf", expires + 1, &sig),
+            Err(LinkError::BadSignature)
+        );
+        let old = signer.signature("manuals/alice/x.pdf", "n", 1000);
+        assert_eq!(
+            signer.verify("manuals/alice/x.pdf", "n", 1000, &old),
+            Err(LinkError::Expired)
+        );
+    }
+
+    #[test]
+    fn keys_cannot_leave_the_root() {
+        let store = FileObjectStore::new(
+            PathBuf::from("/data/objects"),
+            LinkSigner::new(vec![1], "http://x"),
+        );
+        assert!(store.path_for("manuals/alice/a.pdf").is_ok());
+        for key in [
+            "../etc/passwd",
+            "manuals//a",
+            "manuals/../../x",
+            "/abs",
+            "a/b c",
+        ] {
+            assert!(store.path_for(key).is_err(), "{key}");
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! Assembles manuel-local: the embedded adapters, every function's router, the local-only
+//! routes (JWKS, signed file links) and the shared middleware.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use manuel_core::ApiError;
+use manuel_core::auth::JwtVerifier;
+use manuel_core::http::serve_app;
+use manuel_core::ports::IngestionQueue;
+use manuel_process_manual::Processor;
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+use crate::config::ServeConfig;
+use crate::extractive::ExtractiveAnswerModel;
+use crate::identity::{AUDIENCE, ISSUER, LocalIdentity};
+use crate::index::LocalIndex;
+use crate::ingest::start_worker;
+use crate::objects::{FileObjectStore, LinkError, LinkSigner};
+use crate::reader::PdfiumReader;
+use crate::secrets::load_or_create_secret;
+use crate::store::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+fn config_error(context: &str) -> impl Fn(String) -> StartError + '_ {
+    move |message| StartError::Config(format!("{context}: {message}"))
+}
+
+/// Binds the listener, builds everything, resumes unfinished processing and serves until
+/// Ctrl-C or SIGTERM.
+pub async fn run(config: ServeConfig) -> Result<(), StartError> {
+    let address = SocketAddr::new(config.host, config.port);
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Listen { address, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| StartError::Listen { address, source })?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{bound}"));
+    let app = build(&config, &public_url).await?;
+    // Tests and scripts read this line to learn the port.
+    println!(
+        "manuel-local listening on http://{bound} (data in {})",
+        config.data_dir.display()
+    );
+    tracing::info!(address = %bound, "listening");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .map_err(|source| StartError::Listen {
+        address: bound,
+        source,
+    })
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+#[derive(Clone)]
+struct LocalRoutes {
+    jwks: Arc<Value>,
+    objects: Arc<FileObjectStore>,
+}
+
+pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, StartError> {
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir).map_err(|error| {
+        StartError::Config(format!(
+            "cannot create the data directory {}: {error}",
+            data_dir.display()
+        ))
+    })?;
+
+    let identity = LocalIdentity::load_or_create(data_dir)
+        .map_err(|error| StartError::Config(error.to_string()))?;
+    let jwk_set = identity
+        .jwk_set()
+        .map_err(|error| StartError::Config(error.to_string()))?;
+    let verifier = Arc::new(JwtVerifier::new(&jwk_set, ISSUER, AUDIENCE));
+
+    let link_secret =
+        load_or_create_secret(&data_dir.join("keys").join("link-signing-secret"), || {
+            use rand::RngCore;
+            let mut secret = vec![0u8; 32];
+            rand::thread_rng().fill_bytes(&mut secret);
+            secret
+        })
+        .map_err(|error| {
+            StartError::Config(format!(
+                "cannot read or create the link signing secret: {error}"
+            ))
+        })?;
+    let objects = Arc::new(FileObjectStore::new(
+        data_dir.join("objects"),
+        LinkSigner::new(link_secret, public_url),
+    ));
+    let store = Arc::new(
+        SqliteStore::open(&data_dir.join("manuel.sqlite3"))
+            .map_err(|error| config_error("cannot open the database")(error.to_string()))?,
+    );
+    let index = Arc::new(
+        LocalIndex::open(&data_dir.join("index"))
+            .map_err(|error| config_error("cannot open the search index")(error.to_string()))?,
+    );
+    let reader = Arc::new(PdfiumReader::load(&config.pdfium_lib).map_err(StartError::Config)?);
+
+    let processor = Processor {
+        objects: objects.clone(),
+        manuals: store.clone(),
+        knowledge_base: index.clone(),
+        reader,
+    };
+    let ingestion = start_worker(processor);
+    let pending = store
+        .pending()
+        .map_err(|error| config_error("cannot read unfinished manuals")(error.to_string()))?;
+    if !pending.is_empty() {
+        tracing::info!(count = pending.len(), "resuming unfinished processing");
+    }
+    for manual in pending {
+        ingestion
+            .enqueue(&manual.user_id, &manual.id)
+            .await
+            .map_err(|error| StartError::Config(error.to_string()))?;
+    }
+
+    let manuals = manuel_manuals::router(manuel_manuals::ManualsDeps {
+        objects: objects.clone(),
+        manuals: store.clone(),
+        knowledge_base: index.clone(),
+        ingestion,
+        verifier: verifier.clone(),
+        config: manuel_manuals::ManualsConfig {
+            max_upload_bytes: config.max_upload_mb.saturating_mul(1024 * 1024),
+            ..Default::default()
+        },
+    });
+    let query = manuel_query::router(manuel_query::QueryDeps {
+        manuals: store.clone(),
+        knowledge_base: index.clone(),
+        answer_model: Arc::new(ExtractiveAnswerModel::new(index)),
+        objects: objects.clone(),
+        verifier,
+        config: manuel_query::QueryConfig::default(),
+    });
+    let usage = manuel_usage::router(manuel_usage::UsageDeps {
+        version: env!("CARGO_PKG_VERSION"),
+    });
+    let local = Router::new()
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/files/{*key}", get(download))
+        .with_state(LocalRoutes {
+            jwks: Arc::new(identity.jwks_json().clone()),
+            objects,
+        });
+    Ok(serve_app(manuals.merge(query).merge(usage).merge(local)))
+}
+
+async fn jwks(State(routes): State<LocalRoutes>) -> Json<Value> {
+    Json(routes.jwks.as_ref().clone())
+}
+
+#[derive(Deserialize)]
+struct LinkParams {
+    name: String,
+    expires: i64,
+    sig: String,
+}
+
+async fn download(
+    State(routes): State<LocalRoutes>,
+    Path(key): Path<String>,
+    params: Result<Query<LinkParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Ok(Query(params)) = params else {
+        return Err(ApiError::Forbidden(
+            "This download link is not valid.".to_owned(),
+        ));
+    };
+    routes
+        .objects
+        .links()
+        .verify(&key, &params.name, params.expires, &params.sig)
+        .map_err(|error: LinkError| ApiError::Forbidden(error.to_string()))?;
+    use manuel_core::ports::ObjectStore;
+    let bytes = routes
+        .objects
+        .get(&key)
+        .await?
+        .ok_or_else(|| ApiError::not_found("This file no longer exists."))?;
+    let content_type = match key.rsplit('.').next() {
+        Some("pdf") => "application/pdf",
+        Some("md") => "text/markdown; charset=utf-8",
+        _ => "text/plain; charset=utf-8",
+    };
+    let disposition = format!(
+        "inline; filename=\"{}\"; filename*=UTF-8''{}",
+        params.name.replace(
+            |c: char| !c.is_ascii_alphanumeric() && !matches!(c, ' ' | '.' | '-' | '_' | '(' | ')'),
+            "_"
+        ),
+        rfc5987(&params.name)
+    );
+    let mut response = bytes.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
+fn rfc5987(value: &str) -> String {
+    value
+        .bytes()
+        .map(|byte| {
+            if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+                char::from(byte).to_string()
+            } else {
+                format!("%{byte:02X}")
+            }
+        })
+        .collect()
+}

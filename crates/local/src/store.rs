@@ -1,0 +1,292 @@
+//! The local tables, in one SQLite file. Today: manuals.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use manuel_core::PortError;
+use manuel_core::domain::{DocumentKind, Manual, ManualStatus, ProcessingOutcome, UserId};
+use manuel_core::ports::{InsertOutcome, ListError, ManualPage, ManualRepository};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS manuals (
+    user_id       TEXT    NOT NULL,
+    manual_id     TEXT    NOT NULL,
+    name          TEXT    NOT NULL,
+    object_key    TEXT    NOT NULL,
+    kind          TEXT    NOT NULL,
+    size_bytes    INTEGER NOT NULL,
+    sha256        TEXT    NOT NULL,
+    status        TEXT    NOT NULL,
+    status_reason TEXT,
+    pages         INTEGER,
+    created_us    INTEGER NOT NULL,
+    updated_us    INTEGER NOT NULL,
+    PRIMARY KEY (user_id, manual_id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS manuals_by_content ON manuals (user_id, sha256);
+CREATE INDEX IF NOT EXISTS manuals_by_age ON manuals (user_id, created_us DESC, manual_id DESC);
+CREATE INDEX IF NOT EXISTS manuals_by_status ON manuals (status);
+";
+
+const COLUMNS: &str = "user_id, manual_id, name, object_key, kind, size_bytes, sha256, status, status_reason, pages, created_us, updated_us";
+
+pub struct SqliteStore {
+    connection: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<Self, PortError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(PortError::failed)?;
+        }
+        let connection = Connection::open(path).map_err(PortError::failed)?;
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(PortError::failed)?;
+        connection
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(PortError::failed)?;
+        connection
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(PortError::failed)?;
+        connection
+            .execute_batch(SCHEMA)
+            .map_err(PortError::failed)?;
+        Ok(Self {
+            connection: Mutex::new(connection),
+        })
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Connection>, PortError> {
+        self.connection
+            .lock()
+            .map_err(|_| PortError::failed("the database lock was poisoned"))
+    }
+
+    /// Manuals whose processing has not finished, across all users: resumed at start-up.
+    pub fn pending(&self) -> Result<Vec<Manual>, PortError> {
+        let connection = self.lock()?;
+        let mut statement = connection
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM manuals WHERE status = 'processing' ORDER BY created_us"
+            ))
+            .map_err(PortError::failed)?;
+        let rows = statement
+            .query_map([], manual_from_row)
+            .map_err(PortError::failed)?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(PortError::failed)
+    }
+
+    fn select_one(
+        &self,
+        sql: &str,
+        user: &UserId,
+        value: &str,
+    ) -> Result<Option<Manual>, PortError> {
+        let connection = self.lock()?;
+        connection
+            .query_row(sql, params![user.as_str(), value], manual_from_row)
+            .optional()
+            .map_err(PortError::failed)
+    }
+}
+
+fn micros(time: &DateTime<Utc>) -> i64 {
+    time.timestamp_micros()
+}
+
+fn from_micros(value: i64) -> rusqlite::Result<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(value).ok_or(rusqlite::Error::IntegralValueOutOfRange(0, value))
+}
+
+fn manual_from_row(row: &Row<'_>) -> rusqlite::Result<Manual> {
+    let bad = |index: usize, what: &str| {
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            rusqlite::types::Type::Text,
+            format!("unexpected {what}").into(),
+        )
+    };
+    let user: String = row.get(0)?;
+    let kind: String = row.get(4)?;
+    let status: String = row.get(7)?;
+    Ok(Manual {
+        user_id: UserId::parse(&user).ok_or_else(|| bad(0, "user id"))?,
+        id: row.get(1)?,
+        name: row.get(2)?,
+        key: row.get(3)?,
+        kind: DocumentKind::parse(&kind).ok_or_else(|| bad(4, "kind"))?,
+        size_bytes: u64::try_from(row.get::<_, i64>(5)?).map_err(|_| bad(5, "size"))?,
+        sha256: row.get(6)?,
+        status: ManualStatus::parse(&status).ok_or_else(|| bad(7, "status"))?,
+        status_reason: row.get(8)?,
+        pages: row.get(9)?,
+        created_at: from_micros(row.get(10)?)?,
+        updated_at: from_micros(row.get(11)?)?,
+    })
+}
+
+fn encode_cursor(manual: &Manual) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}:{}", micros(&manual.created_at), manual.id))
+}
+
+fn decode_cursor(token: &str) -> Option<(i64, String)> {
+    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(token).ok()?).ok()?;
+    let (created, id) = raw.split_once(':')?;
+    Some((created.parse().ok()?, id.to_owned()))
+}
+
+#[async_trait]
+impl ManualRepository for SqliteStore {
+    async fn find_by_sha256(
+        &self,
+        user: &UserId,
+        sha256: &str,
+    ) -> Result<Option<Manual>, PortError> {
+        self.select_one(
+            &format!("SELECT {COLUMNS} FROM manuals WHERE user_id = ?1 AND sha256 = ?2"),
+            user,
+            sha256,
+        )
+    }
+
+    async fn insert(&self, manual: &Manual) -> Result<InsertOutcome, PortError> {
+        let inserted = {
+            let connection = self.lock()?;
+            connection
+                .execute(
+                    &format!(
+                        "INSERT INTO manuals ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                         ON CONFLICT (user_id, sha256) DO NOTHING"
+                    ),
+                    params![
+                        manual.user_id.as_str(),
+                        manual.id,
+                        manual.name,
+                        manual.key,
+                        manual.kind.as_str(),
+                        i64::try_from(manual.size_bytes).unwrap_or(i64::MAX),
+                        manual.sha256,
+                        manual.status.as_str(),
+                        manual.status_reason,
+                        manual.pages,
+                        micros(&manual.created_at),
+                        micros(&manual.updated_at),
+                    ],
+                )
+                .map_err(PortError::failed)?
+        };
+        if inserted == 1 {
+            return Ok(InsertOutcome::Inserted);
+        }
+        self.find_by_sha256(&manual.user_id, &manual.sha256)
+            .await?
+            .map(InsertOutcome::Duplicate)
+            .ok_or_else(|| PortError::failed("a conflicting manual vanished during insert"))
+    }
+
+    async fn get(&self, user: &UserId, manual_id: &str) -> Result<Option<Manual>, PortError> {
+        self.select_one(
+            &format!("SELECT {COLUMNS} FROM manuals WHERE user_id = ?1 AND manual_id = ?2"),
+            user,
+            manual_id,
+        )
+    }
+
+    async fn list(
+        &self,
+        user: &UserId,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<ManualPage, ListError> {
+        let (created, id) = match after {
+            Some(token) => decode_cursor(token).ok_or(ListError::BadToken)?,
+            None => (i64::MAX, String::new()),
+        };
+        let fetch = i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1;
+        let connection = self.lock()?;
+        let mut statement = connection
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM manuals
+                 WHERE user_id = ?1 AND (created_us < ?2 OR (created_us = ?2 AND (?3 = '' OR manual_id < ?3)))
+                 ORDER BY created_us DESC, manual_id DESC LIMIT ?4"
+            ))
+            .map_err(PortError::failed)?;
+        let mut manuals = statement
+            .query_map(params![user.as_str(), created, id, fetch], manual_from_row)
+            .map_err(PortError::failed)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(PortError::failed)?;
+        let next_token = if manuals.len() > limit {
+            manuals.truncate(limit);
+            manuals.last().map(encode_cursor)
+        } else {
+            None
+        };
+        Ok(ManualPage {
+            manuals,
+            next_token,
+        })
+    }
+
+    async fn list_ready(&self, user: &UserId) -> Result<Vec<Manual>, PortError> {
+        let connection = self.lock()?;
+        let mut statement = connection
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM manuals WHERE user_id = ?1 AND status = 'ready'"
+            ))
+            .map_err(PortError::failed)?;
+        let rows = statement
+            .query_map(params![user.as_str()], manual_from_row)
+            .map_err(PortError::failed)?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(PortError::failed)
+    }
+
+    async fn finish_processing(
+        &self,
+        user: &UserId,
+        manual_id: &str,
+        outcome: &ProcessingOutcome,
+    ) -> Result<bool, PortError> {
+        let (status, pages, reason) = match outcome {
+            ProcessingOutcome::Ready { pages } => (ManualStatus::Ready, Some(*pages), None),
+            ProcessingOutcome::Failed { reason } => {
+                (ManualStatus::Failed, None, Some(reason.as_str()))
+            }
+        };
+        let connection = self.lock()?;
+        let changed = connection
+            .execute(
+                "UPDATE manuals SET status = ?3, pages = ?4, status_reason = ?5, updated_us = ?6
+                 WHERE user_id = ?1 AND manual_id = ?2 AND status = 'processing'",
+                params![
+                    user.as_str(),
+                    manual_id,
+                    status.as_str(),
+                    pages,
+                    reason,
+                    micros(&Utc::now())
+                ],
+            )
+            .map_err(PortError::failed)?;
+        Ok(changed == 1)
+    }
+
+    async fn delete(&self, user: &UserId, manual_id: &str) -> Result<bool, PortError> {
+        let connection = self.lock()?;
+        let deleted = connection
+            .execute(
+                "DELETE FROM manuals WHERE user_id = ?1 AND manual_id = ?2",
+                params![user.as_str(), manual_id],
+            )
+            .map_err(PortError::failed)?;
+        Ok(deleted == 1)
+    }
+}

@@ -1,0 +1,190 @@
+//! Starts the real manuel-local binary on a free port and talks to it over HTTP.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+
+pub type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+pub fn pdfium_lib() -> PathBuf {
+    std::env::var_os("MANUEL_PDFIUM_LIB")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/pdfium/libpdfium.so")
+        })
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|error| panic!("fixture {}: {error}", path.display()))
+}
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub data_dir: PathBuf,
+    pub client: reqwest::Client,
+}
+
+impl Server {
+    pub fn start(data_dir: &Path, extra_args: &[&str]) -> TestResult<Self> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_manuel-local"))
+            .args(["--port", "0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra_args)
+            .env("MANUEL_PDFIUM_LIB", pdfium_lib())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let base = line
+            .split_whitespace()
+            .find(|word| word.starts_with("http://"))
+            .ok_or_else(|| format!("unexpected first line from manuel-local: {line:?}"))?
+            .to_owned();
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Self {
+            child,
+            base,
+            data_dir: data_dir.to_owned(),
+            client,
+        })
+    }
+
+    pub fn stop(mut self) -> TestResult {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child.kill()?;
+        Err("manuel-local did not stop on SIGTERM".into())
+    }
+
+    pub fn token(&self, user: &str) -> TestResult<String> {
+        token(&self.data_dir, user)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> TestResult<(u16, Value)> {
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).map_err(|e| format!("{status} not JSON ({e}): {text}"))?
+        };
+        Ok((status, body))
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> TestResult<(u16, Value)> {
+        self.send(self.client.get(self.url(path)).bearer_auth(token))
+            .await
+    }
+
+    pub async fn delete(&self, token: &str, path: &str) -> TestResult<(u16, Value)> {
+        self.send(self.client.delete(self.url(path)).bearer_auth(token))
+            .await
+    }
+
+    pub async fn post(&self, token: &str, path: &str, body: &Value) -> TestResult<(u16, Value)> {
+        self.send(
+            self.client
+                .post(self.url(path))
+                .bearer_auth(token)
+                .json(body),
+        )
+        .await
+    }
+
+    pub async fn upload(&self, token: &str, name: &str, bytes: &[u8]) -> TestResult<(u16, Value)> {
+        self.post(
+            token,
+            "/api/manuals/upload",
+            &json!({"file_name": name, "file_data": STANDARD.encode(bytes), "content_type": "application/octet-stream"}),
+        )
+        .await
+    }
+
+    pub async fn ask(&self, token: &str, question: &str) -> TestResult<Value> {
+        let (status, body) = self
+            .post(token, "/api/query", &json!({ "question": question }))
+            .await?;
+        if status != 200 {
+            return Err(format!("query {question:?} → {status}: {body}").into());
+        }
+        Ok(body)
+    }
+
+    /// Polls the manual until it leaves `processing`.
+    pub async fn wait_processed(&self, token: &str, id: &str) -> TestResult<Value> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, body) = self.get(token, &format!("/api/manuals/{id}")).await?;
+            if status != 200 {
+                return Err(format!("detail of {id} → {status}: {body}").into());
+            }
+            if body["status"] != "processing" {
+                return Ok(body);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{id} still processing after 60 s").into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn token(data_dir: &Path, user: &str) -> TestResult<String> {
+    let output = Command::new(env!("CARGO_BIN_EXE_manuel-local"))
+        .args(["token", "--user", user, "--data-dir"])
+        .arg(data_dir)
+        .output()?;
+    if !output.status.success() {
+        return Err(format!("token failed: {}", String::from_utf8_lossy(&output.stderr)).into());
+    }
+    Ok(String::from_utf8(output.stdout)?.trim().to_owned())
+}
+
+/// The error body every refusal must have.
+pub fn assert_error(status: u16, body: &Value, expected_status: u16, expected_code: &str) {
+    assert_eq!(status, expected_status, "{body}");
+    assert_eq!(body["code"], expected_code, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
+    assert!(
+        body["request_id"].as_str().is_some_and(|id| !id.is_empty()),
+        "{body}"
+    );
+}

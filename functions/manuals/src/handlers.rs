@@ -1,0 +1,174 @@
+//! `GET /api/manuals`, `GET /api/manuals/{id}` and `DELETE /api/manuals/{id}`.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use manuel_core::ApiError;
+use manuel_core::auth::AuthenticatedUser;
+use manuel_core::domain::{Manual, UserId};
+use manuel_core::ports::ListError;
+use serde_json::{Value, json};
+
+use crate::ManualsDeps;
+
+const DEFAULT_PAGE_SIZE: usize = 20;
+const MAX_PAGE_SIZE: usize = 100;
+
+pub(crate) async fn list(
+    State(deps): State<ManualsDeps>,
+    AuthenticatedUser(user): AuthenticatedUser,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let params = parse_query(query.as_deref())?;
+    let limit = match params.get("limit") {
+        None => DEFAULT_PAGE_SIZE,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|limit| (1..=MAX_PAGE_SIZE).contains(limit))
+            .ok_or_else(|| {
+                ApiError::validation(
+                    "limit",
+                    format!("`limit` must be a whole number from 1 to {MAX_PAGE_SIZE}."),
+                )
+            })?,
+    };
+    let after = params
+        .get("next_token")
+        .map(String::as_str)
+        .filter(|t| !t.is_empty());
+    let page = deps
+        .manuals
+        .list(&user, limit, after)
+        .await
+        .map_err(|error| match error {
+            ListError::BadToken => {
+                ApiError::validation("next_token", "`next_token` is not a token this API issued.")
+            }
+            ListError::Port(error) => error.into(),
+        })?;
+    let manuals: Vec<Value> = page.manuals.iter().map(list_item).collect();
+    Ok(Json(json!({
+        "count": manuals.len(),
+        "manuals": manuals,
+        "next_token": page.next_token,
+    })))
+}
+
+fn parse_query(query: Option<&str>) -> Result<HashMap<String, String>, ApiError> {
+    let mut params = HashMap::new();
+    for pair in query
+        .unwrap_or("")
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+    {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode(value).ok_or_else(|| {
+            ApiError::validation(
+                name,
+                "The query string is not valid UTF-8 percent-encoding.",
+            )
+        })?;
+        if !matches!(name, "limit" | "next_token") {
+            return Err(ApiError::validation(
+                name,
+                format!("Unknown query parameter `{name}`; use `limit` and `next_token`."),
+            ));
+        }
+        params.insert(name.to_owned(), value);
+    }
+    Ok(params)
+}
+
+fn percent_decode(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'%' => {
+                let hex = value.get(index + 1..index + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                index += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                index += 1;
+            }
+            byte => {
+                out.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn list_item(manual: &Manual) -> Value {
+    let mut item = json!({
+        "id": manual.id,
+        "name": manual.name,
+        "upload_date": manual.created_at.to_rfc3339(),
+        "size": manual.size_bytes,
+        "pages": manual.pages,
+        "status": manual.status.as_str(),
+    });
+    if let (Some(reason), Some(map)) = (&manual.status_reason, item.as_object_mut()) {
+        map.insert("status_reason".to_owned(), json!(reason));
+    }
+    item
+}
+
+/// Another user's manual and a manual that does not exist are the same 404.
+async fn owned_manual(deps: &ManualsDeps, user: &UserId, id: &str) -> Result<Manual, ApiError> {
+    let not_found = || ApiError::not_found("No manual with this id.");
+    if uuid::Uuid::parse_str(id).is_err() {
+        return Err(not_found());
+    }
+    deps.manuals.get(user, id).await?.ok_or_else(not_found)
+}
+
+pub(crate) async fn detail(
+    State(deps): State<ManualsDeps>,
+    AuthenticatedUser(user): AuthenticatedUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let manual = owned_manual(&deps, &user, &id).await?;
+    let ttl = deps.config.download_link_ttl;
+    let download_url = deps
+        .objects
+        .download_link(&manual.key, &manual.name, manual.kind.mime_type(), ttl)
+        .await?;
+    let mut body = list_item(&manual);
+    if let Some(map) = body.as_object_mut() {
+        map.insert("format".to_owned(), json!(manual.kind.as_str()));
+        map.insert("content_type".to_owned(), json!(manual.kind.mime_type()));
+        map.insert("sha256".to_owned(), json!(manual.sha256));
+        map.insert(
+            "updated_at".to_owned(),
+            json!(manual.updated_at.to_rfc3339()),
+        );
+        map.insert("download_url".to_owned(), json!(download_url));
+        map.insert("download_url_expires_in".to_owned(), json!(ttl.as_secs()));
+    }
+    Ok(Json(body))
+}
+
+pub(crate) async fn delete(
+    State(deps): State<ManualsDeps>,
+    AuthenticatedUser(user): AuthenticatedUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let manual = owned_manual(&deps, &user, &id).await?;
+    // Index first, record last: a failure part-way leaves a record the user can delete again.
+    deps.knowledge_base.remove(&user, &manual.id).await?;
+    deps.objects.delete(&manual.key).await?;
+    deps.manuals.delete(&user, &manual.id).await?;
+    tracing::info!(manual_id = %manual.id, "manual deleted");
+    Ok(Json(json!({
+        "message": "Manual deleted.",
+        "manual_id": manual.id,
+        "deleted": { "file": true, "index_entries": true, "record": true },
+    })))
+}

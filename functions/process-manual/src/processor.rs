@@ -1,0 +1,165 @@
+//! The processing of one stored manual, from `processing` to `ready` or `failed`.
+
+use std::sync::Arc;
+
+use manuel_core::PortError;
+use manuel_core::domain::{DocumentKind, Manual, ManualStatus, ProcessingOutcome, UserId};
+use manuel_core::ports::{DocumentReader, KnowledgeBase, ManualRepository, ObjectStore, ReadError};
+
+use crate::content::{SniffError, sniff};
+use crate::pages::split_text_pages;
+
+#[derive(Clone)]
+pub struct Processor {
+    pub objects: Arc<dyn ObjectStore>,
+    pub manuals: Arc<dyn ManualRepository>,
+    pub knowledge_base: Arc<dyn KnowledgeBase>,
+    pub reader: Arc<dyn DocumentReader>,
+}
+
+impl Processor {
+    /// Processes a manual that is still `processing`. Returns the recorded outcome, or `None`
+    /// when there was nothing to do (deleted meanwhile, or already finished). A [`PortError`]
+    /// means a dependency failed and the manual stays `processing`, to be retried.
+    pub async fn process(
+        &self,
+        user: &UserId,
+        manual_id: &str,
+    ) -> Result<Option<ProcessingOutcome>, PortError> {
+        let Some(manual) = self.manuals.get(user, manual_id).await? else {
+            return Ok(None);
+        };
+        if manual.status != ManualStatus::Processing {
+            return Ok(None);
+        }
+        let outcome = match self.objects.get(&manual.key).await? {
+            None => ProcessingOutcome::Failed {
+                reason: "The uploaded file is missing from storage.".to_owned(),
+            },
+            Some(bytes) => {
+                let reader = Arc::clone(&self.reader);
+                let read = tokio::task::spawn_blocking(move || read_pages(reader.as_ref(), &bytes))
+                    .await
+                    .map_err(PortError::failed)?;
+                match read {
+                    Ok(pages) => {
+                        self.knowledge_base.ingest(&manual, &pages).await?;
+                        ProcessingOutcome::Ready {
+                            pages: u32::try_from(pages.len()).unwrap_or(u32::MAX),
+                        }
+                    }
+                    Err(ReadFailure::Unavailable(message)) => {
+                        return Err(PortError::Unavailable {
+                            service: "document reader",
+                            message,
+                        });
+                    }
+                    Err(failure) => ProcessingOutcome::Failed {
+                        reason: failure.to_string(),
+                    },
+                }
+            }
+        };
+        let moved = self
+            .manuals
+            .finish_processing(user, manual_id, &outcome)
+            .await?;
+        if !moved {
+            // Deleted while it was being read: take back what was just indexed.
+            self.knowledge_base.remove(user, manual_id).await?;
+            return Ok(None);
+        }
+        log_outcome(&manual, &outcome);
+        Ok(Some(outcome))
+    }
+}
+
+fn log_outcome(manual: &Manual, outcome: &ProcessingOutcome) {
+    match outcome {
+        ProcessingOutcome::Ready { pages } => {
+            tracing::info!(manual_id = %manual.id, pages, "manual ready");
+        }
+        ProcessingOutcome::Failed { reason } => {
+            tracing::info!(manual_id = %manual.id, %reason, "manual failed");
+        }
+    }
+}
+
+/// Why a manual cannot be made searchable; the message is shown to its owner.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ReadFailure {
+    #[error("The file is empty.")]
+    Empty,
+    #[error("This file type is not supported; upload a PDF, Markdown or plain-text manual.")]
+    Unsupported,
+    #[error("The PDF is encrypted or password-protected; upload an unprotected copy.")]
+    Encrypted,
+    #[error("The file is damaged and could not be read as a {0}.")]
+    Damaged(&'static str),
+    #[error("No text could be extracted; the manual may be scanned images without a text layer.")]
+    NoText,
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Checks the bytes and returns the text of every page (empty pages included, so the count is
+/// the document's page count). Fails when no page has any text.
+pub fn read_pages(reader: &dyn DocumentReader, bytes: &[u8]) -> Result<Vec<String>, ReadFailure> {
+    let kind = sniff(bytes).map_err(|error| match error {
+        SniffError::Empty => ReadFailure::Empty,
+        SniffError::Unsupported => ReadFailure::Unsupported,
+    })?;
+    let pages = match kind {
+        DocumentKind::Pdf => reader
+            .read_pages(kind, bytes)
+            .map_err(|error| match error {
+                ReadError::Encrypted => ReadFailure::Encrypted,
+                ReadError::Damaged(what) => ReadFailure::Damaged(what),
+                ReadError::Unavailable(message) => ReadFailure::Unavailable(message),
+            })?,
+        DocumentKind::Markdown | DocumentKind::Text => {
+            let text = std::str::from_utf8(bytes).map_err(|_| ReadFailure::Unsupported)?;
+            split_text_pages(kind, text)
+        }
+    };
+    if pages.iter().all(|page| page.trim().is_empty()) {
+        return Err(ReadFailure::NoText);
+    }
+    Ok(pages)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct FixedReader(Result<Vec<String>, ReadError>);
+
+    impl DocumentReader for FixedReader {
+        fn read_pages(&self, _: DocumentKind, _: &[u8]) -> Result<Vec<String>, ReadError> {
+            self.0.clone()
+        }
+    }
+
+    #[test]
+    fn pdf_failures_become_reasons() {
+        let pdf = b"%PDF-1.7\n";
+        let encrypted = FixedReader(Err(ReadError::Encrypted));
+        assert_eq!(read_pages(&encrypted, pdf), Err(ReadFailure::Encrypted));
+        let blank = FixedReader(Ok(vec![String::new(), " \n".to_owned()]));
+        assert_eq!(read_pages(&blank, pdf), Err(ReadFailure::NoText));
+        let good = FixedReader(Ok(vec!["Title".to_owned(), String::new()]));
+        assert_eq!(read_pages(&good, pdf).map(|pages| pages.len()), Ok(2));
+    }
+
+    #[test]
+    fn text_is_read_without_the_pdf_reader() {
+        let unused = FixedReader(Err(ReadError::Unavailable("no pdfium".to_owned())));
+        let pages = read_pages(&unused, b"# Manual\n\nPress the red button to start.");
+        assert_eq!(pages.map(|p| p.len()), Ok(1));
+        assert_eq!(read_pages(&unused, b""), Err(ReadFailure::Empty));
+        assert_eq!(
+            read_pages(&unused, b"\x7fELF\x02"),
+            Err(ReadFailure::Unsupported)
+        );
+    }
+}
