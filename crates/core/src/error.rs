@@ -16,6 +16,8 @@ pub enum ApiError {
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
+    InvalidSignature(String),
+    #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
@@ -27,6 +29,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("Too many requests. Please retry in {retry_after_secs} seconds.")]
+    RateLimited { retry_after_secs: u64 },
     #[error("{message}")]
     ServiceUnavailable {
         message: String,
@@ -56,13 +60,14 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::InvalidJson(_) | Self::Validation { .. } => StatusCode::BAD_REQUEST,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized(_) | Self::InvalidSignature(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::ServiceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -73,12 +78,14 @@ impl ApiError {
             Self::InvalidJson(_) => "invalid_json",
             Self::Validation { .. } => "validation_failed",
             Self::Unauthorized(_) => "unauthorized",
+            Self::InvalidSignature(_) => "invalid_signature",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Conflict(_) => "conflict",
+            Self::RateLimited { .. } => "rate_limited",
             Self::ServiceUnavailable { .. } => "service_unavailable",
             Self::Internal(_) => "internal",
         }
@@ -124,7 +131,8 @@ impl IntoResponse for ApiError {
         let mut response = (status, axum::Json(body)).into_response();
         if let Self::ServiceUnavailable {
             retry_after_secs, ..
-        } = self
+        }
+        | Self::RateLimited { retry_after_secs } = self
         {
             response
                 .headers_mut()

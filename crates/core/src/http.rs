@@ -1,23 +1,24 @@
-//! The layers every function's router is served with, outermost first: request id, security
-//! headers, JSON errors for anything the router itself refused, and the JSON 404/405 fallbacks.
+//! Serving a (merged) router: the JSON 404/405 fallbacks, the security layers and request ids,
+//! and JSON bodies for errors that layers produce.
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 
 use crate::error::{ApiError, error_body};
 use crate::request_id::request_id_layer;
+use crate::security::Security;
 
-/// Wraps a (merged) router with the shared layers and JSON fallbacks.
-pub fn serve_app(router: Router) -> Router {
-    router
+/// Wraps a (merged) router with the JSON fallbacks, the security layers and request ids.
+pub fn serve_app(router: Router, security: &Security) -> Router {
+    let router = router
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(json_errors))
-        .layer(middleware::from_fn(security_headers))
+        .method_not_allowed_fallback(method_not_allowed);
+    security
+        .outer_layers(router)
         .layer(middleware::from_fn(request_id_layer))
 }
 
@@ -31,7 +32,7 @@ async fn method_not_allowed() -> ApiError {
 
 /// Errors produced by axum or tower layers (not by our handlers) arrive without a JSON body;
 /// they get the same body as every other error.
-async fn json_errors(request: Request, next: Next) -> Response {
+pub(crate) async fn json_errors(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let status = response.status();
     if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -78,39 +79,4 @@ fn is_json(response: &Response) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.starts_with("application/json"))
-}
-
-const SECURITY_HEADERS: [(&str, &str); 7] = [
-    (
-        "strict-transport-security",
-        "max-age=31536000; includeSubDomains",
-    ),
-    (
-        "content-security-policy",
-        "default-src 'none'; frame-ancestors 'none'",
-    ),
-    ("x-content-type-options", "nosniff"),
-    ("x-frame-options", "DENY"),
-    ("referrer-policy", "no-referrer"),
-    (
-        "permissions-policy",
-        "camera=(), microphone=(), geolocation=()",
-    ),
-    ("cross-origin-resource-policy", "same-origin"),
-];
-
-async fn security_headers(request: Request, next: Next) -> Response {
-    let is_api = request.uri().path().starts_with("/api/");
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    for (name, value) in SECURITY_HEADERS {
-        headers.insert(
-            HeaderName::from_static(name),
-            HeaderValue::from_static(value),
-        );
-    }
-    if is_api {
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    response
 }

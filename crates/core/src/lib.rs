@@ -8,5 +8,6 @@ pub mod http;
 pub mod json;
 pub mod ports;
 pub mod request_id;
+pub mod security;
 
 pub use error::{ApiError, PortError};

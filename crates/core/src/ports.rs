@@ -125,3 +125,18 @@ pub enum ReadError {
 pub trait DocumentReader: Send + Sync {
     fn read_pages(&self, kind: DocumentKind, bytes: &[u8]) -> Result<Vec<String>, ReadError>;
 }
+
+/// Atomic windowed counters for rate limiting (SQLite locally, DynamoDB in AWS).
+#[async_trait]
+pub trait RateLimitStore: Send + Sync {
+    /// Adds one hit to `key`'s counter, which expires at `expires_at` (unix seconds), and
+    /// returns the count including this hit.
+    async fn hit(&self, key: &str, expires_at: i64) -> Result<u64, PortError>;
+}
+
+/// Remembers signatures already used, so a captured signed request cannot be replayed.
+#[async_trait]
+pub trait ReplayGuard: Send + Sync {
+    /// Records `signature` until `expires_at`; returns false when it was already recorded.
+    async fn first_use(&self, signature: &str, expires_at: i64) -> Result<bool, PortError>;
+}

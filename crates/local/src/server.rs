@@ -13,6 +13,7 @@ use manuel_core::ApiError;
 use manuel_core::auth::JwtVerifier;
 use manuel_core::http::serve_app;
 use manuel_core::ports::IngestionQueue;
+use manuel_core::security::{Security, SecurityConfig};
 use manuel_process_manual::Processor;
 use serde::Deserialize;
 use serde_json::Value;
@@ -115,6 +116,16 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
         .jwk_set()
         .map_err(|error| StartError::Config(error.to_string()))?;
     let verifier = Arc::new(JwtVerifier::new(&jwk_set, ISSUER, AUDIENCE));
+    let manuals_config = manuel_manuals::ManualsConfig {
+        max_upload_bytes: config.max_upload_mb.saturating_mul(1024 * 1024),
+        ..Default::default()
+    };
+    let mut security_config =
+        SecurityConfig::from_env().map_err(|error| StartError::Config(error.to_string()))?;
+    // The upload limit is the local server's own setting; the outer limit must not undercut it.
+    security_config.max_body_bytes = security_config
+        .max_body_bytes
+        .max(manuel_manuals::request_body_limit(&manuals_config));
 
     let link_secret =
         load_or_create_secret(&data_dir.join("keys").join("link-signing-secret"), || {
@@ -140,6 +151,12 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
         LocalIndex::open(&data_dir.join("index"))
             .map_err(|error| config_error("cannot open the search index")(error.to_string()))?,
     );
+    let security = Security {
+        config: Arc::new(security_config),
+        verifier,
+        rate_limits: store.clone(),
+        replay_guard: store.clone(),
+    };
     let reader = Arc::new(PdfiumReader::load(&config.pdfium_lib).map_err(StartError::Config)?);
 
     let processor = Processor {
@@ -167,18 +184,15 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
         manuals: store.clone(),
         knowledge_base: index.clone(),
         ingestion,
-        verifier: verifier.clone(),
-        config: manuel_manuals::ManualsConfig {
-            max_upload_bytes: config.max_upload_mb.saturating_mul(1024 * 1024),
-            ..Default::default()
-        },
+        security: security.clone(),
+        config: manuals_config,
     });
     let query = manuel_query::router(manuel_query::QueryDeps {
         manuals: store.clone(),
         knowledge_base: index.clone(),
         answer_model: Arc::new(ExtractiveAnswerModel::new(index)),
         objects: objects.clone(),
-        verifier,
+        security: security.clone(),
         config: manuel_query::QueryConfig::default(),
     });
     let usage = manuel_usage::router(manuel_usage::UsageDeps {
@@ -191,7 +205,10 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
             jwks: Arc::new(identity.jwks_json().clone()),
             objects,
         });
-    Ok(serve_app(manuals.merge(query).merge(usage).merge(local)))
+    Ok(serve_app(
+        manuals.merge(query).merge(usage).merge(local),
+        &security,
+    ))
 }
 
 async fn jwks(State(routes): State<LocalRoutes>) -> Json<Value> {

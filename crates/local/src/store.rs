@@ -1,6 +1,7 @@
 //! The local tables, in one SQLite file. Today: manuals.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -9,7 +10,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use manuel_core::PortError;
 use manuel_core::domain::{DocumentKind, Manual, ManualStatus, ProcessingOutcome, UserId};
-use manuel_core::ports::{InsertOutcome, ListError, ManualPage, ManualRepository};
+use manuel_core::ports::{
+    InsertOutcome, ListError, ManualPage, ManualRepository, RateLimitStore, ReplayGuard,
+};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 const SCHEMA: &str = "
@@ -31,12 +34,25 @@ CREATE TABLE IF NOT EXISTS manuals (
 CREATE UNIQUE INDEX IF NOT EXISTS manuals_by_content ON manuals (user_id, sha256);
 CREATE INDEX IF NOT EXISTS manuals_by_age ON manuals (user_id, created_us DESC, manual_id DESC);
 CREATE INDEX IF NOT EXISTS manuals_by_status ON manuals (status);
+CREATE TABLE IF NOT EXISTS rate_limits (
+    key        TEXT    PRIMARY KEY,
+    count      INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS used_signatures (
+    signature  TEXT    PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+);
 ";
+
+/// Expired counters and signatures are swept once every this many writes.
+const SWEEP_EVERY: u64 = 1000;
 
 const COLUMNS: &str = "user_id, manual_id, name, object_key, kind, size_bytes, sha256, status, status_reason, pages, created_us, updated_us";
 
 pub struct SqliteStore {
     connection: Mutex<Connection>,
+    writes: AtomicU64,
 }
 
 impl SqliteStore {
@@ -59,6 +75,7 @@ impl SqliteStore {
             .map_err(PortError::failed)?;
         Ok(Self {
             connection: Mutex::new(connection),
+            writes: AtomicU64::new(0),
         })
     }
 
@@ -80,6 +97,26 @@ impl SqliteStore {
             .query_map([], manual_from_row)
             .map_err(PortError::failed)?;
         rows.collect::<Result<Vec<_>, _>>()
+            .map_err(PortError::failed)
+    }
+
+    fn sweep_if_due(&self, connection: &Connection) -> Result<(), PortError> {
+        if !self.writes.fetch_add(1, Ordering::Relaxed).is_multiple_of(SWEEP_EVERY) {
+            return Ok(());
+        }
+        let now = Utc::now().timestamp();
+        connection
+            .execute(
+                "DELETE FROM rate_limits WHERE expires_at < ?1",
+                params![now],
+            )
+            .and_then(|_| {
+                connection.execute(
+                    "DELETE FROM used_signatures WHERE expires_at < ?1",
+                    params![now],
+                )
+            })
+            .map(|_| ())
             .map_err(PortError::failed)
     }
 
@@ -288,5 +325,39 @@ impl ManualRepository for SqliteStore {
             )
             .map_err(PortError::failed)?;
         Ok(deleted == 1)
+    }
+}
+
+#[async_trait]
+impl RateLimitStore for SqliteStore {
+    async fn hit(&self, key: &str, expires_at: i64) -> Result<u64, PortError> {
+        let connection = self.lock()?;
+        self.sweep_if_due(&connection)?;
+        let count: i64 = connection
+            .prepare_cached(
+                "INSERT INTO rate_limits (key, count, expires_at) VALUES (?1, 1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET count = count + 1 RETURNING count",
+            )
+            .and_then(|mut statement| {
+                statement.query_row(params![key, expires_at], |row| row.get(0))
+            })
+            .map_err(PortError::failed)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+}
+
+#[async_trait]
+impl ReplayGuard for SqliteStore {
+    async fn first_use(&self, signature: &str, expires_at: i64) -> Result<bool, PortError> {
+        let connection = self.lock()?;
+        self.sweep_if_due(&connection)?;
+        let inserted = connection
+            .execute(
+                "INSERT INTO used_signatures (signature, expires_at) VALUES (?1, ?2)
+                 ON CONFLICT (signature) DO NOTHING",
+                params![signature, expires_at],
+            )
+            .map_err(PortError::failed)?;
+        Ok(inserted == 1)
     }
 }

@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
-use manuel_core::auth::{JwtVerifier, require_user};
 use manuel_core::ports::{IngestionQueue, KnowledgeBase, ManualRepository, ObjectStore};
+use manuel_core::security::Security;
 
 pub use upload::sanitize_file_name;
 
@@ -38,22 +37,27 @@ pub struct ManualsDeps {
     pub manuals: Arc<dyn ManualRepository>,
     pub knowledge_base: Arc<dyn KnowledgeBase>,
     pub ingestion: Arc<dyn IngestionQueue>,
-    pub verifier: Arc<JwtVerifier>,
+    pub security: Security,
     pub config: ManualsConfig,
 }
 
+/// The largest request body the upload route reads: base64 grows the file by 4/3, and the
+/// rest of the JSON body is small.
+pub fn request_body_limit(config: &ManualsConfig) -> usize {
+    config.max_upload_bytes.div_ceil(3) * 4 + 64 * 1024
+}
+
 pub fn router(deps: ManualsDeps) -> Router {
-    // base64 grows the file by 4/3; the rest of the JSON body is small.
-    let body_limit = deps.config.max_upload_bytes / 3 * 4 + 64 * 1024;
-    let verifier = Arc::clone(&deps.verifier);
-    Router::new()
+    let body_limit = request_body_limit(&deps.config);
+    let routes = Router::new()
         .route("/api/manuals", get(handlers::list))
         .route("/api/manuals/upload", post(upload::upload))
         .route(
             "/api/manuals/{id}",
             get(handlers::detail).delete(handlers::delete),
-        )
-        .route_layer(from_fn_with_state(verifier, require_user))
+        );
+    deps.security
+        .protect(routes)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(deps)
 }

@@ -5,15 +5,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::middleware::from_fn_with_state;
 use axum::routing::post;
 use axum::{Json, Router};
 use manuel_core::ApiError;
-use manuel_core::auth::{AuthenticatedUser, JwtVerifier, require_user};
+use manuel_core::auth::AuthenticatedUser;
 use manuel_core::domain::{Manual, RetrievedChunk};
 use manuel_core::json::JsonBody;
 use manuel_core::ports::{AnswerModel, KnowledgeBase, ManualRepository, ObjectStore};
 use manuel_core::request_id::RequestId;
+use manuel_core::security::Security;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -42,15 +42,14 @@ pub struct QueryDeps {
     pub knowledge_base: Arc<dyn KnowledgeBase>,
     pub answer_model: Arc<dyn AnswerModel>,
     pub objects: Arc<dyn ObjectStore>,
-    pub verifier: Arc<JwtVerifier>,
+    pub security: Security,
     pub config: QueryConfig,
 }
 
 pub fn router(deps: QueryDeps) -> Router {
-    let verifier = Arc::clone(&deps.verifier);
-    Router::new()
-        .route("/api/query", post(query))
-        .route_layer(from_fn_with_state(verifier, require_user))
+    let routes = Router::new().route("/api/query", post(query));
+    deps.security
+        .protect(routes)
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(deps)
 }

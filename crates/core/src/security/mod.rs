@@ -1,0 +1,59 @@
+//! The security middleware of DESIGN.md §5, as tower layers configured from [`SecurityConfig`].
+
+mod client_ip;
+mod config;
+mod cors;
+mod headers;
+mod rate_limit;
+mod signature;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::middleware::{from_fn, from_fn_with_state};
+
+use crate::auth::{JwtVerifier, require_user};
+use crate::ports::{RateLimitStore, ReplayGuard};
+
+pub use client_ip::{ClientIp, SourceIp};
+pub use config::{ConfigError, SecurityConfig, Stage};
+pub use headers::security_headers;
+pub use signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_request};
+
+/// Everything the middleware needs, built once at init and shared by every router.
+#[derive(Clone)]
+pub struct Security {
+    pub config: Arc<SecurityConfig>,
+    pub verifier: Arc<JwtVerifier>,
+    pub rate_limits: Arc<dyn RateLimitStore>,
+    pub replay_guard: Arc<dyn ReplayGuard>,
+}
+
+impl Security {
+    /// Layers for a function's `/api/*` routes, in request order: authentication (401),
+    /// per-user rate limit (429), HMAC signature on sensitive routes (401).
+    pub fn protect<S: Clone + Send + Sync + 'static>(&self, router: Router<S>) -> Router<S> {
+        router
+            .route_layer(from_fn_with_state(
+                self.clone(),
+                signature::require_signature,
+            ))
+            .route_layer(from_fn_with_state(self.clone(), rate_limit::limit_per_user))
+            .route_layer(from_fn_with_state(Arc::clone(&self.verifier), require_user))
+    }
+
+    /// Layers for the whole app, outermost first: security headers and CORS (every response),
+    /// JSON bodies for errors raised by layers, body size limit (413), IP allowlist (403),
+    /// per-IP rate limit (429).
+    pub fn outer_layers(&self, router: Router) -> Router {
+        router
+            .layer(from_fn_with_state(self.clone(), rate_limit::limit_per_ip))
+            .layer(from_fn_with_state(self.clone(), client_ip::allowlist))
+            .layer(tower_http::limit::RequestBodyLimitLayer::new(
+                self.config.max_body_bytes,
+            ))
+            .layer(cors::layer(&self.config))
+            .layer(from_fn(crate::http::json_errors))
+            .layer(from_fn(security_headers))
+    }
+}

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Contract test: runs schemathesis with openapi.yaml against a freshly started manuel-local.
+#
+# Usage: scripts/contract.sh            (from anywhere; paths are taken relative to the repo root)
+#
+# Environment:
+#   MANUEL_LOCAL_BIN     the manuel-local binary (default: $CARGO_TARGET_DIR/debug/manuel-local,
+#                        or target/debug/manuel-local). Build it first: cargo build -p manuel-local
+#   MANUEL_PDFIUM_LIB    libpdfium.so (default: .tools/pdfium/libpdfium.so, installed by
+#                        scripts/setup-pdfium.sh when missing)
+#   CONTRACT_MAX_EXAMPLES  test cases per operation and phase (default 25)
+#   CONTRACT_SEED        hypothesis seed (default 20240601, so runs are reproducible; set
+#                        CONTRACT_SEED=random for a new one each run)
+#   CONTRACT_REPORT_DIR  if set, JUnit and HAR reports are written there
+#
+# Exits non-zero when schemathesis reports a failure (or the server cannot be started).
+# The schemathesis venv lives in .tools/schemathesis-venv and is reused when it already has the
+# pinned version.
+set -euo pipefail
+
+SCHEMATHESIS_VERSION="4.32.5"
+
+script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo_root="$(cd "$script_dir/.." && pwd)"
+cd "$repo_root"
+
+die() {
+    echo "contract: error: $*" >&2
+    exit 1
+}
+
+# --- schemathesis, in its own venv -------------------------------------------------------------
+venv="$repo_root/.tools/schemathesis-venv"
+st="$venv/bin/schemathesis"
+installed_version() { "$st" --version 2>/dev/null | sed -n 's/.*version \([0-9.]*\).*/\1/p'; }
+if [[ ! -x "$st" || "$(installed_version)" != "$SCHEMATHESIS_VERSION" ]]; then
+    command -v python3 >/dev/null 2>&1 || die "python3 not found (needed for the schemathesis venv)"
+    echo "contract: installing schemathesis $SCHEMATHESIS_VERSION into $venv" >&2
+    [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv" || die "python3 -m venv failed (install python3-venv)"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "schemathesis==$SCHEMATHESIS_VERSION" || die "pip could not install schemathesis==$SCHEMATHESIS_VERSION"
+    [[ "$(installed_version)" == "$SCHEMATHESIS_VERSION" ]] || die "schemathesis $SCHEMATHESIS_VERSION did not install"
+fi
+
+# --- the server --------------------------------------------------------------------------------
+bin="${MANUEL_LOCAL_BIN:-${CARGO_TARGET_DIR:-$repo_root/target}/debug/manuel-local}"
+[[ -x "$bin" ]] || die "no manuel-local binary at $bin (build it: cargo build -p manuel-local, or set MANUEL_LOCAL_BIN)"
+
+if [[ -z "${MANUEL_PDFIUM_LIB:-}" ]]; then
+    MANUEL_PDFIUM_LIB="$repo_root/.tools/pdfium/libpdfium.so"
+    [[ -f "$MANUEL_PDFIUM_LIB" ]] || "$repo_root/scripts/setup-pdfium.sh"
+fi
+[[ -f "$MANUEL_PDFIUM_LIB" ]] || die "no pdfium library at $MANUEL_PDFIUM_LIB"
+export MANUEL_PDFIUM_LIB
+# Settings from the caller's environment must not change what is tested.
+unset MANUEL_HOST MANUEL_PORT MANUEL_DATA_DIR MANUEL_MAX_UPLOAD_MB MANUEL_PUBLIC_URL
+
+tmp="$(mktemp -d "${TMPDIR:-/tmp}/manuel-contract.XXXXXX")"
+server_pid=""
+cleanup() {
+    local status=$?
+    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
+        kill -TERM "$server_pid" 2>/dev/null || true
+        for _ in $(seq 50); do
+            kill -0 "$server_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    if [[ $status -ne 0 && -s "$tmp/server.log" ]]; then
+        echo "contract: last lines of the server log:" >&2
+        tail -n 20 "$tmp/server.log" >&2
+    fi
+    rm -rf "$tmp"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+data_dir="$tmp/data"
+"$bin" --host 127.0.0.1 --port 0 --data-dir "$data_dir" >"$tmp/server.out" 2>"$tmp/server.log" &
+server_pid=$!
+
+port=""
+for _ in $(seq 300); do
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        cat "$tmp/server.log" >&2
+        die "manuel-local exited before listening"
+    fi
+    line="$(head -n 1 "$tmp/server.out")"
+    if [[ "$line" =~ ^manuel-local\ listening\ on\ http://127\.0\.0\.1:([0-9]+) ]]; then
+        port="${BASH_REMATCH[1]}"
+        break
+    fi
+    sleep 0.1
+done
+[[ -n "$port" ]] || die "manuel-local did not print its address within 30 s"
+base_url="http://127.0.0.1:$port"
+
+token="$("$bin" token --user contract --data-dir "$data_dir")" || die "could not get a token"
+
+# --- schemathesis configuration ----------------------------------------------------------------
+# Everything here only widens what counts as an expected status, with the reason next to it.
+cat >"$tmp/schemathesis.toml" <<'TOML'
+# 413 is how a server refuses a body that is too large: it is a rejection of invalid data.
+[checks.negative_data_rejection]
+expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx"]
+
+# `file_data` must be base64 of a PDF, Markdown or plain-text file and `file_name` must keep a
+# letter or digit once sanitized; JSON Schema cannot say either, so schema-valid bodies are
+# refused with 400 (bad base64, empty file, unusable name), 413 (too large) or 415 (not a
+# supported file type). The examples in openapi.yaml are accepted, which is what creates manuals.
+[[operations]]
+include-operation-id = "uploadManual"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "413", "415", "429", "5xx"]
+
+# `next_token` is an opaque cursor: any string is schema-valid, only tokens this API issued are
+# accepted, the others are 400.
+[[operations]]
+include-operation-id = "listManuals"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429", "5xx"]
+TOML
+
+max_examples="${CONTRACT_MAX_EXAMPLES:-25}"
+seed="${CONTRACT_SEED:-20240601}"
+args=(
+    --config-file "$tmp/schemathesis.toml"
+    run "$repo_root/openapi.yaml"
+    --url "$base_url"
+    --header "Authorization: Bearer $token"
+    --checks all
+    --phases examples,coverage,fuzzing,stateful
+    --max-examples "$max_examples"
+    --generation-database none
+    --request-timeout 30
+    --workers 2
+    --no-color
+)
+[[ "$seed" == "random" ]] || args+=(--seed "$seed")
+if [[ -n "${CONTRACT_REPORT_DIR:-}" ]]; then
+    mkdir -p "$CONTRACT_REPORT_DIR"
+    args+=(--report junit,har --report-dir "$CONTRACT_REPORT_DIR")
+fi
+
+echo "contract: schemathesis $SCHEMATHESIS_VERSION against $base_url (max $max_examples examples, seed $seed)" >&2
+# Run from the temporary directory so nothing schemathesis writes lands in the repository.
+status=0
+(cd "$tmp" && timeout --signal=INT 900 "$st" "${args[@]}") || status=$?
+if [[ $status -ne 0 ]]; then
+    echo "contract: schemathesis failed (exit $status)" >&2
+fi
+exit "$status"
