@@ -101,7 +101,11 @@ impl SqliteStore {
     }
 
     fn sweep_if_due(&self, connection: &Connection) -> Result<(), PortError> {
-        if !self.writes.fetch_add(1, Ordering::Relaxed).is_multiple_of(SWEEP_EVERY) {
+        if !self
+            .writes
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(SWEEP_EVERY)
+        {
             return Ok(());
         }
         let now = Utc::now().timestamp();

@@ -36,10 +36,19 @@ pub struct Server {
 
 impl Server {
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> TestResult<Self> {
+        Self::start_with_env(data_dir, extra_args, &[])
+    }
+
+    pub fn start_with_env(
+        data_dir: &Path,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> TestResult<Self> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_manuel-local"))
             .args(["--port", "0", "--data-dir"])
             .arg(data_dir)
             .args(extra_args)
+            .envs(env.iter().copied())
             .env("MANUEL_PDFIUM_LIB", pdfium_lib())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
