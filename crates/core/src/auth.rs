@@ -61,32 +61,56 @@ impl Audience {
     }
 }
 
+/// Where a verifier gets fresh keys when a token names a `kid` it does not know (Cognito's
+/// JWKS URL in AWS). The local server has no source: its one key never rotates.
+#[async_trait::async_trait]
+pub trait JwksSource: Send + Sync {
+    async fn fetch(&self) -> Result<JwkSet, crate::PortError>;
+}
+
+/// At most one JWKS refresh per this interval, however many unknown `kid`s arrive.
+const UNKNOWN_KID: &str = "unknown key id";
+
+const REFRESH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Claims that API Gateway's Cognito authorizer already verified, put in the request
+/// extensions by the Lambda adapter.
+#[derive(Clone, Debug)]
+pub struct GatewayClaims {
+    pub sub: String,
+}
+
 /// Verifies RS256 tokens: signature by a known `kid`, `iss`, `aud` (ID tokens) or `client_id`
 /// (access tokens), `token_use`, `exp` and `nbf`.
 pub struct JwtVerifier {
-    keys: HashMap<String, DecodingKey>,
+    keys: std::sync::RwLock<HashMap<String, DecodingKey>>,
     validation: Validation,
     audience: String,
+    source: Option<Arc<dyn JwksSource>>,
+    last_refresh: tokio::sync::Mutex<Option<std::time::Instant>>,
+    /// Behind API Gateway's authorizer, use its claims instead of verifying again.
+    trust_gateway_claims: bool,
+}
+
+fn rsa_keys(jwks: &JwkSet) -> HashMap<String, DecodingKey> {
+    jwks.keys
+        .iter()
+        .filter_map(|jwk| {
+            let kid = jwk.common.key_id.clone()?;
+            match &jwk.algorithm {
+                AlgorithmParameters::RSA(rsa) => DecodingKey::from_rsa_components(&rsa.n, &rsa.e)
+                    .ok()
+                    .map(|key| (kid, key)),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 impl JwtVerifier {
     /// Keeps the RSA keys of `jwks`; keys of other types are ignored because only RS256 is allowed.
     pub fn new(jwks: &JwkSet, issuer: &str, audience: &str) -> Self {
-        let keys = jwks
-            .keys
-            .iter()
-            .filter_map(|jwk| {
-                let kid = jwk.common.key_id.clone()?;
-                match &jwk.algorithm {
-                    AlgorithmParameters::RSA(rsa) => {
-                        DecodingKey::from_rsa_components(&rsa.n, &rsa.e)
-                            .ok()
-                            .map(|key| (kid, key))
-                    }
-                    _ => None,
-                }
-            })
-            .collect();
+        let keys = rsa_keys(jwks);
         let mut validation = Validation::new(Algorithm::RS256);
         validation.algorithms = vec![Algorithm::RS256];
         validation.leeway = LEEWAY_SECONDS;
@@ -95,22 +119,70 @@ impl JwtVerifier {
         validation.set_issuer(&[issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         Self {
-            keys,
+            keys: std::sync::RwLock::new(keys),
             validation,
             audience: audience.to_owned(),
+            source: None,
+            last_refresh: tokio::sync::Mutex::new(None),
+            trust_gateway_claims: false,
         }
     }
 
-    pub fn verify(&self, token: &str) -> Result<UserId, AuthError> {
+    /// Refreshes keys from `source` when a token names an unknown `kid` (rate-limited).
+    pub fn with_source(mut self, source: Arc<dyn JwksSource>) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// Uses API Gateway authorizer claims when present (`VERIFY_JWT` off).
+    pub fn trusting_gateway_claims(mut self, trust: bool) -> Self {
+        self.trust_gateway_claims = trust;
+        self
+    }
+
+    /// Verifies with the keys already known, refreshing them once (rate-limited) when the token
+    /// names an unknown `kid`.
+    pub async fn verify(&self, token: &str) -> Result<UserId, AuthError> {
+        match self.verify_cached(token) {
+            Err(AuthError::Invalid(UNKNOWN_KID)) if self.source.is_some() => {
+                self.refresh().await;
+                self.verify_cached(token)
+            }
+            other => other,
+        }
+    }
+
+    async fn refresh(&self) {
+        let Some(source) = &self.source else {
+            return;
+        };
+        let mut last = self.last_refresh.lock().await;
+        if last.is_some_and(|at| at.elapsed() < REFRESH_INTERVAL) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        match source.fetch().await {
+            Ok(jwks) => {
+                if let Ok(mut keys) = self.keys.write() {
+                    *keys = rsa_keys(&jwks);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "JWKS refresh failed"),
+        }
+    }
+
+    /// Verifies with the keys already known, without any refresh.
+    pub fn verify_cached(&self, token: &str) -> Result<UserId, AuthError> {
         let header = decode_header(token).map_err(|_| AuthError::Invalid("malformed token"))?;
         if header.alg != Algorithm::RS256 {
             return Err(AuthError::Invalid("algorithm not allowed"));
         }
         let kid = header.kid.ok_or(AuthError::Invalid("no key id"))?;
-        let key = self
+        let keys = self
             .keys
-            .get(&kid)
-            .ok_or(AuthError::Invalid("unknown key id"))?;
+            .read()
+            .map_err(|_| AuthError::Invalid("key store unavailable"))?;
+        let key = keys.get(&kid).ok_or(AuthError::Invalid(UNKNOWN_KID))?;
         let data = decode::<Claims>(token, key, &self.validation).map_err(|error| {
             use jsonwebtoken::errors::ErrorKind;
             match error.kind() {
@@ -148,7 +220,25 @@ pub async fn require_user(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let verified = bearer_token(request.headers()).and_then(|token| verifier.verify(token));
+    let gateway_sub = verifier
+        .trust_gateway_claims
+        .then(|| {
+            request
+                .extensions()
+                .get::<GatewayClaims>()
+                .map(|claims| claims.sub.clone())
+        })
+        .flatten();
+    let verified = match gateway_sub {
+        Some(sub) => UserId::parse(&sub).ok_or(AuthError::Invalid("unusable subject")),
+        None => {
+            let token = bearer_token(request.headers()).map(str::to_owned);
+            match token {
+                Ok(token) => verifier.verify(&token).await,
+                Err(error) => Err(error),
+            }
+        }
+    };
     match verified {
         Ok(user) => {
             request.extensions_mut().insert(AuthenticatedUser(user));
@@ -245,7 +335,7 @@ mod tests {
         let good = keys("k1");
         let other = keys("k1");
         let verifier = JwtVerifier::new(&good.jwks, "issuer", "app");
-        let ok = |token: &str| verifier.verify(token).map(|user| user.to_string());
+        let ok = |token: &str| verifier.verify_cached(token).map(|user| user.to_string());
 
         assert_eq!(
             ok(&sign(&good, "k1", &claims(json!({})))),
@@ -326,5 +416,40 @@ mod tests {
         assert_eq!(ok(&hs), Err(AuthError::Invalid("algorithm not allowed")));
         assert!(ok("").is_err());
         assert!(ok("a.b.c").is_err());
+    }
+
+    struct CountingSource {
+        jwks: JwkSet,
+        fetches: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl JwksSource for CountingSource {
+        async fn fetch(&self) -> Result<JwkSet, crate::PortError> {
+            self.fetches
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(self.jwks.clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_triggers_one_rate_limited_refresh() {
+        let old = keys("old");
+        let rotated = keys("new");
+        let source = Arc::new(CountingSource {
+            jwks: rotated.jwks.clone(),
+            fetches: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let verifier = JwtVerifier::new(&old.jwks, "issuer", "app").with_source(source.clone());
+        let fresh = sign(&rotated, "new", &claims(json!({})));
+        assert_eq!(
+            verifier.verify(&fresh).await.map(|u| u.to_string()),
+            Ok("alice".to_owned())
+        );
+        let forged = sign(&old, "unknown", &claims(json!({})));
+        for _ in 0..5 {
+            assert!(verifier.verify(&forged).await.is_err());
+        }
+        assert_eq!(source.fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }
