@@ -80,6 +80,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 data_dir="$tmp/data"
+: >"$tmp/server.out"
 "$bin" --host 127.0.0.1 --port 0 --data-dir "$data_dir" >"$tmp/server.out" 2>"$tmp/server.log" &
 server_pid=$!
 
@@ -89,7 +90,7 @@ for _ in $(seq 300); do
         cat "$tmp/server.log" >&2
         die "manuel-local exited before listening"
     fi
-    line="$(head -n 1 "$tmp/server.out")"
+    line="$(head -n 1 "$tmp/server.out" 2>/dev/null || true)"
     if [[ "$line" =~ ^manuel-local\ listening\ on\ http://127\.0\.0\.1:([0-9]+) ]]; then
         port="${BASH_REMATCH[1]}"
         break
@@ -135,7 +136,9 @@ args=(
     --max-examples "$max_examples"
     --generation-database none
     --request-timeout 30
-    --workers 2
+    # One worker: with several, hypothesis parses lambda sources from concurrent threads and
+    # CPython 3.11's ast module fails ("AST constructor recursion depth mismatch").
+    --workers 1
     --no-color
 )
 [[ "$seed" == "random" ]] || args+=(--seed "$seed")

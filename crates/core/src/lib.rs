@@ -9,5 +9,6 @@ pub mod json;
 pub mod ports;
 pub mod request_id;
 pub mod security;
+pub mod validation;
 
 pub use error::{ApiError, PortError};

@@ -13,6 +13,7 @@ use manuel_core::auth::AuthenticatedUser;
 use manuel_core::domain::{Manual, ManualStatus};
 use manuel_core::json::JsonBody;
 use manuel_core::ports::InsertOutcome;
+use manuel_core::validation::{FieldKind, check_text};
 use manuel_process_manual::{SniffError, sniff};
 use serde::Deserialize;
 use serde_json::json;
@@ -43,7 +44,8 @@ pub(crate) async fn upload(
     AuthenticatedUser(user): AuthenticatedUser,
     JsonBody(request): JsonBody<UploadRequest>,
 ) -> Result<Response, ApiError> {
-    let name = sanitize_file_name(&request.file_name).ok_or_else(|| {
+    let name = check_text("file_name", FieldKind::FileName, &request.file_name)?;
+    let name = sanitize_file_name(&name).ok_or_else(|| {
         ApiError::validation("file_name", "The file name must contain letters or digits.")
     })?;
     let bytes = decode_file(&request.file_data, deps.config.max_upload_bytes)?;

@@ -14,6 +14,7 @@ use manuel_core::json::JsonBody;
 use manuel_core::ports::{AnswerModel, KnowledgeBase, ManualRepository, ObjectStore};
 use manuel_core::request_id::RequestId;
 use manuel_core::security::Security;
+use manuel_core::validation::{FieldKind, check_text};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -87,6 +88,11 @@ async fn query(
         request.question.as_deref().unwrap_or(""),
         deps.config.max_question_chars,
     )?;
+    if let Some(ids) = &request.manual_ids {
+        for id in ids {
+            check_text("manual_ids", FieldKind::Identifier, id)?;
+        }
+    }
     if let Some(ids) = &request.manual_ids
         && ids.len() > MAX_MANUAL_IDS
     {
@@ -185,21 +191,10 @@ fn not_covered() -> &'static str {
     "I couldn't find this in your manuals."
 }
 
-/// Removes control characters, collapses whitespace and applies the length limit.
+/// Removes control characters, collapses whitespace, refuses injection payloads and applies the
+/// length limit.
 fn clean_question(raw: &str, max_chars: usize) -> Result<String, ApiError> {
-    let cleaned: String = raw
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    if cleaned.is_empty() {
-        return Err(ApiError::validation(
-            "question",
-            "`question` is required and must not be empty.",
-        ));
-    }
+    let cleaned = check_text("question", FieldKind::Question, raw)?;
     if cleaned.chars().count() > max_chars {
         return Err(ApiError::validation(
             "question",
