@@ -31,6 +31,16 @@ pub enum ApiError {
     Conflict(String),
     #[error("Too many requests. Please retry in {retry_after_secs} seconds.")]
     RateLimited { retry_after_secs: u64 },
+    #[error(
+        "Usage limit exceeded: {used} of {limit} {window} questions used. Please try again after the reset."
+    )]
+    QuotaExceeded {
+        used: u64,
+        limit: u64,
+        window: &'static str,
+        usage: crate::usage::UsageNumbers,
+        retry_after_secs: u64,
+    },
     #[error("{message}")]
     ServiceUnavailable {
         message: String,
@@ -67,7 +77,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::ServiceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -86,6 +96,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Conflict(_) => "conflict",
             Self::RateLimited { .. } => "rate_limited",
+            Self::QuotaExceeded { .. } => "quota_exceeded",
             Self::ServiceUnavailable { .. } => "service_unavailable",
             Self::Internal(_) => "internal",
         }
@@ -101,6 +112,14 @@ impl ApiError {
     fn details(&self) -> Option<Value> {
         match self {
             Self::Validation { field, .. } => Some(json!({ "field": field })),
+            Self::QuotaExceeded {
+                usage,
+                retry_after_secs,
+                ..
+            } => Some(json!({
+                "usage": usage,
+                "retry_after_seconds": retry_after_secs,
+            })),
             _ => None,
         }
     }
@@ -132,7 +151,10 @@ impl IntoResponse for ApiError {
         if let Self::ServiceUnavailable {
             retry_after_secs, ..
         }
-        | Self::RateLimited { retry_after_secs } = self
+        | Self::RateLimited { retry_after_secs }
+        | Self::QuotaExceeded {
+            retry_after_secs, ..
+        } = self
         {
             response
                 .headers_mut()

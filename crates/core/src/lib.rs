@@ -9,6 +9,7 @@ pub mod json;
 pub mod ports;
 pub mod request_id;
 pub mod security;
+pub mod usage;
 pub mod validation;
 
 pub use error::{ApiError, PortError};

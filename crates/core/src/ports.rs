@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use crate::domain::{Answer, DocumentKind, Manual, ProcessingOutcome, RetrievedChunk, UserId};
 use crate::error::PortError;
+use crate::usage::{CostRecord, Operation, QuotaLimits, QuotaWindows, Reservation, UsageNumbers};
 
 /// Manual files (S3 in AWS, files under the data directory locally).
 #[async_trait]
@@ -139,4 +140,45 @@ pub trait RateLimitStore: Send + Sync {
 pub trait ReplayGuard: Send + Sync {
     /// Records `signature` until `expires_at`; returns false when it was already recorded.
     async fn first_use(&self, signature: &str, expires_at: i64) -> Result<bool, PortError>;
+}
+
+/// Per-user counters and cost records (the usage table of DESIGN.md §4).
+#[async_trait]
+pub trait UsageStore: Send + Sync {
+    /// Counts one `operation` in both the day and the month of `windows`, atomically and only if
+    /// neither is at its limit; otherwise changes nothing.
+    async fn reserve(
+        &self,
+        user: &UserId,
+        windows: &QuotaWindows,
+        limits: QuotaLimits,
+        operation: Operation,
+    ) -> Result<Reservation, PortError>;
+    /// Gives back a reservation made in `windows` (after a failure on our side).
+    async fn refund(&self, user: &UserId, windows: &QuotaWindows) -> Result<(), PortError>;
+    /// The counters of `windows` and when they last moved.
+    async fn usage(
+        &self,
+        user: &UserId,
+        windows: &QuotaWindows,
+        limits: QuotaLimits,
+    ) -> Result<UsageState, PortError>;
+    /// The daily counts of the given days (`YYYY-MM-DD`), missing days as 0.
+    async fn daily_counts(&self, user: &UserId, days: &[String]) -> Result<Vec<u64>, PortError>;
+    async fn record_cost(&self, user: &UserId, record: &CostRecord) -> Result<(), PortError>;
+    /// Cost records at or after `since`, newest first.
+    async fn costs_since(
+        &self,
+        user: &UserId,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<CostRecord>, PortError>;
+    /// Deletes every counter and cost record of `user`; returns how many were removed.
+    async fn erase(&self, user: &UserId) -> Result<u64, PortError>;
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct UsageState {
+    pub numbers: UsageNumbers,
+    pub last_operation: Option<Operation>,
+    pub last_updated: Option<chrono::DateTime<chrono::Utc>>,
 }

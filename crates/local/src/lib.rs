@@ -13,3 +13,4 @@ pub mod reader;
 pub mod secrets;
 pub mod server;
 pub mod store;
+pub mod usage_store;

@@ -14,6 +14,7 @@ use manuel_core::auth::JwtVerifier;
 use manuel_core::http::serve_app;
 use manuel_core::ports::IngestionQueue;
 use manuel_core::security::{Security, SecurityConfig};
+use manuel_core::usage::{Clock, Pricing, QuotaLimits, SystemClock};
 use manuel_process_manual::Processor;
 use serde::Deserialize;
 use serde_json::Value;
@@ -187,19 +188,38 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
         security: security.clone(),
         config: manuals_config,
     });
+    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    let quota = quota_limits(&env)?;
+    let pricing = Pricing::from_vars(Pricing::free(), &env)
+        .map_err(|error| StartError::Config(error.to_string()))?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let query = manuel_query::router(manuel_query::QueryDeps {
+        usage: store.clone(),
+        quota,
+        pricing: pricing.clone(),
+        model_id: "local-extractive".to_owned(),
+        clock: clock.clone(),
         manuals: store.clone(),
         knowledge_base: index.clone(),
-        answer_model: Arc::new(ExtractiveAnswerModel::new(index)),
+        answer_model: Arc::new(ExtractiveAnswerModel::new(index.clone())),
         objects: objects.clone(),
         security: security.clone(),
         config: manuel_query::QueryConfig::default(),
     });
     let usage = manuel_usage::router(manuel_usage::UsageDeps {
         version: env!("CARGO_PKG_VERSION"),
+        usage: store.clone(),
+        quota,
+        currency: pricing.currency.clone(),
+        clock,
+        manuals: store.clone(),
+        objects: objects.clone(),
+        knowledge_base: index,
+        security: security.clone(),
     });
     let local = Router::new()
         .route("/.well-known/jwks.json", get(jwks))
+        .route("/openapi.yaml", get(openapi))
         .route("/files/{*key}", get(download))
         .with_state(LocalRoutes {
             jwks: Arc::new(identity.jwks_json().clone()),
@@ -209,6 +229,35 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
         manuals.merge(query).merge(usage).merge(local),
         &security,
     ))
+}
+
+/// `DAILY_QUOTA_LIMIT` and `MONTHLY_QUOTA_LIMIT` (50 and 1000 by default, as before).
+fn quota_limits(
+    env: &std::collections::HashMap<String, String>,
+) -> Result<QuotaLimits, StartError> {
+    let read = |name: &str, default: u64| match env
+        .get(name)
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+    {
+        None => Ok(default),
+        Some(value) => value.parse::<u64>().map_err(|_| {
+            StartError::Config(format!(
+                "configuration variable {name} is not valid: {value:?} is not a whole number"
+            ))
+        }),
+    };
+    Ok(QuotaLimits {
+        daily: read("DAILY_QUOTA_LIMIT", 50)?,
+        monthly: read("MONTHLY_QUOTA_LIMIT", 1000)?,
+    })
+}
+
+/// The API contract, as served to clients and contract tests.
+const OPENAPI: &str = include_str!("../../../openapi.yaml");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI).into_response()
 }
 
 async fn jwks(State(routes): State<LocalRoutes>) -> Json<Value> {

@@ -39,6 +39,30 @@ CREATE TABLE IF NOT EXISTS rate_limits (
     count      INTEGER NOT NULL,
     expires_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS usage_counters (
+    user_id        TEXT    NOT NULL,
+    window         TEXT    NOT NULL,
+    count          INTEGER NOT NULL,
+    last_operation TEXT,
+    updated_us     INTEGER,
+    PRIMARY KEY (user_id, window)
+);
+CREATE TABLE IF NOT EXISTS cost_records (
+    user_id          TEXT    NOT NULL,
+    timestamp_us     INTEGER NOT NULL,
+    request_id       TEXT    NOT NULL,
+    operation        TEXT    NOT NULL,
+    model_id         TEXT    NOT NULL,
+    input_tokens     INTEGER NOT NULL,
+    output_tokens    INTEGER NOT NULL,
+    embedding_tokens INTEGER NOT NULL,
+    audio_seconds    REAL    NOT NULL,
+    model_cost       REAL    NOT NULL,
+    embedding_cost   REAL    NOT NULL,
+    transcribe_cost  REAL    NOT NULL,
+    total_cost       REAL    NOT NULL,
+    PRIMARY KEY (user_id, timestamp_us, request_id)
+);
 CREATE TABLE IF NOT EXISTS used_signatures (
     signature  TEXT    PRIMARY KEY,
     expires_at INTEGER NOT NULL
@@ -79,7 +103,7 @@ impl SqliteStore {
         })
     }
 
-    fn lock(&self) -> Result<MutexGuard<'_, Connection>, PortError> {
+    pub(crate) fn lock(&self) -> Result<MutexGuard<'_, Connection>, PortError> {
         self.connection
             .lock()
             .map_err(|_| PortError::failed("the database lock was poisoned"))

@@ -11,9 +11,10 @@ use manuel_core::ApiError;
 use manuel_core::auth::AuthenticatedUser;
 use manuel_core::domain::{Manual, RetrievedChunk};
 use manuel_core::json::JsonBody;
-use manuel_core::ports::{AnswerModel, KnowledgeBase, ManualRepository, ObjectStore};
+use manuel_core::ports::{AnswerModel, KnowledgeBase, ManualRepository, ObjectStore, UsageStore};
 use manuel_core::request_id::RequestId;
 use manuel_core::security::Security;
+use manuel_core::usage::{Clock, Operation, Pricing, QuotaLimits, QuotaWindows, Reservation};
 use manuel_core::validation::{FieldKind, check_text};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -39,6 +40,12 @@ impl Default for QueryConfig {
 
 #[derive(Clone)]
 pub struct QueryDeps {
+    pub usage: Arc<dyn UsageStore>,
+    pub quota: QuotaLimits,
+    pub pricing: Pricing,
+    /// The answer model's id, recorded with each cost.
+    pub model_id: String,
+    pub clock: Arc<dyn Clock>,
     pub manuals: Arc<dyn ManualRepository>,
     pub knowledge_base: Arc<dyn KnowledgeBase>,
     pub answer_model: Arc<dyn AnswerModel>,
@@ -102,31 +109,93 @@ async fn query(
         ));
     }
 
+    let now = deps.clock.now();
+    let windows = QuotaWindows::at(now);
+    let usage = match deps
+        .usage
+        .reserve(&user, &windows, deps.quota, Operation::Query)
+        .await?
+    {
+        Reservation::Granted(numbers) => numbers,
+        Reservation::Refused(numbers) => return Err(numbers.refusal(&windows)),
+    };
+    let answered = answer(&deps, &user, &question, request.manual_ids.as_deref()).await;
+    let answered = match answered {
+        Ok(answered) => answered,
+        Err(error) => {
+            if error.status().is_server_error()
+                && let Err(refund) = deps.usage.refund(&user, &windows).await
+            {
+                tracing::error!(error = %refund, "could not refund a quota reservation");
+            }
+            return Err(error);
+        }
+    };
+    let cost = deps.pricing.cost(
+        &request_id.0,
+        now,
+        Operation::Query,
+        &deps.model_id,
+        answered.input_tokens,
+        answered.output_tokens,
+        0,
+        0.0,
+    );
+    if let Err(error) = deps.usage.record_cost(&user, &cost).await {
+        tracing::error!(%error, "could not record the cost of a query");
+    }
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    Ok(Json(json!({
+        "answer": answered.text,
+        "question": question,
+        "sources": answered.sources,
+        "context_found": answered.context_found,
+        "cache_status": "miss",
+        "response_time_ms": (elapsed_ms * 100.0).round() / 100.0,
+        "cost_info": {
+            "total_cost_eur": cost.total_cost,
+            "currency": deps.pricing.currency,
+            "input_tokens": cost.input_tokens,
+            "output_tokens": cost.output_tokens,
+            "operation": cost.operation.as_str(),
+        },
+        "usage": usage,
+        "request_id": request_id.0,
+    })))
+}
+
+struct Answered {
+    text: String,
+    sources: Vec<Value>,
+    context_found: bool,
+    input_tokens: u64,
+    output_tokens: u64,
+}
+
+/// Retrieval and generation: the expensive part, run only after the quota was reserved.
+async fn answer(
+    deps: &QueryDeps,
+    user: &manuel_core::domain::UserId,
+    question: &str,
+    manual_ids: Option<&[String]>,
+) -> Result<Answered, ApiError> {
     let ready: HashMap<String, Manual> = deps
         .manuals
-        .list_ready(&user)
+        .list_ready(user)
         .await?
         .into_iter()
-        .filter(|manual| {
-            request
-                .manual_ids
-                .as_ref()
-                .is_none_or(|ids| ids.contains(&manual.id))
-        })
+        .filter(|manual| manual_ids.is_none_or(|ids| ids.contains(&manual.id)))
         .map(|manual| (manual.id.clone(), manual))
         .collect();
 
     let passages: Vec<RetrievedChunk> = if ready.is_empty() {
         Vec::new()
     } else {
-        let scope: Option<Vec<String>> = request
-            .manual_ids
-            .as_ref()
-            .map(|_| ready.keys().cloned().collect());
+        let scope: Option<Vec<String>> = manual_ids.map(|_| ready.keys().cloned().collect());
         deps.knowledge_base
             .retrieve(
-                &user,
-                &question,
+                user,
+                question,
                 scope.as_deref(),
                 deps.config.retrieval_limit,
             )
@@ -138,7 +207,7 @@ async fn query(
     };
     let answer = deps
         .answer_model
-        .answer(&user, &question, &passages)
+        .answer(user, question, &passages)
         .await?;
 
     let mut sources = Vec::with_capacity(answer.cited.len());
@@ -175,16 +244,13 @@ async fn query(
     } else {
         not_covered().to_owned()
     };
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    Ok(Json(json!({
-        "answer": text,
-        "question": question,
-        "sources": sources,
-        "context_found": context_found,
-        "cache_status": "miss",
-        "response_time_ms": (elapsed_ms * 100.0).round() / 100.0,
-        "request_id": request_id.0,
-    })))
+    Ok(Answered {
+        text,
+        sources,
+        context_found,
+        input_tokens: answer.input_tokens,
+        output_tokens: answer.output_tokens,
+    })
 }
 
 fn not_covered() -> &'static str {

@@ -1,16 +1,43 @@
-//! The usage function. For now it serves the public health check.
+//! The usage function: the public health check, the caller's usage and costs, quota state, and
+//! erasing everything the caller owns.
 
-use axum::routing::get;
+mod report;
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::{delete, get};
 use axum::{Json, Router};
+use manuel_core::ApiError;
+use manuel_core::auth::AuthenticatedUser;
+use manuel_core::ports::{KnowledgeBase, ManualRepository, ObjectStore, UsageStore};
+use manuel_core::security::Security;
+use manuel_core::usage::{Clock, QuotaLimits};
 use serde_json::{Value, json};
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct UsageDeps {
     pub version: &'static str,
+    pub usage: Arc<dyn UsageStore>,
+    pub quota: QuotaLimits,
+    pub currency: String,
+    pub clock: Arc<dyn Clock>,
+    pub manuals: Arc<dyn ManualRepository>,
+    pub objects: Arc<dyn ObjectStore>,
+    pub knowledge_base: Arc<dyn KnowledgeBase>,
+    pub security: Security,
 }
 
 pub fn router(deps: UsageDeps) -> Router {
-    Router::new().route("/health", get(move || health(deps.version)))
+    let api = Router::new()
+        .route("/api/user/usage", get(report::usage))
+        .route("/api/user/quota", get(report::quota))
+        .route("/api/user/data", delete(erase));
+    let version = deps.version;
+    deps.security
+        .protect(api)
+        .route("/health", get(move || health(version)))
+        .with_state(deps)
 }
 
 async fn health(version: &'static str) -> Json<Value> {
@@ -18,13 +45,48 @@ async fn health(version: &'static str) -> Json<Value> {
         "status": "healthy",
         "service": "manuel-backend",
         "version": version,
-        "timestamp": chrono_like_now(),
+        "timestamp": chrono::Utc::now().timestamp(),
     }))
 }
 
-fn chrono_like_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs())
-        .unwrap_or_default()
+/// `DELETE /api/user/data`: every manual (file, index entries, record), then every usage
+/// counter and cost record. Safe to repeat after a partial failure.
+async fn erase(
+    State(deps): State<UsageDeps>,
+    AuthenticatedUser(user): AuthenticatedUser,
+) -> Result<Json<Value>, ApiError> {
+    let mut manuals = 0u64;
+    loop {
+        let page = deps
+            .manuals
+            .list(&user, 100, None)
+            .await
+            .map_err(|error| match error {
+                manuel_core::ports::ListError::Port(error) => ApiError::from(error),
+                manuel_core::ports::ListError::BadToken => {
+                    ApiError::internal("unexpected pagination error")
+                }
+            })?;
+        if page.manuals.is_empty() {
+            break;
+        }
+        for manual in page.manuals {
+            deps.knowledge_base.remove(&user, &manual.id).await?;
+            deps.objects.delete(&manual.key).await?;
+            if deps.manuals.delete(&user, &manual.id).await? {
+                manuals += 1;
+            }
+        }
+    }
+    let usage_records = deps.usage.erase(&user).await?;
+    tracing::info!(manuals, usage_records, "user data erased");
+    Ok(Json(json!({
+        "message": "All your data was erased.",
+        "deleted": {
+            "manuals": manuals,
+            "files": manuals,
+            "index_entries_of_manuals": manuals,
+            "usage_and_cost_records": usage_records,
+        },
+    })))
 }
