@@ -8,12 +8,13 @@ DATA_DIR ?= ./.manuel
 PDFIUM_LIB := $(CURDIR)/.tools/pdfium/libpdfium.so
 export MANUEL_PDFIUM_LIB ?= $(PDFIUM_LIB)
 
-.PHONY: help setup run token test lint fmt build-local clean-data
+.PHONY: help setup run token test lint fmt contract clean-data
 
 help:
 	@echo "make run              build and start manuel-local on 127.0.0.1:$(PORT) (data in $(DATA_DIR))"
 	@echo "make token USER=alice print a token for a user"
 	@echo "make test             formatting, lints and every test"
+	@echo "make contract         schemathesis against manuel-local with openapi.yaml"
 	@echo "make setup            install what local mode needs (idempotent)"
 
 ## Installs the pdfium library from the pypdfium2 wheel (once).
@@ -33,8 +34,17 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
+## Every test: moto is started for the AWS adapter tests and stopped afterwards, pass or fail.
 test: setup lint
-	$(CARGO) test --workspace
+	@url=$$(scripts/moto.sh start) || exit 1; \
+	MANUEL_TEST_MOTO_URL=$$url $(CARGO) test --workspace; status=$$?; \
+	scripts/moto.sh stop; exit $$status
+	$(MAKE) contract
+
+## schemathesis against a freshly started manuel-local, with openapi.yaml.
+contract: setup
+	$(CARGO) build -p manuel-local
+	scripts/contract.sh
 
 clean-data:
 	rm -rf $(DATA_DIR)

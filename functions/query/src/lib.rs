@@ -205,10 +205,7 @@ async fn answer(
             .filter(|chunk| ready.contains_key(&chunk.manual_id))
             .collect()
     };
-    let answer = deps
-        .answer_model
-        .answer(user, question, &passages)
-        .await?;
+    let answer = deps.answer_model.answer(user, question, &passages).await?;
 
     let mut sources = Vec::with_capacity(answer.cited.len());
     for &index in &answer.cited {

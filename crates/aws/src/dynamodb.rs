@@ -1,0 +1,467 @@
+//! DynamoDB adapters. The usage table (DESIGN.md §4): PK `user_id`, SK `D#YYYY-MM-DD`
+//! (daily counter), `M#YYYY-MM` (monthly counter), `C#<time>#<request_id>` (cost records).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, KeysAndAttributes, TransactWriteItem, Update, WriteRequest,
+};
+use chrono::{DateTime, Utc};
+use manuel_core::PortError;
+use manuel_core::domain::UserId;
+use manuel_core::ports::{UsageState, UsageStore};
+use manuel_core::usage::{
+    CostRecord, Operation, QuotaLimits, QuotaWindows, Reservation, UsageNumbers,
+};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Counters outlive the windows they count, long enough for the usage history.
+const DAY_COUNTER_TTL_DAYS: i64 = 60;
+const MONTH_COUNTER_TTL_DAYS: i64 = 400;
+const COST_RECORD_TTL_DAYS: i64 = 400;
+/// Concurrent transactions on the same counters can be cancelled as conflicts; those are retried.
+const CONFLICT_ATTEMPTS: u32 = 6;
+
+fn unavailable(error: impl std::fmt::Display) -> PortError {
+    PortError::Unavailable {
+        service: "dynamodb",
+        message: error.to_string(),
+    }
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|value| value.as_s().ok())
+        .map(String::as_str)
+}
+
+fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
+    item.get(name)
+        .and_then(|value| value.as_n().ok())
+        .and_then(|value| value.parse().ok())
+}
+
+pub struct DynamoUsageStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoUsageStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn key(user: &UserId, sort_key: &str) -> Item {
+        HashMap::from([
+            ("user_id".to_owned(), s(user.as_str())),
+            ("sk".to_owned(), s(sort_key)),
+        ])
+    }
+
+    fn counter_update(
+        &self,
+        user: &UserId,
+        sort_key: String,
+        limit: u64,
+        operation: Operation,
+        ttl_days: i64,
+    ) -> Result<TransactWriteItem, PortError> {
+        let now = Utc::now();
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(user, &sort_key)))
+            .update_expression(
+                "ADD #count :one SET #op = :op, #updated = :now, #ttl = if_not_exists(#ttl, :ttl)",
+            )
+            .condition_expression("attribute_not_exists(#count) OR #count < :limit")
+            .expression_attribute_names("#count", "count")
+            .expression_attribute_names("#op", "last_operation")
+            .expression_attribute_names("#updated", "updated_at")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":op", s(operation.as_str()))
+            .expression_attribute_values(":now", s(now.to_rfc3339()))
+            .expression_attribute_values(
+                ":ttl",
+                n((now + chrono::Duration::days(ttl_days)).timestamp()),
+            )
+            .expression_attribute_values(":limit", n(limit))
+            .build()
+            .map_err(PortError::failed)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    async fn counter(&self, user: &UserId, sort_key: &str) -> Result<Option<Item>, PortError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(user, sort_key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|error| unavailable(error.into_service_error()))?;
+        Ok(output.item)
+    }
+
+    async fn numbers(
+        &self,
+        user: &UserId,
+        windows: &QuotaWindows,
+        limits: QuotaLimits,
+    ) -> Result<(UsageNumbers, Option<Item>), PortError> {
+        let day = self.counter(user, &format!("D#{}", windows.day)).await?;
+        let month = self.counter(user, &format!("M#{}", windows.month)).await?;
+        let count = |item: &Option<Item>| {
+            item.as_ref()
+                .and_then(|item| get_n::<u64>(item, "count"))
+                .unwrap_or(0)
+        };
+        Ok((
+            UsageNumbers {
+                daily_used: count(&day),
+                daily_limit: limits.daily,
+                monthly_used: count(&month),
+                monthly_limit: limits.monthly,
+            },
+            day,
+        ))
+    }
+
+    async fn all_keys(&self, user: &UserId) -> Result<Vec<Item>, PortError> {
+        let mut keys = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("user_id = :user")
+                .expression_attribute_values(":user", s(user.as_str()))
+                .projection_expression("user_id, sk")
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|error| unavailable(error.into_service_error()))?;
+            keys.extend(output.items.unwrap_or_default());
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(keys),
+            }
+        }
+    }
+}
+
+fn cancellation_codes(
+    error: &SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> Option<Vec<String>> {
+    match error {
+        SdkError::ServiceError(service) => match service.err() {
+            TransactWriteItemsError::TransactionCanceledException(cancelled) => Some(
+                cancelled
+                    .cancellation_reasons()
+                    .iter()
+                    .filter_map(|reason| reason.code().map(str::to_owned))
+                    .collect(),
+            ),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn cost_item(user: &UserId, record: &CostRecord) -> Item {
+    let time = record.timestamp.format("%Y-%m-%dT%H:%M:%S%.6fZ");
+    HashMap::from([
+        ("user_id".to_owned(), s(user.as_str())),
+        (
+            "sk".to_owned(),
+            s(format!("C#{time}#{}", record.request_id)),
+        ),
+        ("timestamp".to_owned(), s(record.timestamp.to_rfc3339())),
+        ("request_id".to_owned(), s(&record.request_id)),
+        ("operation".to_owned(), s(record.operation.as_str())),
+        ("model_id".to_owned(), s(&record.model_id)),
+        ("input_tokens".to_owned(), n(record.input_tokens)),
+        ("output_tokens".to_owned(), n(record.output_tokens)),
+        ("embedding_tokens".to_owned(), n(record.embedding_tokens)),
+        ("audio_seconds".to_owned(), n(record.audio_seconds)),
+        ("model_cost".to_owned(), n(record.model_cost)),
+        ("embedding_cost".to_owned(), n(record.embedding_cost)),
+        ("transcribe_cost".to_owned(), n(record.transcribe_cost)),
+        ("total_cost".to_owned(), n(record.total_cost)),
+        (
+            "ttl".to_owned(),
+            n((record.timestamp + chrono::Duration::days(COST_RECORD_TTL_DAYS)).timestamp()),
+        ),
+    ])
+}
+
+fn cost_from_item(item: &Item) -> Option<CostRecord> {
+    Some(CostRecord {
+        request_id: get_s(item, "request_id")?.to_owned(),
+        timestamp: DateTime::parse_from_rfc3339(get_s(item, "timestamp")?)
+            .ok()?
+            .with_timezone(&Utc),
+        operation: Operation::parse(get_s(item, "operation")?)?,
+        model_id: get_s(item, "model_id").unwrap_or_default().to_owned(),
+        input_tokens: get_n(item, "input_tokens").unwrap_or(0),
+        output_tokens: get_n(item, "output_tokens").unwrap_or(0),
+        embedding_tokens: get_n(item, "embedding_tokens").unwrap_or(0),
+        audio_seconds: get_n(item, "audio_seconds").unwrap_or(0.0),
+        model_cost: get_n(item, "model_cost").unwrap_or(0.0),
+        embedding_cost: get_n(item, "embedding_cost").unwrap_or(0.0),
+        transcribe_cost: get_n(item, "transcribe_cost").unwrap_or(0.0),
+        total_cost: get_n(item, "total_cost").unwrap_or(0.0),
+    })
+}
+
+#[async_trait]
+impl UsageStore for DynamoUsageStore {
+    async fn reserve(
+        &self,
+        user: &UserId,
+        windows: &QuotaWindows,
+        limits: QuotaLimits,
+        operation: Operation,
+    ) -> Result<Reservation, PortError> {
+        if limits.daily == 0 || limits.monthly == 0 {
+            return Ok(Reservation::Refused(
+                self.numbers(user, windows, limits).await?.0,
+            ));
+        }
+        for attempt in 1..=CONFLICT_ATTEMPTS {
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(self.counter_update(
+                    user,
+                    format!("D#{}", windows.day),
+                    limits.daily,
+                    operation,
+                    DAY_COUNTER_TTL_DAYS,
+                )?)
+                .transact_items(self.counter_update(
+                    user,
+                    format!("M#{}", windows.month),
+                    limits.monthly,
+                    operation,
+                    MONTH_COUNTER_TTL_DAYS,
+                )?)
+                .send()
+                .await;
+            match result {
+                Ok(_) => {
+                    return Ok(Reservation::Granted(
+                        self.numbers(user, windows, limits).await?.0,
+                    ));
+                }
+                Err(error) => match cancellation_codes(&error) {
+                    Some(codes) if codes.iter().any(|code| code == "ConditionalCheckFailed") => {
+                        return Ok(Reservation::Refused(
+                            self.numbers(user, windows, limits).await?.0,
+                        ));
+                    }
+                    Some(_) if attempt < CONFLICT_ATTEMPTS => {
+                        tokio_sleep(Duration::from_millis(10 * u64::from(attempt))).await;
+                    }
+                    _ => return Err(unavailable(error.into_service_error())),
+                },
+            }
+        }
+        Err(unavailable("the quota counters stayed contended"))
+    }
+
+    async fn refund(&self, user: &UserId, windows: &QuotaWindows) -> Result<(), PortError> {
+        let mut request = self.client.transact_write_items();
+        for sort_key in [format!("D#{}", windows.day), format!("M#{}", windows.month)] {
+            let update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(user, &sort_key)))
+                .update_expression("ADD #count :minus_one")
+                .condition_expression("#count > :zero")
+                .expression_attribute_names("#count", "count")
+                .expression_attribute_values(":minus_one", n(-1))
+                .expression_attribute_values(":zero", n(0))
+                .build()
+                .map_err(PortError::failed)?;
+            request = request.transact_items(TransactWriteItem::builder().update(update).build());
+        }
+        request
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|error| unavailable(error.into_service_error()))
+    }
+
+    async fn usage(
+        &self,
+        user: &UserId,
+        windows: &QuotaWindows,
+        limits: QuotaLimits,
+    ) -> Result<UsageState, PortError> {
+        let (numbers, day) = self.numbers(user, windows, limits).await?;
+        Ok(UsageState {
+            numbers,
+            last_operation: day
+                .as_ref()
+                .and_then(|item| get_s(item, "last_operation"))
+                .and_then(Operation::parse),
+            last_updated: day
+                .as_ref()
+                .and_then(|item| get_s(item, "updated_at"))
+                .and_then(|time| DateTime::parse_from_rfc3339(time).ok())
+                .map(|time| time.with_timezone(&Utc)),
+        })
+    }
+
+    async fn daily_counts(&self, user: &UserId, days: &[String]) -> Result<Vec<u64>, PortError> {
+        if days.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<Item> = days
+            .iter()
+            .map(|day| Self::key(user, &format!("D#{day}")))
+            .collect();
+        let request = KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .consistent_read(true)
+            .build()
+            .map_err(PortError::failed)?;
+        let output = self
+            .client
+            .batch_get_item()
+            .request_items(&self.table, request)
+            .send()
+            .await
+            .map_err(|error| unavailable(error.into_service_error()))?;
+        let found: HashMap<String, u64> = output
+            .responses
+            .and_then(|mut tables| tables.remove(&self.table))
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|item| {
+                Some((
+                    get_s(item, "sk")?.trim_start_matches("D#").to_owned(),
+                    get_n(item, "count")?,
+                ))
+            })
+            .collect();
+        Ok(days
+            .iter()
+            .map(|day| found.get(day).copied().unwrap_or(0))
+            .collect())
+    }
+
+    async fn record_cost(&self, user: &UserId, record: &CostRecord) -> Result<(), PortError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(cost_item(user, record)))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|error| unavailable(error.into_service_error()))
+    }
+
+    async fn costs_since(
+        &self,
+        user: &UserId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<CostRecord>, PortError> {
+        let mut records = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("user_id = :user AND sk BETWEEN :from AND :to")
+                .expression_attribute_values(":user", s(user.as_str()))
+                .expression_attribute_values(
+                    ":from",
+                    s(format!("C#{}", since.format("%Y-%m-%dT%H:%M:%S%.6fZ"))),
+                )
+                .expression_attribute_values(":to", s("C#~"))
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|error| unavailable(error.into_service_error()))?;
+            records.extend(
+                output
+                    .items
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(cost_from_item),
+            );
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(records),
+            }
+        }
+    }
+
+    async fn erase(&self, user: &UserId) -> Result<u64, PortError> {
+        let keys = self.all_keys(user).await?;
+        let total = keys.len() as u64;
+        for batch in keys.chunks(25) {
+            let mut pending: Vec<WriteRequest> = batch
+                .iter()
+                .map(|key| {
+                    DeleteRequest::builder()
+                        .set_key(Some(key.clone()))
+                        .build()
+                        .map(|delete| WriteRequest::builder().delete_request(delete).build())
+                        .map_err(PortError::failed)
+                })
+                .collect::<Result<_, _>>()?;
+            for attempt in 0..5u64 {
+                if pending.is_empty() {
+                    break;
+                }
+                let output = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|error| unavailable(error.into_service_error()))?;
+                pending = output
+                    .unprocessed_items
+                    .and_then(|mut tables| tables.remove(&self.table))
+                    .unwrap_or_default();
+                if !pending.is_empty() {
+                    tokio_sleep(Duration::from_millis(50 * (attempt + 1))).await;
+                }
+            }
+            if !pending.is_empty() {
+                return Err(unavailable(
+                    "some usage records could not be deleted; retry the erase",
+                ));
+            }
+        }
+        Ok(total)
+    }
+}
+
+async fn tokio_sleep(duration: Duration) {
+    tokio::time::sleep(duration).await;
+}

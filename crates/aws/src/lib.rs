@@ -1,0 +1,6 @@
+//! manuel-aws: adapters over the AWS SDK for the ports of manuel-core, one module per service.
+//! Clients are built once at init from the standard AWS environment (`AWS_REGION`, credentials,
+//! `AWS_ENDPOINT_URL*` for emulators).
+
+pub mod config;
+pub mod dynamodb;
