@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::request_id::current_request_id;
 
 /// Errors a client can see. Each variant maps to one status and one stable `code`.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("The request body is not valid JSON: {0}")]
     InvalidJson(String),

@@ -2,6 +2,7 @@
 //! Nothing here knows about AWS or Lambda.
 
 pub mod auth;
+pub mod cache;
 pub mod domain;
 pub mod error;
 pub mod http;

@@ -11,6 +11,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use manuel_core::ApiError;
 use manuel_core::auth::JwtVerifier;
+use manuel_core::cache::{Cache, CacheConfig, L2Cache};
 use manuel_core::http::serve_app;
 use manuel_core::ports::IngestionQueue;
 use manuel_core::security::{Security, SecurityConfig};
@@ -193,7 +194,23 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
     let pricing = Pricing::from_vars(Pricing::free(), &env)
         .map_err(|error| StartError::Config(error.to_string()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let l2: Option<Arc<dyn L2Cache>> = match env
+        .get("REDIS_URL")
+        .map(|url| url.trim())
+        .filter(|url| !url.is_empty())
+    {
+        Some(url) => Some(Arc::new(manuel_redis::RedisL2::new(url).map_err(
+            |error| {
+                StartError::Config(format!(
+                    "configuration variable REDIS_URL is not valid: {error}"
+                ))
+            },
+        )?)),
+        None => None,
+    };
+    let cache = Arc::new(Cache::new(CacheConfig::default(), l2));
     let query = manuel_query::router(manuel_query::QueryDeps {
+        cache: cache.clone(),
         usage: store.clone(),
         quota,
         pricing: pricing.clone(),
@@ -208,6 +225,7 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
     });
     let usage = manuel_usage::router(manuel_usage::UsageDeps {
         version: env!("CARGO_PKG_VERSION"),
+        cache,
         usage: store.clone(),
         quota,
         currency: pricing.currency.clone(),

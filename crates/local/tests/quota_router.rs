@@ -83,6 +83,7 @@ async fn windows_follow_the_clock_and_failures_are_refunded() -> TestResult {
         monthly: 2,
     };
     let app = manuel_query::router(manuel_query::QueryDeps {
+        cache: Arc::new(manuel_core::cache::Cache::new(Default::default(), None)),
         usage: store.clone(),
         quota: limits,
         pricing: Pricing::free(),
@@ -115,10 +116,12 @@ async fn windows_follow_the_clock_and_failures_are_refunded() -> TestResult {
     let ask = |app: axum::Router| {
         let token = token.clone();
         async move {
+            // A new question each time: a cached answer would cost nothing and prove nothing here.
+            let question = format!(r#"{{"question": "How do I descale it? ({})"}}"#, uuid::Uuid::new_v4());
             let request = Request::post("/api/query")
                 .header("authorization", format!("Bearer {token}"))
                 .header("content-type", "application/json")
-                .body(Body::from(r#"{"question": "How do I descale it?"}"#))?;
+                .body(Body::from(question))?;
             Ok::<_, Box<dyn std::error::Error>>(app.oneshot(request).await?.status())
         }
     };

@@ -9,15 +9,20 @@ use axum::routing::post;
 use axum::{Json, Router};
 use manuel_core::ApiError;
 use manuel_core::auth::AuthenticatedUser;
+use manuel_core::cache::{Cache, EntryKind};
 use manuel_core::domain::{Manual, RetrievedChunk};
 use manuel_core::json::JsonBody;
 use manuel_core::ports::{AnswerModel, KnowledgeBase, ManualRepository, ObjectStore, UsageStore};
 use manuel_core::request_id::RequestId;
 use manuel_core::security::Security;
-use manuel_core::usage::{Clock, Operation, Pricing, QuotaLimits, QuotaWindows, Reservation};
+use manuel_core::usage::{
+    Clock, CostRecord, Operation, Pricing, QuotaLimits, QuotaWindows, Reservation, UsageNumbers,
+};
 use manuel_core::validation::{FieldKind, check_text};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::sync::Mutex;
 
 #[derive(Clone, Debug)]
 pub struct QueryConfig {
@@ -40,6 +45,7 @@ impl Default for QueryConfig {
 
 #[derive(Clone)]
 pub struct QueryDeps {
+    pub cache: Arc<Cache>,
     pub usage: Arc<dyn UsageStore>,
     pub quota: QuotaLimits,
     pub pricing: Pricing,
@@ -109,48 +115,127 @@ async fn query(
         ));
     }
 
-    let now = deps.clock.now();
-    let windows = QuotaWindows::at(now);
-    let usage = match deps
-        .usage
-        .reserve(&user, &windows, deps.quota, Operation::Query)
+    let ready: HashMap<String, Manual> = deps
+        .manuals
+        .list_ready(&user)
         .await?
-    {
-        Reservation::Granted(numbers) => numbers,
-        Reservation::Refused(numbers) => return Err(numbers.refusal(&windows)),
-    };
-    let answered = answer(&deps, &user, &question, request.manual_ids.as_deref()).await;
-    let answered = match answered {
-        Ok(answered) => answered,
-        Err(error) => {
-            if error.status().is_server_error()
-                && let Err(refund) = deps.usage.refund(&user, &windows).await
+        .into_iter()
+        .filter(|manual| {
+            request
+                .manual_ids
+                .as_deref()
+                .is_none_or(|ids| ids.contains(&manual.id))
+        })
+        .map(|manual| (manual.id.clone(), manual))
+        .collect();
+    let key = Cache::key(
+        EntryKind::Answer,
+        user.as_str(),
+        &corpus_version(&ready),
+        &question_digest(&question, request.manual_ids.as_deref()),
+    );
+
+    // Filled in only when this request computes the answer; a hit reserves and costs nothing.
+    let charged: Mutex<Option<(UsageNumbers, CostRecord)>> = Mutex::new(None);
+    let (cached, cache_status) = deps
+        .cache
+        .get_or_compute(EntryKind::Answer, &key, || async {
+            let now = deps.clock.now();
+            let windows = QuotaWindows::at(now);
+            let usage = match deps
+                .usage
+                .reserve(&user, &windows, deps.quota, Operation::Query)
+                .await?
             {
-                tracing::error!(error = %refund, "could not refund a quota reservation");
+                Reservation::Granted(numbers) => numbers,
+                Reservation::Refused(numbers) => return Err(numbers.refusal(&windows)),
+            };
+            let answered = match answer(
+                &deps,
+                &user,
+                &question,
+                &ready,
+                request.manual_ids.is_some(),
+            )
+            .await
+            {
+                Ok(answered) => answered,
+                Err(error) => {
+                    if error.status().is_server_error()
+                        && let Err(refund) = deps.usage.refund(&user, &windows).await
+                    {
+                        tracing::error!(error = %refund, "could not refund a quota reservation");
+                    }
+                    return Err(error);
+                }
+            };
+            let cost = deps.pricing.cost(
+                &request_id.0,
+                now,
+                Operation::Query,
+                &deps.model_id,
+                answered.input_tokens,
+                answered.output_tokens,
+                0,
+                0.0,
+            );
+            if let Err(error) = deps.usage.record_cost(&user, &cost).await {
+                tracing::error!(%error, "could not record the cost of a query");
             }
-            return Err(error);
+            if let Ok(mut charged) = charged.lock() {
+                *charged = Some((usage, cost));
+            }
+            serde_json::to_vec(&answered.cached).map_err(ApiError::internal)
+        })
+        .await?;
+    let cached: CachedAnswer = serde_json::from_slice(&cached).map_err(ApiError::internal)?;
+    let charged = charged.lock().ok().and_then(|mut charged| charged.take());
+    let (usage, cost) = match charged {
+        Some((usage, cost)) => (usage, cost),
+        None => {
+            let now = deps.clock.now();
+            let state = deps
+                .usage
+                .usage(&user, &QuotaWindows::at(now), deps.quota)
+                .await?;
+            let free =
+                deps.pricing
+                    .cost(&request_id.0, now, Operation::Query, "cache", 0, 0, 0, 0.0);
+            (state.numbers, free)
         }
     };
-    let cost = deps.pricing.cost(
-        &request_id.0,
-        now,
-        Operation::Query,
-        &deps.model_id,
-        answered.input_tokens,
-        answered.output_tokens,
-        0,
-        0.0,
-    );
-    if let Err(error) = deps.usage.record_cost(&user, &cost).await {
-        tracing::error!(%error, "could not record the cost of a query");
+
+    let mut sources = Vec::with_capacity(cached.sources.len());
+    for source in cached.sources {
+        // Links expire sooner than cached answers, so they are signed per response.
+        let Some(manual) = ready.get(&source.manual_id) else {
+            continue;
+        };
+        let link = deps
+            .objects
+            .download_link(
+                &manual.key,
+                &manual.name,
+                manual.kind.mime_type(),
+                deps.config.source_link_ttl,
+            )
+            .await?;
+        let mut value = serde_json::to_value(&source).map_err(ApiError::internal)?;
+        if let Some(map) = value.as_object_mut() {
+            map.insert(
+                "pdf_url".to_owned(),
+                json!(format!("{link}#page={}", source.page_number)),
+            );
+        }
+        sources.push(value);
     }
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     Ok(Json(json!({
-        "answer": answered.text,
+        "answer": cached.answer,
         "question": question,
-        "sources": answered.sources,
-        "context_found": answered.context_found,
-        "cache_status": "miss",
+        "sources": sources,
+        "context_found": cached.context_found,
+        "cache_status": cache_status.as_str(),
         "response_time_ms": (elapsed_ms * 100.0).round() / 100.0,
         "cost_info": {
             "total_cost_eur": cost.total_cost,
@@ -164,10 +249,55 @@ async fn query(
     })))
 }
 
-struct Answered {
-    text: String,
-    sources: Vec<Value>,
+/// What the cache keeps of an answer: everything but per-request fields and signed links.
+#[derive(Serialize, Deserialize)]
+struct CachedAnswer {
+    answer: String,
+    sources: Vec<CachedSource>,
     context_found: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CachedSource {
+    manual_id: String,
+    manual_name: String,
+    page_number: u32,
+    chunk_text: String,
+    score: f64,
+}
+
+/// Changes whenever a manual becomes ready, is deleted or changes: cached answers made from
+/// another set of manuals are never served.
+fn corpus_version(ready: &HashMap<String, Manual>) -> String {
+    let mut manuals: Vec<(&String, i64)> = ready
+        .iter()
+        .map(|(id, manual)| (id, manual.updated_at.timestamp_micros()))
+        .collect();
+    manuals.sort();
+    let mut hasher = Sha256::new();
+    for (id, updated) in manuals {
+        hasher.update(id.as_bytes());
+        hasher.update(updated.to_le_bytes());
+    }
+    hex::encode(&hasher.finalize()[..8])
+}
+
+fn question_digest(question: &str, manual_ids: Option<&[String]>) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(question.to_lowercase().as_bytes());
+    if let Some(ids) = manual_ids {
+        let mut ids = ids.to_vec();
+        ids.sort();
+        for id in ids {
+            hasher.update(b"\0");
+            hasher.update(id.as_bytes());
+        }
+    }
+    hex::encode(&hasher.finalize()[..16])
+}
+
+struct Answered {
+    cached: CachedAnswer,
     input_tokens: u64,
     output_tokens: u64,
 }
@@ -177,21 +307,13 @@ async fn answer(
     deps: &QueryDeps,
     user: &manuel_core::domain::UserId,
     question: &str,
-    manual_ids: Option<&[String]>,
+    ready: &HashMap<String, Manual>,
+    narrowed: bool,
 ) -> Result<Answered, ApiError> {
-    let ready: HashMap<String, Manual> = deps
-        .manuals
-        .list_ready(user)
-        .await?
-        .into_iter()
-        .filter(|manual| manual_ids.is_none_or(|ids| ids.contains(&manual.id)))
-        .map(|manual| (manual.id.clone(), manual))
-        .collect();
-
     let passages: Vec<RetrievedChunk> = if ready.is_empty() {
         Vec::new()
     } else {
-        let scope: Option<Vec<String>> = manual_ids.map(|_| ready.keys().cloned().collect());
+        let scope: Option<Vec<String>> = narrowed.then(|| ready.keys().cloned().collect());
         deps.knowledge_base
             .retrieve(
                 user,
@@ -206,7 +328,6 @@ async fn answer(
             .collect()
     };
     let answer = deps.answer_model.answer(user, question, &passages).await?;
-
     let mut sources = Vec::with_capacity(answer.cited.len());
     for &index in &answer.cited {
         let Some(chunk) = passages.get(index) else {
@@ -217,23 +338,13 @@ async fn answer(
         let Some(manual) = ready.get(&chunk.manual_id) else {
             continue;
         };
-        let link = deps
-            .objects
-            .download_link(
-                &manual.key,
-                &manual.name,
-                manual.kind.mime_type(),
-                deps.config.source_link_ttl,
-            )
-            .await?;
-        sources.push(json!({
-            "manual_id": manual.id,
-            "manual_name": manual.name,
-            "page_number": chunk.page,
-            "chunk_text": chunk.text,
-            "score": (f64::from(chunk.score) * 1000.0).round() / 1000.0,
-            "pdf_url": format!("{link}#page={}", chunk.page),
-        }));
+        sources.push(CachedSource {
+            manual_id: manual.id.clone(),
+            manual_name: manual.name.clone(),
+            page_number: chunk.page,
+            chunk_text: chunk.text.clone(),
+            score: (f64::from(chunk.score) * 1000.0).round() / 1000.0,
+        });
     }
     let context_found = answer.found && !sources.is_empty();
     let text = if context_found || !answer.found {
@@ -242,9 +353,11 @@ async fn answer(
         not_covered().to_owned()
     };
     Ok(Answered {
-        text,
-        sources,
-        context_found,
+        cached: CachedAnswer {
+            answer: text,
+            sources,
+            context_found,
+        },
         input_tokens: answer.input_tokens,
         output_tokens: answer.output_tokens,
     })

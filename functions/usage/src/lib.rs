@@ -10,6 +10,7 @@ use axum::routing::{delete, get};
 use axum::{Json, Router};
 use manuel_core::ApiError;
 use manuel_core::auth::AuthenticatedUser;
+use manuel_core::cache::Cache;
 use manuel_core::ports::{KnowledgeBase, ManualRepository, ObjectStore, UsageStore};
 use manuel_core::security::Security;
 use manuel_core::usage::{Clock, QuotaLimits};
@@ -18,6 +19,7 @@ use serde_json::{Value, json};
 #[derive(Clone)]
 pub struct UsageDeps {
     pub version: &'static str,
+    pub cache: Arc<Cache>,
     pub usage: Arc<dyn UsageStore>,
     pub quota: QuotaLimits,
     pub currency: String,
@@ -49,8 +51,8 @@ async fn health(version: &'static str) -> Json<Value> {
     }))
 }
 
-/// `DELETE /api/user/data`: every manual (file, index entries, record), then every usage
-/// counter and cost record. Safe to repeat after a partial failure.
+/// `DELETE /api/user/data`: every manual (file, index entries, record), every usage counter
+/// and cost record, and every cached answer. Safe to repeat after a partial failure.
 async fn erase(
     State(deps): State<UsageDeps>,
     AuthenticatedUser(user): AuthenticatedUser,
@@ -79,7 +81,8 @@ async fn erase(
         }
     }
     let usage_records = deps.usage.erase(&user).await?;
-    tracing::info!(manuals, usage_records, "user data erased");
+    let cached_answers = deps.cache.purge_user(user.as_str()).await?;
+    tracing::info!(manuals, usage_records, cached_answers, "user data erased");
     Ok(Json(json!({
         "message": "All your data was erased.",
         "deleted": {
@@ -87,6 +90,7 @@ async fn erase(
             "files": manuals,
             "index_entries_of_manuals": manuals,
             "usage_and_cost_records": usage_records,
+            "shared_cache_entries": cached_answers,
         },
     })))
 }
