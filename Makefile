@@ -34,10 +34,12 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## Every test: moto is started for the AWS adapter tests and stopped afterwards, pass or fail.
+## Every test: moto is started for the AWS adapter tests and stopped afterwards, pass or fail;
+## the cache tests start (and kill) their own redis-server instances.
 test: setup lint
+	@scripts/redis.sh install
 	@url=$$(scripts/moto.sh start) || exit 1; \
-	MANUEL_TEST_MOTO_URL=$$url $(CARGO) test --workspace; status=$$?; \
+	MANUEL_TEST_MOTO_URL=$$url MANUEL_TEST_REDIS=1 $(CARGO) test --workspace; status=$$?; \
 	scripts/moto.sh stop; exit $$status
 	$(MAKE) contract
 

@@ -3,6 +3,7 @@
 #   scripts/redis.sh start   installs redis-server (Debian package) if missing, starts it on a
 #                            free port without persistence, prints its URL
 #   scripts/redis.sh stop    stops the server this script started
+#   scripts/redis.sh install only installs redis-server (tests that start their own need it)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -49,5 +50,6 @@ stop_quietly() {
 case "${1:-}" in
     start) start ;;
     stop) stop_quietly ;;
-    *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+    install) install ;;
+    *) echo "usage: $0 start|stop|install" >&2; exit 2 ;;
 esac

@@ -117,7 +117,10 @@ async fn windows_follow_the_clock_and_failures_are_refunded() -> TestResult {
         let token = token.clone();
         async move {
             // A new question each time: a cached answer would cost nothing and prove nothing here.
-            let question = format!(r#"{{"question": "How do I descale it? ({})"}}"#, uuid::Uuid::new_v4());
+            let question = format!(
+                r#"{{"question": "How do I descale it? ({})"}}"#,
+                uuid::Uuid::new_v4()
+            );
             let request = Request::post("/api/query")
                 .header("authorization", format!("Bearer {token}"))
                 .header("content-type", "application/json")
