@@ -35,19 +35,19 @@ pub fn router(deps: UsageDeps) -> Router {
         .route("/api/user/usage", get(report::usage))
         .route("/api/user/quota", get(report::quota))
         .route("/api/user/data", delete(erase));
-    let version = deps.version;
     deps.security
         .protect(api)
-        .route("/health", get(move || health(version)))
+        .route("/health", get(health))
         .with_state(deps)
 }
 
-async fn health(version: &'static str) -> Json<Value> {
+async fn health(State(deps): State<UsageDeps>) -> Json<Value> {
     Json(json!({
         "status": "healthy",
         "service": "manuel-backend",
-        "version": version,
+        "version": deps.version,
         "timestamp": chrono::Utc::now().timestamp(),
+        "cache": deps.cache.stats(),
     }))
 }
 
