@@ -4,3 +4,4 @@
 
 pub mod config;
 pub mod dynamodb;
+pub mod s3;

@@ -1,5 +1,5 @@
-//! DynamoDB adapters. The usage table (DESIGN.md §4): PK `user_id`, SK `D#YYYY-MM-DD`
-//! (daily counter), `M#YYYY-MM` (monthly counter), `C#<time>#<request_id>` (cost records).
+//! The usage table (DESIGN.md §4): PK `user_id`, SK `D#YYYY-MM-DD` (daily counter),
+//! `M#YYYY-MM` (monthly counter), `C#<time>#<request_id>` (cost records).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, KeysAndAttributes, TransactWriteItem, Update, WriteRequest,
+    DeleteRequest, KeysAndAttributes, TransactWriteItem, Update, WriteRequest,
 };
 use chrono::{DateTime, Utc};
 use manuel_core::PortError;
@@ -19,7 +19,7 @@ use manuel_core::usage::{
     CostRecord, Operation, QuotaLimits, QuotaWindows, Reservation, UsageNumbers,
 };
 
-type Item = HashMap<String, AttributeValue>;
+use super::{Item, get_n, get_s, n, s, unavailable};
 
 /// Counters outlive the windows they count, long enough for the usage history.
 const DAY_COUNTER_TTL_DAYS: i64 = 60;
@@ -27,33 +27,6 @@ const MONTH_COUNTER_TTL_DAYS: i64 = 400;
 const COST_RECORD_TTL_DAYS: i64 = 400;
 /// Concurrent transactions on the same counters can be cancelled as conflicts; those are retried.
 const CONFLICT_ATTEMPTS: u32 = 6;
-
-fn unavailable(error: impl std::fmt::Display) -> PortError {
-    PortError::Unavailable {
-        service: "dynamodb",
-        message: error.to_string(),
-    }
-}
-
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn n(value: impl ToString) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
-
-fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name)
-        .and_then(|value| value.as_s().ok())
-        .map(String::as_str)
-}
-
-fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
-    item.get(name)
-        .and_then(|value| value.as_n().ok())
-        .and_then(|value| value.parse().ok())
-}
 
 pub struct DynamoUsageStore {
     client: Client,
@@ -280,7 +253,7 @@ impl UsageStore for DynamoUsageStore {
                         ));
                     }
                     Some(_) if attempt < CONFLICT_ATTEMPTS => {
-                        tokio_sleep(Duration::from_millis(10 * u64::from(attempt))).await;
+                        tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt))).await;
                     }
                     _ => return Err(unavailable(error.into_service_error())),
                 },
@@ -449,7 +422,7 @@ impl UsageStore for DynamoUsageStore {
                     .and_then(|mut tables| tables.remove(&self.table))
                     .unwrap_or_default();
                 if !pending.is_empty() {
-                    tokio_sleep(Duration::from_millis(50 * (attempt + 1))).await;
+                    tokio::time::sleep(Duration::from_millis(50 * (attempt + 1))).await;
                 }
             }
             if !pending.is_empty() {
@@ -460,8 +433,4 @@ impl UsageStore for DynamoUsageStore {
         }
         Ok(total)
     }
-}
-
-async fn tokio_sleep(duration: Duration) {
-    tokio::time::sleep(duration).await;
 }

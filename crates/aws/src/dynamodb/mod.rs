@@ -1,0 +1,44 @@
+//! DynamoDB adapters for the tables of DESIGN.md §4, with conditional writes where the
+//! semantics need them.
+
+mod limits;
+mod manuals;
+mod usage;
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use manuel_core::PortError;
+
+pub use limits::DynamoLimits;
+pub use manuals::DynamoManuals;
+pub use usage::DynamoUsageStore;
+
+pub(crate) type Item = HashMap<String, AttributeValue>;
+
+pub(crate) fn unavailable(error: impl std::fmt::Display) -> PortError {
+    PortError::Unavailable {
+        service: "dynamodb",
+        message: error.to_string(),
+    }
+}
+
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub(crate) fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+pub(crate) fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|value| value.as_s().ok())
+        .map(String::as_str)
+}
+
+pub(crate) fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
+    item.get(name)
+        .and_then(|value| value.as_n().ok())
+        .and_then(|value| value.parse().ok())
+}

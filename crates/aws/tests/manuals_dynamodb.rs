@@ -1,0 +1,237 @@
+//! The manuals and rate-limit tables against a moto server (`make test` sets
+//! `MANUEL_TEST_MOTO_URL`).
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
+};
+use chrono::{Duration, Utc};
+use manuel_aws::dynamodb::{DynamoLimits, DynamoManuals};
+use manuel_core::domain::{DocumentKind, Manual, ManualStatus, ProcessingOutcome, UserId};
+use manuel_core::ports::{InsertOutcome, ListError, ManualRepository, RateLimitStore, ReplayGuard};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn moto() -> Option<String> {
+    let url = std::env::var("MANUEL_TEST_MOTO_URL")
+        .ok()
+        .filter(|url| !url.is_empty());
+    if url.is_none() {
+        eprintln!(
+            "MANUEL_TEST_MOTO_URL is not set: skipping the DynamoDB test (run it with `make test`)"
+        );
+    }
+    url
+}
+
+fn client(url: &str) -> Client {
+    Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(url)
+            .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
+            .build(),
+    )
+}
+
+fn attribute(name: &str) -> Result<AttributeDefinition, Box<dyn std::error::Error>> {
+    Ok(AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()?)
+}
+
+fn key(name: &str, kind: KeyType) -> Result<KeySchemaElement, Box<dyn std::error::Error>> {
+    Ok(KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()?)
+}
+
+async fn manuals_table(client: &Client) -> Result<String, Box<dyn std::error::Error>> {
+    let table = format!("manuals-{}", uuid::Uuid::new_v4());
+    client
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("user_id")?)
+        .attribute_definitions(attribute("manual_id")?)
+        .attribute_definitions(attribute("created_sk")?)
+        .key_schema(key("user_id", KeyType::Hash)?)
+        .key_schema(key("manual_id", KeyType::Range)?)
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name("by_created")
+                .key_schema(key("user_id", KeyType::Hash)?)
+                .key_schema(key("created_sk", KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()?,
+        )
+        .send()
+        .await?;
+    Ok(table)
+}
+
+fn manual(user: &str, n: i64, sha: &str) -> Manual {
+    let created = Utc::now() - Duration::minutes(10 - n);
+    Manual {
+        id: uuid::Uuid::new_v4().to_string(),
+        user_id: UserId::parse(user).unwrap_or_else(|| unreachable!()),
+        name: format!("manual-{n}.pdf"),
+        key: format!("manuals/{user}/{n}.pdf"),
+        kind: DocumentKind::Pdf,
+        size_bytes: 100 + n as u64,
+        sha256: sha.to_owned(),
+        status: ManualStatus::Processing,
+        status_reason: None,
+        pages: None,
+        created_at: created,
+        updated_at: created,
+    }
+}
+
+#[tokio::test]
+async fn manuals_are_deduplicated_listed_newest_first_and_kept_per_user() -> TestResult {
+    let Some(url) = moto() else { return Ok(()) };
+    let client = client(&url);
+    let store = DynamoManuals::new(client.clone(), manuals_table(&client).await?);
+    let alice = UserId::parse("alice").ok_or("user")?;
+    let bob = UserId::parse("bob").ok_or("user")?;
+
+    let first = manual("alice", 1, "sha-a");
+    assert!(matches!(
+        store.insert(&first).await?,
+        InsertOutcome::Inserted
+    ));
+    let same_bytes = manual("alice", 2, "sha-a");
+    match store.insert(&same_bytes).await? {
+        InsertOutcome::Duplicate(existing) => assert_eq!(existing.id, first.id),
+        other => panic!("expected a duplicate, got {other:?}"),
+    }
+    assert!(
+        matches!(
+            store.insert(&manual("bob", 1, "sha-a")).await?,
+            InsertOutcome::Inserted
+        ),
+        "other users are independent"
+    );
+    for n in 3..=5 {
+        store
+            .insert(&manual("alice", n, &format!("sha-{n}")))
+            .await?;
+    }
+    assert_eq!(
+        store.find_by_sha256(&alice, "sha-a").await?.map(|m| m.id),
+        Some(first.id.clone())
+    );
+    assert!(store.get(&bob, &first.id).await?.is_none(), "not Bob's");
+
+    let mut names = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.list(&alice, 2, after.as_deref()).await?;
+        names.extend(page.manuals.iter().map(|m| m.name.clone()));
+        match page.next_token {
+            Some(token) => after = Some(token),
+            None => break,
+        }
+    }
+    assert_eq!(
+        names,
+        [
+            "manual-5.pdf",
+            "manual-4.pdf",
+            "manual-3.pdf",
+            "manual-1.pdf"
+        ]
+    );
+    assert!(matches!(
+        store.list(&alice, 2, Some("garbage!")).await,
+        Err(ListError::BadToken)
+    ));
+    let alices_token = store
+        .list(&alice, 1, None)
+        .await?
+        .next_token
+        .ok_or("token")?;
+    assert!(
+        matches!(
+            store.list(&bob, 1, Some(&alices_token)).await,
+            Err(ListError::BadToken)
+        ),
+        "tokens are per user"
+    );
+
+    assert!(
+        store
+            .finish_processing(&alice, &first.id, &ProcessingOutcome::Ready { pages: 6 })
+            .await?
+    );
+    assert!(
+        !store
+            .finish_processing(
+                &alice,
+                &first.id,
+                &ProcessingOutcome::Failed {
+                    reason: "late".into()
+                }
+            )
+            .await?,
+        "only from processing"
+    );
+    let ready = store.list_ready(&alice).await?;
+    assert_eq!(
+        ready
+            .iter()
+            .map(|m| (m.id.as_str(), m.pages))
+            .collect::<Vec<_>>(),
+        vec![(first.id.as_str(), Some(6))]
+    );
+
+    assert!(!store.delete(&bob, &first.id).await?);
+    assert!(store.delete(&alice, &first.id).await?);
+    assert!(store.get(&alice, &first.id).await?.is_none());
+    assert!(
+        store.find_by_sha256(&alice, "sha-a").await?.is_none(),
+        "the marker went with it"
+    );
+    assert!(
+        matches!(
+            store.insert(&manual("alice", 6, "sha-a")).await?,
+            InsertOutcome::Inserted
+        ),
+        "re-upload after delete"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn rate_limit_counters_count_and_signatures_are_single_use() -> TestResult {
+    let Some(url) = moto() else { return Ok(()) };
+    let client = client(&url);
+    let table = format!("limits-{}", uuid::Uuid::new_v4());
+    client
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("key")?)
+        .key_schema(key("key", KeyType::Hash)?)
+        .send()
+        .await?;
+    let limits = DynamoLimits::new(client, table);
+    let expires = Utc::now().timestamp() + 60;
+    for expected in 1..=3 {
+        assert_eq!(limits.hit("user#alice#100", expires).await?, expected);
+    }
+    assert_eq!(limits.hit("user#bob#100", expires).await?, 1);
+    assert!(limits.first_use("v1=abc", expires).await?);
+    assert!(!limits.first_use("v1=abc", expires).await?);
+    Ok(())
+}
