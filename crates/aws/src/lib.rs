@@ -2,6 +2,8 @@
 //! Clients are built once at init from the standard AWS environment (`AWS_REGION`, credentials,
 //! `AWS_ENDPOINT_URL*` for emulators).
 
+pub mod cognito;
 pub mod config;
 pub mod dynamodb;
+pub mod gateway;
 pub mod s3;

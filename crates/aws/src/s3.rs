@@ -210,7 +210,7 @@ pub fn content_disposition(file_name: &str) -> String {
     let ascii: String = file_name
         .chars()
         .map(|c| {
-            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+            if (c.is_ascii_graphic() && c != '"' && c != '\\') || c == ' ' {
                 c
             } else {
                 '_'
@@ -272,38 +272,4 @@ fn json_string(value: &str) -> String {
     }
     out.push('"');
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn content_disposition_is_ascii_safe_with_an_rfc5987_copy() {
-        assert_eq!(
-            content_disposition("Manual.pdf"),
-            "inline; filename=\"Manual.pdf\"; filename*=UTF-8''Manual.pdf"
-        );
-        assert_eq!(
-            content_disposition("Ça \"va\".pdf"),
-            "inline; filename=\"_a _va_.pdf\"; filename*=UTF-8''%C3%87a%20%22va%22.pdf"
-        );
-        assert_eq!(
-            content_disposition("a\r\nb"),
-            "inline; filename=\"a__b\"; filename*=UTF-8''a%0D%0Ab"
-        );
-        assert_eq!(
-            content_disposition(""),
-            "inline; filename=\"download\"; filename*=UTF-8''download"
-        );
-    }
-
-    #[test]
-    fn sidecar_json_escapes_strings() {
-        assert_eq!(
-            metadata_sidecar_json("alice", "m1", "My \"big\" \\ manual\n\u{1}é"),
-            "{\"metadataAttributes\": {\"user_id\": \"alice\", \"manual_id\": \"m1\", \
-             \"manual_name\": \"My \\\"big\\\" \\\\ manual\\n\\u0001é\"}}"
-        );
-    }
 }

@@ -13,7 +13,9 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::types::ServerSideEncryption;
 use bytes::Bytes;
-use manuel_aws::s3::{S3ObjectStore, content_disposition, metadata_sidecar_key};
+use manuel_aws::s3::{
+    S3ObjectStore, content_disposition, metadata_sidecar_json, metadata_sidecar_key,
+};
 use manuel_core::PortError;
 use manuel_core::ports::ObjectStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -291,6 +293,39 @@ async fn presigning_refuses_a_lifetime_over_seven_days() -> TestResult {
         Err(PortError::Failed(_))
     ));
     Ok(())
+}
+
+#[test]
+fn content_disposition_is_ascii_safe_with_an_rfc5987_copy() {
+    assert_eq!(
+        content_disposition("Manual.pdf"),
+        "inline; filename=\"Manual.pdf\"; filename*=UTF-8''Manual.pdf"
+    );
+    assert_eq!(
+        content_disposition("Ça \"va\".pdf"),
+        "inline; filename=\"_a _va_.pdf\"; filename*=UTF-8''%C3%87a%20%22va%22.pdf"
+    );
+    assert_eq!(
+        content_disposition("a\r\nb;c\\d"),
+        "inline; filename=\"a__b;c_d\"; filename*=UTF-8''a%0D%0Ab%3Bc%5Cd"
+    );
+    assert_eq!(
+        content_disposition(""),
+        "inline; filename=\"download\"; filename*=UTF-8''download"
+    );
+}
+
+#[test]
+fn the_sidecar_json_escapes_its_strings() {
+    assert_eq!(
+        metadata_sidecar_json("alice", "m1", "My \"big\" \\ manual\n\u{1}é"),
+        "{\"metadataAttributes\": {\"user_id\": \"alice\", \"manual_id\": \"m1\", \
+         \"manual_name\": \"My \\\"big\\\" \\\\ manual\\n\\u0001é\"}}"
+    );
+    assert_eq!(
+        metadata_sidecar_key("manuals/a/b.pdf"),
+        "manuals/a/b.pdf.metadata.json"
+    );
 }
 
 struct Response {

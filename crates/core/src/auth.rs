@@ -68,6 +68,53 @@ pub trait JwksSource: Send + Sync {
     async fn fetch(&self) -> Result<JwkSet, crate::PortError>;
 }
 
+/// Where tokens come from in a deployed stack: `JWT_ISSUER` (the user pool's issuer URL),
+/// `JWT_AUDIENCE` (the app client id), `JWKS_URL` (defaults to the issuer's
+/// `/.well-known/jwks.json`) and `VERIFY_JWT` (re-verify tokens API Gateway's authorizer
+/// already checked; default true).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityConfig {
+    pub issuer: String,
+    pub audience: String,
+    pub jwks_url: String,
+    pub verify_jwt: bool,
+}
+
+impl IdentityConfig {
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, crate::security::ConfigError> {
+        let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let required = |name: &'static str| {
+            get(name)
+                .map(str::to_owned)
+                .ok_or(crate::security::ConfigError {
+                    name,
+                    reason: "is required".to_owned(),
+                })
+        };
+        let issuer = required("JWT_ISSUER")?;
+        let audience = required("JWT_AUDIENCE")?;
+        let jwks_url = get("JWKS_URL")
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/')));
+        let verify_jwt = match get("VERIFY_JWT").map(str::to_ascii_lowercase).as_deref() {
+            None | Some("true" | "1" | "yes") => true,
+            Some("false" | "0" | "no") => false,
+            Some(_) => {
+                return Err(crate::security::ConfigError {
+                    name: "VERIFY_JWT",
+                    reason: "expected true or false".to_owned(),
+                });
+            }
+        };
+        Ok(Self {
+            issuer,
+            audience,
+            jwks_url,
+            verify_jwt,
+        })
+    }
+}
+
 /// At most one JWKS refresh per this interval, however many unknown `kid`s arrive.
 const UNKNOWN_KID: &str = "unknown key id";
 

@@ -1,0 +1,102 @@
+//! What API Gateway already knows about a request, handed to the core middleware: its request
+//! id (becomes ours), the caller's `sourceIp` (for the allowlist and rate limits) and the
+//! Cognito authorizer's claims (used when `VERIFY_JWT` is off). It also takes the stage name
+//! off the path (`/Prod/api/manuals` → `/api/manuals`), which lambda_http keeps for REST APIs.
+//! [`behind_api_gateway`] puts it in front of a whole app.
+
+use axum::Router;
+use axum::http::{Request, Uri};
+use lambda_http::request::RequestContext;
+use manuel_core::auth::GatewayClaims;
+use manuel_core::request_id::UpstreamRequestId;
+use manuel_core::security::SourceIp;
+use tower::util::MapRequest;
+
+/// An app with [`from_api_gateway`] in front, before routing (a `Router::layer` would run after
+/// routing, too late to fix the path). `B` is the request body type: lambda_http's in a Lambda.
+pub type BehindApiGateway<B> = MapRequest<Router, fn(Request<B>) -> Request<B>>;
+
+pub fn behind_api_gateway<B>(app: Router) -> BehindApiGateway<B> {
+    MapRequest::new(app, from_api_gateway::<B> as fn(Request<B>) -> Request<B>)
+}
+
+pub fn from_api_gateway<B>(mut request: Request<B>) -> Request<B> {
+    if let Some(RequestContext::ApiGatewayV1(context)) =
+        request.extensions().get::<RequestContext>()
+        && let Some(stage) = context.stage.as_deref()
+        && let Some(uri) = without_stage(request.uri(), stage)
+    {
+        *request.uri_mut() = uri;
+    }
+    let (request_id, source_ip, sub) = match request.extensions().get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV1(context)) => (
+            context.request_id.clone(),
+            context.identity.source_ip.clone(),
+            context
+                .authorizer
+                .fields
+                .get("claims")
+                .and_then(|claims| claims.get("sub"))
+                .and_then(|sub| sub.as_str())
+                .map(str::to_owned),
+        ),
+        Some(RequestContext::ApiGatewayV2(context)) => (
+            context.request_id.clone(),
+            context.http.source_ip.clone(),
+            context
+                .authorizer
+                .as_ref()
+                .and_then(|authorizer| authorizer.jwt.as_ref())
+                .and_then(|jwt| jwt.claims.get("sub").cloned()),
+        ),
+        _ => (None, None, None),
+    };
+    let extensions = request.extensions_mut();
+    if let Some(id) = request_id {
+        extensions.insert(UpstreamRequestId(id));
+    }
+    if let Some(address) = source_ip.and_then(|ip| ip.parse().ok()) {
+        extensions.insert(SourceIp(address));
+    }
+    if let Some(sub) = sub {
+        extensions.insert(GatewayClaims { sub });
+    }
+    request
+}
+
+fn without_stage(uri: &Uri, stage: &str) -> Option<Uri> {
+    let prefix = format!("/{stage}/");
+    let rest = uri.path().strip_prefix(&prefix[..prefix.len() - 1])?;
+    if !rest.starts_with('/') {
+        return None;
+    }
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{rest}?{query}"),
+        None => rest.to_owned(),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(path_and_query.parse().ok()?);
+    Uri::from_parts(parts).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stage_is_taken_off_the_path_only_when_it_leads() {
+        let strip = |uri: &str| {
+            uri.parse::<Uri>()
+                .ok()
+                .and_then(|uri| without_stage(&uri, "Prod"))
+                .map(|uri| uri.to_string())
+        };
+        assert_eq!(
+            strip("https://h/Prod/api/manuals?limit=2").as_deref(),
+            Some("https://h/api/manuals?limit=2")
+        );
+        assert_eq!(strip("/Prod/api/manuals").as_deref(), Some("/api/manuals"));
+        assert_eq!(strip("/Production/api"), None);
+        assert_eq!(strip("/api/manuals"), None);
+    }
+}
