@@ -530,15 +530,8 @@ async fn malformed_requests_get_json_errors_never_5xx() -> TestResult {
     assert_error(status, &body, 400, "validation_failed");
     assert_eq!(body["details"]["field"], "question");
     let huge = format!(r#"{{"question": "{}"}}"#, "x".repeat(200_000));
-    let (status, body) = server
-        .send(
-            server
-                .client
-                .post(server.url("/api/query"))
-                .bearer_auth(&token)
-                .body(huge),
-        )
-        .await?;
+    let (status, body) =
+        common::send_oversized(&server, &token, "/api/query", huge.as_bytes()).await?;
     assert_error(status, &body, 413, "payload_too_large");
     assert!(checked >= 50);
 

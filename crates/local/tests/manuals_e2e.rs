@@ -245,7 +245,14 @@ async fn unreadable_manuals_fail_with_a_reason_and_bad_uploads_are_refused() -> 
     let (status, body) = server.upload(&carol, "empty.txt", b"").await?;
     assert_error(status, &body, 400, "validation_failed");
     let big = "All work and no play. ".repeat(60_000);
-    let (status, body) = server.upload(&carol, "big.txt", big.as_bytes()).await?;
+    let upload = json!({"file_name": "big.txt", "file_data": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, big.as_bytes())});
+    let (status, body) = common::send_oversized(
+        &server,
+        &carol,
+        "/api/manuals/upload",
+        upload.to_string().as_bytes(),
+    )
+    .await?;
     assert_error(status, &body, 413, "payload_too_large");
     let (status, body) = server
         .post(

@@ -125,15 +125,13 @@ async fn bodies_over_the_limit_are_refused_while_reading() -> TestResult {
     )?;
     let token = server.token("alice")?;
     // Announced too large: refused from the Content-Length alone.
-    let (status, body) = server
-        .send(
-            server
-                .client
-                .post(server.url("/api/manuals/upload"))
-                .bearer_auth(&token)
-                .body(vec![b'{'; 3_000_000]),
-        )
-        .await?;
+    let (status, body) = common::send_oversized(
+        &server,
+        &token,
+        "/api/manuals/upload",
+        &vec![b'{'; 3_000_000],
+    )
+    .await?;
     assert_error(status, &body, 413, "payload_too_large");
     // Streamed without a length: refused once the limit is crossed, before the rest arrives.
     let response = send_chunked(&server, &token, 40, 100_000).await?;

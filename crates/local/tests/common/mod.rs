@@ -197,3 +197,39 @@ pub fn assert_error(status: u16, body: &Value, expected_status: u16, expected_co
         "{body}"
     );
 }
+
+/// Sends a request whose body the server may refuse before reading it all, over a raw
+/// connection: an HTTP client writing the rest of the body races the server closing the
+/// connection after its 413. Returns the status and the JSON body.
+pub async fn send_oversized(
+    server: &Server,
+    token: &str,
+    path: &str,
+    body: &[u8],
+) -> TestResult<(u16, Value)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = server.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    let _ = stream.write_all(body).await;
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response)).await;
+    let text = String::from_utf8_lossy(&response);
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("no status line in {text:?}"))?;
+    let json = text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.trim())
+        .filter(|body| !body.is_empty())
+        .map(serde_json::from_str)
+        .transpose()?
+        .unwrap_or(Value::Null);
+    Ok((status, json))
+}
