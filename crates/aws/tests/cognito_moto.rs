@@ -1,6 +1,10 @@
 //! Cognito ID tokens from a moto user pool, verified through the pool's JWKS over HTTP, with
 //! the JWKS URL configured apart from the issuer (moto serves it elsewhere than the real issuer).
 
+mod common;
+
+use common::moto;
+
 use std::collections::HashMap;
 
 use aws_sdk_cognitoidentityprovider::Client;
@@ -9,18 +13,6 @@ use aws_sdk_cognitoidentityprovider::types::{AuthFlowType, ExplicitAuthFlowsType
 use manuel_core::auth::IdentityConfig;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-fn moto() -> Option<String> {
-    let url = std::env::var("MANUEL_TEST_MOTO_URL")
-        .ok()
-        .filter(|url| !url.is_empty());
-    if url.is_none() {
-        eprintln!(
-            "MANUEL_TEST_MOTO_URL is not set: skipping the Cognito test (run it with `make test`)"
-        );
-    }
-    url
-}
 
 #[tokio::test]
 async fn id_tokens_from_a_user_pool_verify_against_its_jwks() -> TestResult {

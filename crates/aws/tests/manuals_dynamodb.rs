@@ -1,6 +1,10 @@
 //! The manuals and rate-limit tables against a moto server (`make test` sets
 //! `MANUEL_TEST_MOTO_URL`).
 
+mod common;
+
+use common::moto;
+
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::types::{
@@ -13,18 +17,6 @@ use manuel_core::domain::{DocumentKind, Manual, ManualStatus, ProcessingOutcome,
 use manuel_core::ports::{InsertOutcome, ListError, ManualRepository, RateLimitStore, ReplayGuard};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-fn moto() -> Option<String> {
-    let url = std::env::var("MANUEL_TEST_MOTO_URL")
-        .ok()
-        .filter(|url| !url.is_empty());
-    if url.is_none() {
-        eprintln!(
-            "MANUEL_TEST_MOTO_URL is not set: skipping the DynamoDB test (run it with `make test`)"
-        );
-    }
-    url
-}
 
 fn client(url: &str) -> Client {
     Client::from_conf(

@@ -6,6 +6,10 @@
 //! `response-content-disposition`/`response-content-type`, and it does not enforce the signed
 //! `Content-Type`/`Content-Length` of a SigV4 pre-signed PUT.
 
+mod common;
+
+use common::moto;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -21,20 +25,6 @@ use manuel_core::ports::ObjectStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-/// The moto URL, or `None` when the suite runs without it (plain `cargo test`); `make test`
-/// always sets it, and CI runs `make test`.
-fn moto() -> Option<String> {
-    let url = std::env::var("MANUEL_TEST_MOTO_URL")
-        .ok()
-        .filter(|url| !url.is_empty());
-    if url.is_none() {
-        eprintln!(
-            "MANUEL_TEST_MOTO_URL is not set: skipping the S3 test (run it with `make test`)"
-        );
-    }
-    url
-}
 
 /// A client built the way the functions build it (`manuel_aws::s3::client`), aimed at moto.
 async fn s3_client(url: &str) -> Client {

@@ -1,6 +1,10 @@
 //! The DynamoDB usage table against a moto server (`make test` starts one and sets
 //! `MANUEL_TEST_MOTO_URL`).
 
+mod common;
+
+use common::moto;
+
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::Client;
@@ -15,20 +19,6 @@ use manuel_core::ports::UsageStore;
 use manuel_core::usage::{Operation, Pricing, QuotaLimits, QuotaWindows, Reservation};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-/// The moto URL, or `None` when the suite runs without it (plain `cargo test`); `make test`
-/// always sets it, and CI runs `make test`.
-fn moto() -> Option<String> {
-    let url = std::env::var("MANUEL_TEST_MOTO_URL")
-        .ok()
-        .filter(|url| !url.is_empty());
-    if url.is_none() {
-        eprintln!(
-            "MANUEL_TEST_MOTO_URL is not set: skipping the DynamoDB test (run it with `make test`)"
-        );
-    }
-    url
-}
 
 async fn store(url: &str) -> Result<DynamoUsageStore, Box<dyn std::error::Error>> {
     let config = aws_sdk_dynamodb::Config::builder()

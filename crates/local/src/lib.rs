@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod objects;
 pub mod reader;
 pub mod secrets;
+mod sentences;
 pub mod server;
 pub mod store;
 pub mod usage_store;
