@@ -235,34 +235,22 @@ impl ManualRepository for DynamoManuals {
     }
 
     async fn list_ready(&self, user: &UserId) -> Result<Vec<Manual>, PortError> {
-        let mut manuals = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("user_id = :user")
-                .filter_expression("#status = :ready")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":user", s(user.as_str()))
-                .expression_attribute_values(":ready", s(ManualStatus::Ready.as_str()))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|error| unavailable(error.into_service_error()))?;
-            manuals.extend(
-                output
-                    .items
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(from_item),
-            );
-            match output.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(manuals),
-            }
-        }
+        let items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("user_id = :user")
+            .filter_expression("#status = :ready")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":user", s(user.as_str()))
+            .expression_attribute_values(":ready", s(ManualStatus::Ready.as_str()))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|error| unavailable(error.into_service_error()))?;
+        Ok(items.iter().filter_map(from_item).collect())
     }
 
     async fn finish_processing(

@@ -119,26 +119,18 @@ impl DynamoUsageStore {
     }
 
     async fn all_keys(&self, user: &UserId) -> Result<Vec<Item>, PortError> {
-        let mut keys = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("user_id = :user")
-                .expression_attribute_values(":user", s(user.as_str()))
-                .projection_expression("user_id, sk")
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|error| unavailable(error.into_service_error()))?;
-            keys.extend(output.items.unwrap_or_default());
-            match output.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(keys),
-            }
-        }
+        self.client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("user_id = :user")
+            .expression_attribute_values(":user", s(user.as_str()))
+            .projection_expression("user_id, sk")
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|error| unavailable(error.into_service_error()))
     }
 }
 
@@ -359,37 +351,25 @@ impl UsageStore for DynamoUsageStore {
         user: &UserId,
         since: DateTime<Utc>,
     ) -> Result<Vec<CostRecord>, PortError> {
-        let mut records = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("user_id = :user AND sk BETWEEN :from AND :to")
-                .expression_attribute_values(":user", s(user.as_str()))
-                .expression_attribute_values(
-                    ":from",
-                    s(format!("C#{}", since.format("%Y-%m-%dT%H:%M:%S%.6fZ"))),
-                )
-                .expression_attribute_values(":to", s("C#~"))
-                .scan_index_forward(false)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|error| unavailable(error.into_service_error()))?;
-            records.extend(
-                output
-                    .items
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(cost_from_item),
-            );
-            match output.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(records),
-            }
-        }
+        let items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("user_id = :user AND sk BETWEEN :from AND :to")
+            .expression_attribute_values(":user", s(user.as_str()))
+            .expression_attribute_values(
+                ":from",
+                s(format!("C#{}", since.format("%Y-%m-%dT%H:%M:%S%.6fZ"))),
+            )
+            .expression_attribute_values(":to", s("C#~"))
+            .scan_index_forward(false)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|error| unavailable(error.into_service_error()))?;
+        Ok(items.iter().filter_map(cost_from_item).collect())
     }
 
     async fn erase(&self, user: &UserId) -> Result<u64, PortError> {
