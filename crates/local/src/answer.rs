@@ -8,7 +8,7 @@
 
 use crate::sentences::split_sentences;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// How the retrieval index weighs question words: the analyser (lowercase, stop words removed, stemmed)
 /// and inverse document frequency from the user's corpus. Terms the corpus does not contain get a high idf.
@@ -423,6 +423,8 @@ fn answer_with_sentences(
     weights: &dyn TermWeights,
 ) -> Option<Extract> {
     let mut candidates: Vec<Candidate<'_>> = Vec::new();
+    // Every sentence by (passage, position), so an answer can be followed by its resolution.
+    let mut sentences: HashMap<(usize, usize), &str> = HashMap::new();
     for &p in passing {
         let mut position = 0;
         let mut heading_terms: HashSet<String> = HashSet::new();
@@ -439,6 +441,7 @@ fn answer_with_sentences(
             let body = strip_marker(line);
             for sentence in split_sentences(body) {
                 position += 1;
+                sentences.insert((p, position), sentence);
                 // "To descale the machine:" introduces text it does not contain.
                 if word_count(sentence) < MIN_SENTENCE_WORDS || sentence.ends_with(':') {
                     continue;
@@ -517,18 +520,38 @@ fn answer_with_sentences(
         chosen.push(cand);
     }
     chosen.sort_by_key(|c| (c.passage, c.position));
+    // A troubleshooting entry states the problem and then its fix: the problem alone answers
+    // nothing, so the sentence that follows it comes along, verbatim.
+    let mut parts_of: Vec<(usize, usize, &str)> = Vec::with_capacity(chosen.len() + 1);
+    for cand in &chosen {
+        parts_of.push((cand.passage, cand.position, cand.text));
+        let resolution = resolution_after(cand.text, |offset| {
+            sentences
+                .get(&(cand.passage, cand.position + offset))
+                .copied()
+        });
+        for (offset, text) in resolution {
+            let position = cand.position + offset;
+            if !chosen
+                .iter()
+                .any(|c| c.passage == cand.passage && c.position == position)
+            {
+                parts_of.push((cand.passage, position, text));
+            }
+        }
+    }
 
     let mut cited: Vec<usize> = Vec::new();
     let mut parts: Vec<String> = Vec::new();
-    for cand in chosen {
-        let n = match cited.iter().position(|&p| p == cand.passage) {
+    for (passage, _, text) in parts_of {
+        let n = match cited.iter().position(|&p| p == passage) {
             Some(i) => i + 1,
             None => {
-                cited.push(cand.passage);
+                cited.push(passage);
                 cited.len()
             }
         };
-        parts.push(format!("{} {}", cand.text, cite_text(n)));
+        parts.push(format!("{} {}", text, cite_text(n)));
     }
     Some(Extract {
         text: parts.join(" "),
@@ -554,6 +577,38 @@ fn definition_factor(query: &Query, sentence: &str, weights: &dyn TermWeights) -
                 .any(|term| query.terms.iter().any(|(t, _)| t == term))
     });
     if defines { DEFINITION_BONUS } else { 1.0 }
+}
+
+/// How far ahead a stated problem's solution may be.
+const RESOLUTION_LOOKAHEAD: usize = 3;
+
+/// The sentences that resolve `sentence`, with their offsets after it: for "Problem: …" (or
+/// "Symptom:", "Issue:") everything up to and including the next "Solution:" (or "Fix:",
+/// "Remedy:") within a few sentences, nothing if there is none; for "Q: …" or a question, the
+/// next sentence.
+fn resolution_after<'a>(
+    sentence: &str,
+    next: impl Fn(usize) -> Option<&'a str>,
+) -> Vec<(usize, &'a str)> {
+    let starts = |prefixes: &[&str], text: &str| {
+        let text = text.trim_start().to_lowercase();
+        prefixes.iter().any(|prefix| text.starts_with(prefix))
+    };
+    if starts(&["problem:", "symptom:", "issue:"], sentence) {
+        let mut following = Vec::new();
+        for offset in 1..=RESOLUTION_LOOKAHEAD {
+            let Some(text) = next(offset) else { break };
+            following.push((offset, text));
+            if starts(&["solution:", "fix:", "remedy:", "answer:"], text) {
+                return following;
+            }
+        }
+        return Vec::new();
+    }
+    if starts(&["q:", "question:"], sentence) || sentence.trim_end().ends_with('?') {
+        return next(1).map(|text| vec![(1, text)]).unwrap_or_default();
+    }
+    Vec::new()
 }
 
 fn plain_words(s: &str) -> HashSet<String> {
@@ -1145,5 +1200,41 @@ mod tests {
         assert!(is_how_to("Procedure for cleaning the filter"));
         assert!(!is_how_to("What is the warranty period?"));
         assert!(!is_how_to("Why is the light blinking?"));
+    }
+
+    #[test]
+    fn a_stated_problem_comes_with_its_solution() {
+        let faq = "Problem: after flashing a firmware that reduces the clock speed, further ISP connection attempts fail. Or a programmer cannot talk to a new chip. Solution: lower the ISP clock frequency with the -B option. Other notes follow here.";
+        let weights = FakeWeights::new(&[faq, WARRANTY, PAPER]);
+        let answer = extract_answer(
+            "ISP connection attempts fail after flashing firmware",
+            &[faq],
+            &weights,
+        );
+        assert!(answer.found);
+        assert!(
+            answer.text.contains("Problem: after flashing"),
+            "{}",
+            answer.text
+        );
+        assert!(
+            answer
+                .text
+                .contains("Solution: lower the ISP clock frequency"),
+            "{}",
+            answer.text
+        );
+        assert!(!answer.text.contains("Other notes"), "{}", answer.text);
+        let unresolved = "Problem: the ISP connection attempts fail after flashing firmware. Nothing else is said.";
+        let answer = extract_answer(
+            "ISP connection attempts fail after flashing firmware",
+            &[unresolved],
+            &weights,
+        );
+        assert!(
+            !answer.text.contains("Nothing else"),
+            "no solution, nothing added: {}",
+            answer.text
+        );
     }
 }
