@@ -3,6 +3,7 @@
 //! attributes retrieval filters on. Downloads and uploads by the client go through pre-signed
 //! URLs, so the bytes never pass through a function.
 
+pub use manuel_core::http::content_disposition;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -203,45 +204,6 @@ fn is_missing_object(error: &SdkError<GetObjectError, HttpResponse>) -> bool {
     let service_error = context.err();
     service_error.is_no_such_key()
         || (context.raw().status().as_u16() == 404 && service_error.code() != Some("NoSuchBucket"))
-}
-
-/// `inline; filename="<ascii-safe name>"; filename*=UTF-8''<RFC 5987 encoding>`.
-pub fn content_disposition(file_name: &str) -> String {
-    let ascii: String = file_name
-        .chars()
-        .map(|c| {
-            if (c.is_ascii_graphic() && c != '"' && c != '\\') || c == ' ' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let ascii = if ascii.trim().is_empty() {
-        "download".to_owned()
-    } else {
-        ascii
-    };
-    let mut encoded = String::with_capacity(file_name.len() * 3);
-    let name = if file_name.trim().is_empty() {
-        "download"
-    } else {
-        file_name
-    };
-    for byte in name.bytes() {
-        // RFC 5987 attr-char.
-        if byte.is_ascii_alphanumeric()
-            || matches!(
-                byte,
-                b'!' | b'#' | b'$' | b'&' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
-            )
-        {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    format!("inline; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
 /// The sidecar body, exactly `{"metadataAttributes": {"user_id": …, "manual_id": …,

@@ -80,3 +80,43 @@ fn is_json(response: &Response) -> bool {
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.starts_with("application/json"))
 }
+
+/// A `Content-Disposition` that opens a file inline under its name, for S3 pre-signed links and
+/// the local file route alike: `inline; filename="<ascii-safe name>"; filename*=UTF-8''<RFC 5987 encoding>`.
+pub fn content_disposition(file_name: &str) -> String {
+    let ascii: String = file_name
+        .chars()
+        .map(|c| {
+            if (c.is_ascii_graphic() && c != '"' && c != '\\') || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let ascii = if ascii.trim().is_empty() {
+        "download".to_owned()
+    } else {
+        ascii
+    };
+    let mut encoded = String::with_capacity(file_name.len() * 3);
+    let name = if file_name.trim().is_empty() {
+        "download"
+    } else {
+        file_name
+    };
+    for byte in name.bytes() {
+        // RFC 5987 attr-char.
+        if byte.is_ascii_alphanumeric()
+            || matches!(
+                byte,
+                b'!' | b'#' | b'$' | b'&' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+            )
+        {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    format!("inline; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}

@@ -315,14 +315,7 @@ async fn download(
         Some("md") => "text/markdown; charset=utf-8",
         _ => "text/plain; charset=utf-8",
     };
-    let disposition = format!(
-        "inline; filename=\"{}\"; filename*=UTF-8''{}",
-        params.name.replace(
-            |c: char| !c.is_ascii_alphanumeric() && !matches!(c, ' ' | '.' | '-' | '_' | '(' | ')'),
-            "_"
-        ),
-        rfc5987(&params.name)
-    );
+    let disposition = manuel_core::http::content_disposition(&params.name);
     let mut response = bytes.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -330,17 +323,4 @@ async fn download(
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
     Ok(response)
-}
-
-fn rfc5987(value: &str) -> String {
-    value
-        .bytes()
-        .map(|byte| {
-            if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-                char::from(byte).to_string()
-            } else {
-                format!("%{byte:02X}")
-            }
-        })
-        .collect()
 }
