@@ -148,6 +148,9 @@ impl IntoResponse for ApiError {
         }
         let body = error_body(&self.public_message(), self.code(), self.details());
         let mut response = (status, axum::Json(body)).into_response();
+        response
+            .extensions_mut()
+            .insert(crate::telemetry::ErrorCode(self.code()));
         if let Self::ServiceUnavailable {
             retry_after_secs, ..
         }

@@ -1,5 +1,5 @@
 //! Serving a (merged) router: the JSON 404/405 fallbacks, the security layers and request ids,
-//! and JSON bodies for errors that layers produce.
+//! request telemetry, and JSON bodies for errors that layers produce.
 
 use axum::Router;
 use axum::body::Body;
@@ -19,6 +19,7 @@ pub fn serve_app(router: Router, security: &Security) -> Router {
         .method_not_allowed_fallback(method_not_allowed);
     security
         .outer_layers(router)
+        .layer(middleware::from_fn(crate::telemetry::request_telemetry))
         .layer(middleware::from_fn(request_id_layer))
 }
 

@@ -10,6 +10,7 @@ pub mod json;
 pub mod ports;
 pub mod request_id;
 pub mod security;
+pub mod telemetry;
 pub mod usage;
 pub mod validation;
 
