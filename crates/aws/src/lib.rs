@@ -2,8 +2,12 @@
 //! Clients are built once at init from the standard AWS environment (`AWS_REGION`, credentials,
 //! `AWS_ENDPOINT_URL*` for emulators).
 
+pub mod bedrock;
 pub mod cognito;
 pub mod config;
 pub mod dynamodb;
 pub mod gateway;
+pub mod lambda;
 pub mod s3;
+pub mod sns;
+pub mod sqs;

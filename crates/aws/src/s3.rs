@@ -235,3 +235,14 @@ fn json_string(value: &str) -> String {
     out.push('"');
     out
 }
+
+/// Processing in AWS needs no queueing: the object's `ObjectCreated` notification invokes
+/// process-manual (template.yaml), so handing a manual over is already done when it is stored.
+pub struct ProcessedOnObjectCreated;
+
+#[async_trait]
+impl manuel_core::ports::IngestionQueue for ProcessedOnObjectCreated {
+    async fn enqueue(&self, _user: &manuel_core::domain::UserId, _manual_id: &str) -> Result<(), PortError> {
+        Ok(())
+    }
+}

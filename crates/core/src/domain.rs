@@ -147,3 +147,6 @@ pub struct Answer {
     pub input_tokens: u64,
     pub output_tokens: u64,
 }
+
+/// What every answer model says when the user's manuals do not contain the answer.
+pub const NOT_FOUND_ANSWER: &str = "I couldn't find this in your manuals. Try rephrasing the question, or upload the manual that covers it.";

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod cache;
 pub mod domain;
 pub mod error;
+pub mod failure;
 pub mod http;
 pub mod json;
 pub mod ports;

@@ -80,6 +80,11 @@ pub enum ListError {
 /// Search over a user's manuals. The user is a required argument: no call can skip the tenant filter.
 #[async_trait]
 pub trait KnowledgeBase: Send + Sync {
+    /// Registers a manual before its file is stored (Bedrock reads a metadata sidecar that must
+    /// exist when the file arrives). Nothing to do for an index that is fed the pages.
+    async fn prepare(&self, _manual: &Manual) -> Result<(), PortError> {
+        Ok(())
+    }
     /// Makes a manual's pages searchable (replacing whatever was indexed for it before).
     async fn ingest(&self, manual: &Manual, pages: &[String]) -> Result<(), PortError>;
     /// Best passages for `question` among `user`'s manuals, optionally only within `manual_ids`.
@@ -90,7 +95,8 @@ pub trait KnowledgeBase: Send + Sync {
         manual_ids: Option<&[String]>,
         limit: usize,
     ) -> Result<Vec<RetrievedChunk>, PortError>;
-    async fn remove(&self, user: &UserId, manual_id: &str) -> Result<(), PortError>;
+    /// Takes a manual out of search (its owner and key say where it is).
+    async fn remove(&self, manual: &Manual) -> Result<(), PortError>;
 }
 
 /// Turns retrieved passages into a grounded, cited answer.
@@ -181,4 +187,29 @@ pub struct UsageState {
     pub numbers: UsageNumbers,
     pub last_operation: Option<Operation>,
     pub last_updated: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The errors table: one record per fingerprint, counted (error-processor).
+#[async_trait]
+pub trait ErrorStore: Send + Sync {
+    /// Counts `occurrence` under its fingerprint (creating the record the first time, keeping it
+    /// until `expires_at`, unix seconds); returns the count including this one.
+    async fn record(
+        &self,
+        occurrence: &crate::failure::ErrorOccurrence,
+        expires_at: i64,
+    ) -> Result<u64, PortError>;
+    /// True for at most one caller per `fingerprint` per `window`: who may send the alert.
+    async fn claim_alert(
+        &self,
+        fingerprint: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        window: Duration,
+    ) -> Result<bool, PortError>;
+}
+
+/// Alerts for people on call (SNS in AWS).
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    async fn notify(&self, subject: &str, message: &str) -> Result<(), PortError>;
 }

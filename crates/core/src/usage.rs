@@ -35,6 +35,29 @@ pub struct QuotaLimits {
     pub monthly: u64,
 }
 
+impl QuotaLimits {
+    /// `DAILY_QUOTA_LIMIT` and `MONTHLY_QUOTA_LIMIT`, 50 and 1000 when unset.
+    pub fn from_vars(
+        vars: &std::collections::HashMap<String, String>,
+    ) -> Result<Self, crate::security::ConfigError> {
+        let read = |name: &'static str, default: u64| match vars
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+        {
+            None => Ok(default),
+            Some(value) => value.parse::<u64>().map_err(|_| crate::security::ConfigError {
+                name,
+                reason: format!("{value:?} is not a whole number"),
+            }),
+        };
+        Ok(Self {
+            daily: read("DAILY_QUOTA_LIMIT", 50)?,
+            monthly: read("MONTHLY_QUOTA_LIMIT", 1000)?,
+        })
+    }
+}
+
 /// The UTC day and month a moment falls in: the windows of the daily and monthly counters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuotaWindows {

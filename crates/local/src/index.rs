@@ -300,8 +300,8 @@ impl KnowledgeBase for LocalIndex {
         .await
     }
 
-    async fn remove(&self, user: &UserId, manual_id: &str) -> Result<(), PortError> {
-        let key = owner_manual(user, manual_id);
+    async fn remove(&self, manual: &Manual) -> Result<(), PortError> {
+        let key = owner_manual(&manual.user_id, &manual.id);
         self.blocking(move |inner| {
             let mut writer = inner.lock_writer()?;
             writer.delete_term(Term::from_field_text(inner.fields.owner_manual, &key));

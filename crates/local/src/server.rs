@@ -11,7 +11,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use manuel_core::ApiError;
 use manuel_core::auth::JwtVerifier;
-use manuel_core::cache::{Cache, CacheConfig, L2Cache};
 use manuel_core::http::serve_app;
 use manuel_core::ports::IngestionQueue;
 use manuel_core::security::{Security, SecurityConfig};
@@ -190,25 +189,17 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
         config: manuals_config,
     });
     let env: std::collections::HashMap<String, String> = std::env::vars().collect();
-    let quota = quota_limits(&env)?;
+    let quota =
+        QuotaLimits::from_vars(&env).map_err(|error| StartError::Config(error.to_string()))?;
     let pricing = Pricing::from_vars(Pricing::free(), &env)
         .map_err(|error| StartError::Config(error.to_string()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let l2: Option<Arc<dyn L2Cache>> = match env
-        .get("REDIS_URL")
-        .map(|url| url.trim())
-        .filter(|url| !url.is_empty())
-    {
-        Some(url) => Some(Arc::new(manuel_redis::RedisL2::new(url).map_err(
-            |error| {
-                StartError::Config(format!(
-                    "configuration variable REDIS_URL is not valid: {error}"
-                ))
-            },
-        )?)),
-        None => None,
-    };
-    let cache = Arc::new(Cache::new(CacheConfig::default(), l2));
+    let cache = manuel_redis::answer_cache(
+        env.get("REDIS_URL")
+            .map(|url| url.trim())
+            .filter(|url| !url.is_empty()),
+    )
+    .map_err(|error| StartError::Config(error.to_string()))?;
     let query = manuel_query::router(manuel_query::QueryDeps {
         cache: cache.clone(),
         usage: store.clone(),
@@ -247,28 +238,6 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
         manuals.merge(query).merge(usage).merge(local),
         &security,
     ))
-}
-
-/// `DAILY_QUOTA_LIMIT` and `MONTHLY_QUOTA_LIMIT` (50 and 1000 by default, as before).
-fn quota_limits(
-    env: &std::collections::HashMap<String, String>,
-) -> Result<QuotaLimits, StartError> {
-    let read = |name: &str, default: u64| match env
-        .get(name)
-        .map(|v| v.trim())
-        .filter(|v| !v.is_empty())
-    {
-        None => Ok(default),
-        Some(value) => value.parse::<u64>().map_err(|_| {
-            StartError::Config(format!(
-                "configuration variable {name} is not valid: {value:?} is not a whole number"
-            ))
-        }),
-    };
-    Ok(QuotaLimits {
-        daily: read("DAILY_QUOTA_LIMIT", 50)?,
-        monthly: read("MONTHLY_QUOTA_LIMIT", 1000)?,
-    })
 }
 
 /// The API contract, as served to clients and contract tests.

@@ -125,3 +125,22 @@ impl L2Cache for RedisL2 {
         }
     }
 }
+
+/// The answer cache of a process: L1 always, L2 on Redis when `redis_url` is set (`REDIS_URL`).
+pub fn answer_cache(
+    redis_url: Option<&str>,
+) -> Result<std::sync::Arc<manuel_core::cache::Cache>, manuel_core::security::ConfigError> {
+    let l2: Option<std::sync::Arc<dyn manuel_core::cache::L2Cache>> = match redis_url {
+        Some(url) => Some(std::sync::Arc::new(RedisL2::new(url).map_err(|error| {
+            manuel_core::security::ConfigError {
+                name: "REDIS_URL",
+                reason: error.to_string(),
+            }
+        })?)),
+        None => None,
+    };
+    Ok(std::sync::Arc::new(manuel_core::cache::Cache::new(
+        manuel_core::cache::CacheConfig::default(),
+        l2,
+    )))
+}

@@ -162,7 +162,7 @@ pub(crate) async fn delete(
 ) -> Result<Json<Value>, ApiError> {
     let manual = owned_manual(&deps, &user, &id).await?;
     // Index first, record last: a failure part-way leaves a record the user can delete again.
-    deps.knowledge_base.remove(&user, &manual.id).await?;
+    deps.knowledge_base.remove(&manual).await?;
     deps.objects.delete(&manual.key).await?;
     deps.manuals.delete(&user, &manual.id).await?;
     tracing::info!(manual_id = %manual.id, "manual deleted");

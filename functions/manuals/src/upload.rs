@@ -77,6 +77,7 @@ pub(crate) async fn upload(
         created_at: now,
         updated_at: now,
     };
+    deps.knowledge_base.prepare(&manual).await?;
     // The file goes first, so a failed write never leaves a record pointing at nothing.
     deps.objects
         .put(&manual.key, bytes, kind.mime_type())

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use manuel_core::PortError;
 use manuel_core::domain::{DocumentKind, Manual, ManualStatus, ProcessingOutcome, UserId};
+use manuel_core::telemetry::{self, Metric};
 use manuel_core::ports::{DocumentReader, KnowledgeBase, ManualRepository, ObjectStore, ReadError};
 
 use crate::content::{SniffError, sniff};
@@ -42,12 +43,19 @@ impl Processor {
                     .await
                     .map_err(PortError::failed)?;
                 match read {
-                    Ok(pages) => {
-                        self.knowledge_base.ingest(&manual, &pages).await?;
-                        ProcessingOutcome::Ready {
+                    Ok(pages) => match self.knowledge_base.ingest(&manual, &pages).await {
+                        Ok(()) => ProcessingOutcome::Ready {
                             pages: u32::try_from(pages.len()).unwrap_or(u32::MAX),
+                        },
+                        // The knowledge base refused this document; asking again will not help.
+                        Err(PortError::Failed(cause)) => {
+                            tracing::warn!(manual_id = %manual.id, %cause, "the knowledge base could not index a manual");
+                            ProcessingOutcome::Failed {
+                                reason: "The manual could not be indexed for search; try uploading it again, or a different copy of it.".to_owned(),
+                            }
                         }
-                    }
+                        Err(unavailable) => return Err(unavailable),
+                    },
                     Err(ReadFailure::Unavailable(message)) => {
                         return Err(PortError::Unavailable {
                             service: "document reader",
@@ -66,7 +74,7 @@ impl Processor {
             .await?;
         if !moved {
             // Deleted while it was being read: take back what was just indexed.
-            self.knowledge_base.remove(user, manual_id).await?;
+            self.knowledge_base.remove(&manual).await?;
             return Ok(None);
         }
         log_outcome(&manual, &outcome);
@@ -77,9 +85,11 @@ impl Processor {
 fn log_outcome(manual: &Manual, outcome: &ProcessingOutcome) {
     match outcome {
         ProcessingOutcome::Ready { pages } => {
+            telemetry::record(Metric::ManualsReady, 1.0);
             tracing::info!(manual_id = %manual.id, pages, "manual ready");
         }
         ProcessingOutcome::Failed { reason } => {
+            telemetry::record(Metric::ManualsFailed, 1.0);
             tracing::info!(manual_id = %manual.id, %reason, "manual failed");
         }
     }

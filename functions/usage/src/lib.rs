@@ -73,7 +73,7 @@ async fn erase(
             break;
         }
         for manual in page.manuals {
-            deps.knowledge_base.remove(&user, &manual.id).await?;
+            deps.knowledge_base.remove(&manual).await?;
             deps.objects.delete(&manual.key).await?;
             if deps.manuals.delete(&user, &manual.id).await? {
                 manuals += 1;

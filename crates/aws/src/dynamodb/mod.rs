@@ -1,6 +1,7 @@
 //! DynamoDB adapters for the tables of DESIGN.md §4, with conditional writes where the
 //! semantics need them.
 
+mod errors;
 mod limits;
 mod manuals;
 mod usage;
@@ -10,6 +11,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use manuel_core::PortError;
 
+pub use errors::DynamoErrors;
 pub use limits::DynamoLimits;
 pub use manuals::DynamoManuals;
 pub use usage::DynamoUsageStore;

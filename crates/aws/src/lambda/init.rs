@@ -1,0 +1,175 @@
+//! Init of a Lambda binary and the adapters it builds once.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use manuel_core::auth::IdentityConfig;
+use manuel_core::http::serve_app;
+use manuel_core::security::{ConfigError, Security, SecurityConfig};
+use manuel_core::telemetry;
+use manuel_core::usage::{Pricing, QuotaLimits};
+
+use super::Env;
+use crate::bedrock::{BedrockAnswerModel, BedrockKnowledgeBase, ConverseSettings, KnowledgeBaseSettings};
+use crate::dynamodb::{DynamoErrors, DynamoLimits, DynamoManuals, DynamoUsageStore};
+use crate::gateway::behind_api_gateway;
+use crate::s3::S3ObjectStore;
+use crate::sns::SnsNotifier;
+use crate::sqs::DeadLetterQueue;
+
+pub struct Init {
+    pub function: &'static str,
+    pub env: Env,
+    pub sdk: aws_config::SdkConfig,
+    dynamodb: OnceLock<aws_sdk_dynamodb::Client>,
+}
+
+impl Init {
+    /// Logs as JSON, metrics as EMF lines named after `function`, and the SDK configuration
+    /// from the standard AWS environment.
+    pub async fn start(function: &'static str) -> Self {
+        telemetry::init_json_logs("info");
+        telemetry::install_emf(function);
+        // rustls panics on first use when more than one crypto provider is compiled in and none
+        // was chosen; choosing here keeps that from ever happening inside a request.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        Self {
+            function,
+            env: Env::from_process(),
+            sdk: crate::config::load().await,
+            dynamodb: OnceLock::new(),
+        }
+    }
+
+    /// Logs a configuration error so the init failure names the variable, and hands it on.
+    pub fn checked<T>(&self, result: Result<T, ConfigError>) -> Result<T, ConfigError> {
+        if let Err(error) = &result {
+            tracing::error!(function = self.function, variable = error.name, %error, "configuration error; init stopped");
+        }
+        result
+    }
+
+    fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        self.dynamodb
+            .get_or_init(|| aws_sdk_dynamodb::Client::new(&self.sdk))
+            .clone()
+    }
+
+    pub fn manuals(&self) -> Result<Arc<DynamoManuals>, ConfigError> {
+        Ok(Arc::new(DynamoManuals::new(self.dynamodb(), self.env.required("MANUALS_TABLE")?)))
+    }
+
+    pub fn usage(&self) -> Result<Arc<DynamoUsageStore>, ConfigError> {
+        Ok(Arc::new(DynamoUsageStore::new(self.dynamodb(), self.env.required("USAGE_TABLE")?)))
+    }
+
+    /// `MANUALS_BUCKET`; `S3_FORCE_PATH_STYLE=true` for emulators.
+    pub fn objects(&self) -> Result<Arc<S3ObjectStore>, ConfigError> {
+        let bucket = self.env.required("MANUALS_BUCKET")?;
+        let path_style = self.env.flag("S3_FORCE_PATH_STYLE", false)?;
+        Ok(Arc::new(S3ObjectStore::new(crate::s3::client(&self.sdk, path_style), bucket)))
+    }
+
+    /// `KNOWLEDGE_BASE_ID`, `KNOWLEDGE_BASE_DATA_SOURCE_ID`, and how long ingestion may be
+    /// waited for (`INGESTION_WAIT_SECONDS`, 600 by default, cut to the invocation's deadline
+    /// by the caller).
+    pub fn knowledge_base(&self, objects: Arc<S3ObjectStore>) -> Result<Arc<BedrockKnowledgeBase>, ConfigError> {
+        let settings = KnowledgeBaseSettings {
+            knowledge_base_id: self.env.required("KNOWLEDGE_BASE_ID")?,
+            data_source_id: self.env.required("KNOWLEDGE_BASE_DATA_SOURCE_ID")?,
+            ingestion_wait: Duration::from_secs(self.env.parsed_or("INGESTION_WAIT_SECONDS", 600)?),
+            poll_interval: Duration::from_millis(self.env.parsed_or("INGESTION_POLL_MILLISECONDS", 2000)?),
+        };
+        Ok(Arc::new(BedrockKnowledgeBase::new(
+            aws_sdk_bedrockagentruntime::Client::new(&self.sdk),
+            aws_sdk_bedrockagent::Client::new(&self.sdk),
+            objects,
+            settings,
+        )))
+    }
+
+    /// `BEDROCK_MODEL_ID` (a model or inference profile), `BEDROCK_TEMPERATURE` (0.1),
+    /// `BEDROCK_MAX_TOKENS` (1000).
+    pub fn answer_model(&self) -> Result<(Arc<BedrockAnswerModel>, String), ConfigError> {
+        let model_id = self.env.required("BEDROCK_MODEL_ID")?;
+        let temperature: f32 = self.env.parsed_or("BEDROCK_TEMPERATURE", 0.1)?;
+        if !(0.0..=1.0).contains(&temperature) {
+            return Err(ConfigError {
+                name: "BEDROCK_TEMPERATURE",
+                reason: format!("{temperature} is not between 0 and 1"),
+            });
+        }
+        let max_tokens: i32 = self.env.parsed_or("BEDROCK_MAX_TOKENS", 1000)?;
+        if !(1..=65_536).contains(&max_tokens) {
+            return Err(ConfigError {
+                name: "BEDROCK_MAX_TOKENS",
+                reason: format!("{max_tokens} is not between 1 and 65536"),
+            });
+        }
+        let settings = ConverseSettings {
+            model_id: model_id.clone(),
+            temperature,
+            max_tokens,
+        };
+        Ok((
+            Arc::new(BedrockAnswerModel::new(
+                aws_sdk_bedrockruntime::Client::new(&self.sdk),
+                settings,
+            )),
+            model_id,
+        ))
+    }
+
+    pub fn errors(&self) -> Result<Arc<DynamoErrors>, ConfigError> {
+        Ok(Arc::new(DynamoErrors::new(self.dynamodb(), self.env.required("ERRORS_TABLE")?)))
+    }
+
+    pub fn notifier(&self) -> Result<Arc<SnsNotifier>, ConfigError> {
+        Ok(Arc::new(SnsNotifier::new(
+            aws_sdk_sns::Client::new(&self.sdk),
+            self.env.required("ALERTS_TOPIC_ARN")?,
+        )))
+    }
+
+    pub fn dead_letter_queue(&self) -> Result<Arc<DeadLetterQueue>, ConfigError> {
+        Ok(Arc::new(DeadLetterQueue::new(
+            aws_sdk_sqs::Client::new(&self.sdk),
+            self.env.required("DLQ_URL")?,
+        )))
+    }
+
+    pub fn quota(&self) -> Result<QuotaLimits, ConfigError> {
+        QuotaLimits::from_vars(self.env.vars())
+    }
+
+    pub fn pricing(&self) -> Result<Pricing, ConfigError> {
+        Pricing::from_vars(Pricing::free(), self.env.vars())
+    }
+
+    /// The security middleware: settings from the environment, tokens checked against the user
+    /// pool (`JWT_ISSUER`, `JWT_AUDIENCE`, `JWKS_URL`, `VERIFY_JWT`), rate limits and used
+    /// signatures in `RATE_LIMITS_TABLE`.
+    pub async fn security(&self) -> Result<Security, ConfigError> {
+        let config = SecurityConfig::from_vars(self.env.vars())?;
+        let identity = IdentityConfig::from_vars(self.env.vars())?;
+        let verifier = crate::cognito::verifier(&identity).await.map_err(|error| ConfigError {
+            name: "JWKS_URL",
+            reason: error.to_string(),
+        })?;
+        let limits = Arc::new(DynamoLimits::new(self.dynamodb(), self.env.required("RATE_LIMITS_TABLE")?));
+        Ok(Security {
+            config: Arc::new(config),
+            verifier: Arc::new(verifier),
+            rate_limits: limits.clone(),
+            replay_guard: limits,
+        })
+    }
+}
+
+/// Serves `routes` for API Gateway REST proxy events, with the same fallbacks and middleware as
+/// the local server.
+pub async fn run_http(routes: Router, security: &Security) -> Result<(), lambda_http::Error> {
+    let app = behind_api_gateway::<lambda_http::Body>(serve_app(routes, security));
+    lambda_http::run(app).await
+}

@@ -1,0 +1,9 @@
+//! What every Lambda binary does at init and around its handler: JSON logs, EMF metrics, the
+//! TLS provider, one SDK configuration, configuration read and checked from the environment,
+//! and the adapters built once. `main.rs` of each function only picks what it needs.
+
+mod env;
+mod init;
+
+pub use env::Env;
+pub use init::{Init, run_http};

@@ -1,0 +1,34 @@
+//! The manuals function as a Lambda behind API Gateway (REST proxy events).
+
+use axum::Router;
+use manuel_aws::lambda::{Init, run_http};
+use manuel_core::security::{ConfigError, Security};
+use manuel_manuals::{ManualsConfig, ManualsDeps, router};
+
+async fn app(init: &Init) -> Result<(Router, Security), ConfigError> {
+    let objects = init.objects()?;
+    let security = init.security().await?;
+    let config = ManualsConfig {
+        // A synchronous Lambda invocation carries at most 6 MB, base64 included; bigger
+        // manuals go through a pre-signed upload.
+        max_upload_bytes: init.env.parsed_or("MAX_UPLOAD_BYTES", 4 * 1024 * 1024)?,
+        ..ManualsConfig::default()
+    };
+    let deps = ManualsDeps {
+        objects: objects.clone(),
+        manuals: init.manuals()?,
+        knowledge_base: init.knowledge_base(objects)?,
+        // The stored object's S3 event starts process-manual.
+        ingestion: std::sync::Arc::new(manuel_aws::s3::ProcessedOnObjectCreated),
+        security: security.clone(),
+        config,
+    };
+    Ok((router(deps), security))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    let init = Init::start("manuals").await;
+    let (routes, security) = init.checked(app(&init).await)?;
+    run_http(routes, &security).await
+}
