@@ -6,15 +6,19 @@ CARGO ?= cargo
 PORT ?= 3000
 DATA_DIR ?= ./.manuel
 PDFIUM_LIB := $(CURDIR)/.tools/pdfium/libpdfium.so
+# The Lambda binaries (each function crate's `lambda` feature) and where debug builds land.
+LAMBDA_FEATURES := manuel-manuals/lambda,manuel-query/lambda,manuel-usage/lambda,manuel-process-manual/lambda,manuel-error-processor/lambda
+BIN_DIR = $${CARGO_TARGET_DIR:-$(CURDIR)/target}/debug
 export MANUEL_PDFIUM_LIB ?= $(PDFIUM_LIB)
 
-.PHONY: help setup run token test lint fmt contract clean-data
+.PHONY: help setup run token test lint fmt contract build clean-data
 
 help:
 	@echo "make run              build and start manuel-local on 127.0.0.1:$(PORT) (data in $(DATA_DIR))"
 	@echo "make token USER=alice print a token for a user"
 	@echo "make test             formatting, lints and every test"
 	@echo "make contract         schemathesis against manuel-local with openapi.yaml"
+	@echo "make build            the six Lambda functions for arm64 (cargo-lambda, release)"
 	@echo "make setup            install what local mode needs (idempotent)"
 
 ## Installs the pdfium library from the pypdfium2 wheel (once).
@@ -29,17 +33,20 @@ token:
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features $(LAMBDA_FEATURES) -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
 
-## Every test: moto is started for the AWS adapter tests and stopped afterwards, pass or fail;
-## the cache tests start (and kill) their own redis-server instances.
+## Every test: moto is started for the AWS adapter and Lambda tests and stopped afterwards, pass
+## or fail; the cache tests start (and kill) their own redis-server instances; the Lambda tests
+## run the debug builds of the function binaries.
 test: setup lint
 	@scripts/redis.sh install
+	$(CARGO) build --workspace --bins --features $(LAMBDA_FEATURES)
 	@url=$$(scripts/moto.sh start) || exit 1; \
-	MANUEL_TEST_MOTO_URL=$$url MANUEL_TEST_REDIS=1 $(CARGO) test --workspace; status=$$?; \
+	MANUEL_TEST_MOTO_URL=$$url MANUEL_TEST_REDIS=1 MANUEL_TEST_LAMBDA_BIN_DIR=$(BIN_DIR) \
+		$(CARGO) test --workspace --features $(LAMBDA_FEATURES); status=$$?; \
 	scripts/moto.sh stop; exit $$status
 	$(MAKE) contract
 
@@ -47,6 +54,10 @@ test: setup lint
 contract: setup
 	$(CARGO) build -p manuel-local
 	scripts/contract.sh
+
+## arm64 release builds of the functions (target/lambda/<binary>/bootstrap[.zip]); slow, not in `make test`.
+build:
+	scripts/lambda-build.sh
 
 clean-data:
 	rm -rf $(DATA_DIR)

@@ -1,0 +1,199 @@
+//! A recording stand-in for the three Bedrock APIs the functions call (REST-JSON, as the SDK
+//! speaks it): knowledge-base retrieval that honours the `user_id` filter it is given,
+//! Converse that answers from the first passage with a citation, and per-document ingestion
+//! that reports documents indexed. Every request is kept for assertions.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::routing::{get, post, put};
+use axum::Json;
+use serde_json::{Value, json};
+
+/// A passage the fake knowledge base can return.
+#[derive(Clone, Debug)]
+pub struct KbPassage {
+    pub user_id: String,
+    pub manual_id: String,
+    pub page: u32,
+    pub text: String,
+}
+
+#[derive(Clone, Default)]
+struct Shared {
+    passages: Arc<Mutex<Vec<KbPassage>>>,
+    requests: Arc<Mutex<Vec<(String, Value)>>>,
+    ingested: Arc<Mutex<HashSet<String>>>,
+}
+
+pub struct FakeBedrock {
+    pub url: String,
+    shared: Shared,
+}
+
+impl FakeBedrock {
+    pub async fn start() -> FakeBedrock {
+        let shared = Shared::default();
+        let app = Router::new()
+            .route("/knowledgebases/{kb}/retrieve", post(retrieve))
+            .route("/model/{model}/converse", post(converse))
+            .route("/knowledgebases/{kb}/datasources/{ds}/documents", put(ingest))
+            .route("/knowledgebases/{kb}/datasources/{ds}/documents/getDocuments", post(get_documents))
+            .route("/knowledgebases/{kb}/datasources/{ds}/documents/deleteDocuments", post(delete_documents))
+            .route("/jwks.json", get(|| async { Json(json!({"keys": []})) }))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        FakeBedrock { url, shared }
+    }
+
+    pub fn add_passage(&self, passage: KbPassage) {
+        self.shared.passages.lock().unwrap().push(passage);
+    }
+
+    /// Every request so far whose path contains `fragment`: (path, JSON body).
+    pub fn requests(&self, fragment: &str) -> Vec<(String, Value)> {
+        self.shared
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(path, _)| path.contains(fragment))
+            .cloned()
+            .collect()
+    }
+
+    /// The endpoint variables that send the SDK's Bedrock calls here.
+    pub fn env(&self) -> Vec<(String, String)> {
+        ["BEDROCK_AGENT", "BEDROCK_AGENT_RUNTIME", "BEDROCK_RUNTIME"]
+            .iter()
+            .map(|service| (format!("AWS_ENDPOINT_URL_{service}"), self.url.clone()))
+            .collect()
+    }
+}
+
+fn record(shared: &Shared, path: String, body: &Value) {
+    shared.requests.lock().unwrap().push((path, body.clone()));
+}
+
+/// The user the request's filter names, if the filter is an `equals user_id` alone or inside
+/// `andAll`. Without one the fake returns nothing, like an index with nothing to match.
+fn filtered_user(filter: Option<&Value>) -> Option<(String, Option<Vec<String>>)> {
+    let filter = filter?;
+    let equals_user = |f: &Value| {
+        let equals = f.get("equals")?;
+        (equals.get("key")? == "user_id").then(|| equals.get("value")?.as_str().map(str::to_owned))?
+    };
+    if let Some(user) = equals_user(filter) {
+        return Some((user, None));
+    }
+    let parts = filter.get("andAll")?.as_array()?;
+    let user = parts.iter().find_map(equals_user)?;
+    let manuals = parts.iter().find_map(|f| {
+        let listed = f.get("in")?;
+        (listed.get("key")? == "manual_id").then(|| {
+            listed.get("value")?.as_array().map(|ids| {
+                ids.iter().filter_map(|id| id.as_str().map(str::to_owned)).collect::<Vec<_>>()
+            })
+        })?
+    });
+    Some((user, manuals))
+}
+
+async fn retrieve(State(shared): State<Shared>, Path(kb): Path<String>, Json(body): Json<Value>) -> Json<Value> {
+    record(&shared, format!("/knowledgebases/{kb}/retrieve"), &body);
+    let filter = body.pointer("/retrievalConfiguration/vectorSearchConfiguration/filter");
+    let results: Vec<Value> = match filtered_user(filter) {
+        None => Vec::new(),
+        Some((user, manuals)) => shared
+            .passages
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| p.user_id == user)
+            .filter(|p| manuals.as_ref().is_none_or(|ids| ids.contains(&p.manual_id)))
+            .map(|p| {
+                json!({
+                    "content": {"text": p.text, "type": "TEXT"},
+                    "location": {"type": "S3", "s3Location": {"uri": format!("s3://manuals/manuals/{}/{}.pdf", p.user_id, p.manual_id)}},
+                    "score": 0.75,
+                    "metadata": {
+                        "user_id": p.user_id,
+                        "manual_id": p.manual_id,
+                        "x-amz-bedrock-kb-document-page-number": p.page,
+                    }
+                })
+            })
+            .collect(),
+    };
+    Json(json!({"retrievalResults": results}))
+}
+
+async fn converse(State(shared): State<Shared>, Path(model): Path<String>, Json(body): Json<Value>) -> Json<Value> {
+    record(&shared, format!("/model/{model}/converse"), &body);
+    let context = body.pointer("/messages/0/content/0/text").and_then(Value::as_str).unwrap_or("");
+    // The first passage's text, cited: enough to show the answer is built from the context.
+    let first = context
+        .split("\n\n")
+        .next()
+        .and_then(|block| block.lines().nth(2))
+        .unwrap_or("");
+    let text = if first.is_empty() { "NOT_FOUND".to_owned() } else { format!("{first} [1]") };
+    Json(json!({
+        "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+        "stopReason": "end_turn",
+        "usage": {"inputTokens": 321, "outputTokens": 12, "totalTokens": 333},
+        "metrics": {"latencyMs": 5}
+    }))
+}
+
+fn document_uris(body: &Value, field: &str) -> Vec<String> {
+    body.get(field)
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| {
+                    item.pointer("/content/s3/s3Location/uri")
+                        .or_else(|| item.pointer("/s3/uri"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn details(uris: &[String], status: impl Fn(&str) -> &'static str) -> Value {
+    json!({"documentDetails": uris.iter().map(|uri| json!({
+        "knowledgeBaseId": "KB", "dataSourceId": "DS", "status": status(uri),
+        "identifier": {"dataSourceType": "S3", "s3": {"uri": uri}}
+    })).collect::<Vec<_>>()})
+}
+
+async fn ingest(State(shared): State<Shared>, Path((kb, ds)): Path<(String, String)>, Json(body): Json<Value>) -> Json<Value> {
+    record(&shared, format!("/knowledgebases/{kb}/datasources/{ds}/documents"), &body);
+    let uris = document_uris(&body, "documents");
+    shared.ingested.lock().unwrap().extend(uris.iter().cloned());
+    Json(details(&uris, |_| "STARTING"))
+}
+
+async fn get_documents(State(shared): State<Shared>, Path((kb, ds)): Path<(String, String)>, Json(body): Json<Value>) -> Json<Value> {
+    record(&shared, format!("/knowledgebases/{kb}/datasources/{ds}/documents/getDocuments"), &body);
+    let uris = document_uris(&body, "documentIdentifiers");
+    let ingested = shared.ingested.lock().unwrap().clone();
+    let known: Vec<String> = uris.into_iter().filter(|uri| ingested.contains(uri)).collect();
+    Json(details(&known, |_| "INDEXED"))
+}
+
+async fn delete_documents(State(shared): State<Shared>, Path((kb, ds)): Path<(String, String)>, Json(body): Json<Value>) -> Json<Value> {
+    record(&shared, format!("/knowledgebases/{kb}/datasources/{ds}/documents/deleteDocuments"), &body);
+    let uris = document_uris(&body, "documentIdentifiers");
+    for uri in &uris {
+        shared.ingested.lock().unwrap().remove(uri);
+    }
+    Json(details(&uris, |_| "DELETING"))
+}

@@ -1,0 +1,206 @@
+//! A local Lambda Runtime API (2018-06-01) serving one function process.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, oneshot};
+
+/// What an invocation ended with.
+#[derive(Debug)]
+pub enum Invocation {
+    Response(Value),
+    Error(Value),
+}
+
+impl Invocation {
+    pub fn response(self) -> Value {
+        match self {
+            Self::Response(value) => value,
+            Self::Error(error) => panic!("the function reported an error: {error}"),
+        }
+    }
+}
+
+type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Invocation>>>>;
+
+#[derive(Clone)]
+struct RuntimeState {
+    events: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<(String, Value)>>>,
+    pending: Pending,
+    init_error: Arc<Mutex<Option<Value>>>,
+}
+
+/// A function process behind a local Runtime API.
+pub struct Lambda {
+    child: Child,
+    events: mpsc::UnboundedSender<(String, Value)>,
+    pending: Pending,
+    init_error: Arc<Mutex<Option<Value>>>,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Lambda {
+    /// Starts the Runtime API and `binary` with `env` (plus the variables Lambda always sets).
+    pub async fn start(binary: &Path, function_name: &str, env: &[(String, String)]) -> Lambda {
+        let (events, receiver) = mpsc::unbounded_channel();
+        let state = RuntimeState {
+            events: Arc::new(tokio::sync::Mutex::new(receiver)),
+            pending: Arc::default(),
+            init_error: Arc::default(),
+        };
+        let app = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next))
+            .route("/2018-06-01/runtime/invocation/{id}/response", post(respond))
+            .route("/2018-06-01/runtime/invocation/{id}/error", post(fail))
+            .route("/2018-06-01/runtime/init/error", post(init_failed))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address: SocketAddr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let mut command = Command::new(binary);
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", function_name)
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{function_name}"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let stdout = collect_lines(child.stdout.take().unwrap());
+        let stderr = collect_lines(child.stderr.take().unwrap());
+        Lambda {
+            child,
+            events,
+            pending: state.pending,
+            init_error: state.init_error,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Sends one event and waits for the function's answer (30 s at most).
+    pub async fn invoke(&mut self, event: Value) -> Invocation {
+        let id = uuid::Uuid::new_v4().to_string();
+        let (sender, receiver) = oneshot::channel();
+        self.pending.lock().unwrap().insert(id.clone(), sender);
+        self.events.send((id, event)).unwrap();
+        tokio::select! {
+            answer = tokio::time::timeout(Duration::from_secs(30), receiver) => match answer {
+                Ok(Ok(invocation)) => invocation,
+                _ => panic!("no answer within 30 s; stderr:\n{}", self.stderr().join("\n")),
+            },
+            status = self.child.wait() => panic!(
+                "the function exited ({status:?}) before answering; init error: {:?}; stderr:\n{}",
+                self.init_error.lock().unwrap().clone(),
+                self.stderr().join("\n")
+            ),
+        }
+    }
+
+    /// Waits for the process to exit (for init failures); returns its exit code.
+    pub async fn exit_code(&mut self) -> Option<i32> {
+        tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .and_then(|status| status.code())
+    }
+
+    pub fn init_error(&self) -> Option<Value> {
+        self.init_error.lock().unwrap().clone()
+    }
+
+    /// Lines the function printed on stdout so far (EMF metrics go there).
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Lines the function printed on stderr so far (JSON logs).
+    pub fn stderr(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+fn collect_lines<R: tokio::io::AsyncRead + Unpin + Send + 'static>(reader: R) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&lines);
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(reader).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+async fn next(State(state): State<RuntimeState>) -> Response {
+    let Some((id, event)) = state.events.lock().await.recv().await else {
+        return StatusCode::GONE.into_response();
+    };
+    let deadline = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|now| now.as_millis() + 30_000)
+        .unwrap_or_default();
+    let mut headers = HeaderMap::new();
+    let mut set = |name: &'static str, value: String| {
+        headers.insert(name, HeaderValue::from_str(&value).unwrap());
+    };
+    set("lambda-runtime-aws-request-id", id);
+    set("lambda-runtime-deadline-ms", deadline.to_string());
+    set(
+        "lambda-runtime-invoked-function-arn",
+        "arn:aws:lambda:us-east-1:123456789012:function:manuel-test".to_owned(),
+    );
+    set(
+        "lambda-runtime-trace-id",
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1".to_owned(),
+    );
+    (headers, axum::Json(event)).into_response()
+}
+
+async fn respond(State(state): State<RuntimeState>, UrlPath(id): UrlPath<String>, body: axum::body::Bytes) -> StatusCode {
+    finish(&state, &id, Invocation::Response(parse(&body)))
+}
+
+async fn fail(State(state): State<RuntimeState>, UrlPath(id): UrlPath<String>, body: axum::body::Bytes) -> StatusCode {
+    finish(&state, &id, Invocation::Error(parse(&body)))
+}
+
+async fn init_failed(State(state): State<RuntimeState>, body: axum::body::Bytes) -> StatusCode {
+    *state.init_error.lock().unwrap() = Some(parse(&body));
+    StatusCode::ACCEPTED
+}
+
+fn parse(body: &[u8]) -> Value {
+    serde_json::from_slice(body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+}
+
+fn finish(state: &RuntimeState, id: &str, invocation: Invocation) -> StatusCode {
+    if let Some(sender) = state.pending.lock().unwrap().remove(id) {
+        let _ = sender.send(invocation);
+    }
+    StatusCode::ACCEPTED
+}
