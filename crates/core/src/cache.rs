@@ -201,6 +201,7 @@ impl Cache {
 
     fn l2_failed(&self, operation: &str, error: &dyn std::fmt::Display) {
         self.counters.l2_errors.fetch_add(1, Ordering::Relaxed);
+        crate::telemetry::record(crate::telemetry::Metric::CacheL2Errors, 1.0);
         tracing::warn!(operation, %error, "L2 cache unavailable; bypassed");
     }
 

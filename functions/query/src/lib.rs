@@ -188,6 +188,13 @@ async fn query(
             serde_json::to_vec(&answered.cached).map_err(ApiError::internal)
         })
         .await?;
+    manuel_core::telemetry::record(
+        match cache_status {
+            manuel_core::cache::CacheStatus::Hit => manuel_core::telemetry::Metric::CacheHits,
+            manuel_core::cache::CacheStatus::Miss => manuel_core::telemetry::Metric::CacheMisses,
+        },
+        1.0,
+    );
     let cached: CachedAnswer = serde_json::from_slice(&cached).map_err(ApiError::internal)?;
     let charged = charged.lock().ok().and_then(|mut charged| charged.take());
     let (usage, cost) = match charged {

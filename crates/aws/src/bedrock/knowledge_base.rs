@@ -13,7 +13,7 @@ use aws_sdk_bedrockagent::types::{
 };
 use aws_sdk_bedrockagentruntime::types::{
     FilterAttribute, KnowledgeBaseRetrievalConfiguration, KnowledgeBaseRetrievalResult,
-    KnowledgeBaseRetrievalQuery, KnowledgeBaseVectorSearchConfiguration, RetrievalFilter,
+    KnowledgeBaseQuery, KnowledgeBaseVectorSearchConfiguration, RetrievalFilter,
     SearchType,
 };
 use aws_smithy_types::Document;
@@ -261,10 +261,9 @@ impl KnowledgeBase for BedrockKnowledgeBase {
             .retrieve()
             .knowledge_base_id(&self.settings.knowledge_base_id)
             .retrieval_query(
-                KnowledgeBaseRetrievalQuery::builder()
+                KnowledgeBaseQuery::builder()
                     .text(question)
-                    .build()
-                    .map_err(PortError::failed)?,
+                    .build(),
             )
             .retrieval_configuration(
                 KnowledgeBaseRetrievalConfiguration::builder()
