@@ -610,3 +610,113 @@ fn every_parameter_file_gives_an_environment_the_functions_accept() {
         }
     }
 }
+
+// ---------------------------------------------------------------- MONITORING.md
+
+fn monitoring() -> String {
+    std::fs::read_to_string(repo_root().join("MONITORING.md")).unwrap()
+}
+
+#[test]
+fn the_monitoring_catalogue_is_the_code_catalogue() {
+    let text = monitoring();
+    let section = text
+        .split("## Metric catalogue")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .unwrap();
+    let documented: BTreeSet<(String, String, String)> = section
+        .lines()
+        .filter(|line| line.starts_with("| `"))
+        .map(|line| {
+            let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+            (
+                cells[0].trim_matches('`').to_owned(),
+                cells[1].to_owned(),
+                cells[2].to_owned(),
+            )
+        })
+        .collect();
+    let emitted: BTreeSet<(String, String, String)> = Metric::ALL
+        .iter()
+        .map(|metric| {
+            let dimensions: Vec<&str> = metric.dimensions().iter().map(|d| d.name()).collect();
+            (
+                metric.name().to_owned(),
+                metric.unit().name().to_owned(),
+                dimensions.join(", "),
+            )
+        })
+        .collect();
+    assert_eq!(documented, emitted);
+}
+
+/// GitHub's heading anchors: lower case, spaces to dashes, other punctuation dropped.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_alarm_points_to_a_runbook_entry() {
+    let template = template();
+    let text = monitoring();
+    let anchors: BTreeSet<String> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("### "))
+        .map(anchor)
+        .collect();
+    let mut alarms = 0;
+    for (id, resource) in resources(&template) {
+        if resource["Type"].as_str() != Some("AWS::CloudWatch::Alarm") {
+            continue;
+        }
+        alarms += 1;
+        let description = resource["Properties"]["AlarmDescription"].as_str().unwrap();
+        let target = description
+            .split("MONITORING.md#")
+            .nth(1)
+            .map(|rest| rest.trim_end_matches('.').to_owned());
+        let Some(target) = target else {
+            panic!("{id:?}: the description names no runbook entry");
+        };
+        assert!(
+            anchors.contains(&target),
+            "{id:?}: no runbook entry #{target} in {anchors:?}"
+        );
+        let name = match &resource["Properties"]["AlarmName"] {
+            Value::Tagged(tagged) => tagged.value.as_str().unwrap().to_owned(),
+            other => panic!("{id:?}: AlarmName {other:?}"),
+        };
+        // Per-function alarms are listed once with `<function>` in place of the name.
+        let listed = name.replace("${Stage}", "<stage>");
+        let generic = function_names(&template)
+            .values()
+            .fold(listed.clone(), |acc, function| {
+                let short = function
+                    .trim_start_matches("manuel-")
+                    .trim_end_matches("-${Stage}");
+                acc.replace(
+                    &format!("manuel-{short}-errors"),
+                    "manuel-<function>-errors",
+                )
+                .replace(
+                    &format!("manuel-{short}-throttles"),
+                    "manuel-<function>-throttles",
+                )
+            });
+        assert!(
+            text.contains(&format!("`{generic}`")),
+            "{id:?}: alarm {listed} is not in MONITORING.md's alarm table"
+        );
+    }
+    assert!(alarms >= 20, "{alarms} alarms");
+}
