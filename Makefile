@@ -11,7 +11,7 @@ LAMBDA_FEATURES := manuel-manuals/lambda,manuel-query/lambda,manuel-usage/lambda
 BIN_DIR = $${CARGO_TARGET_DIR:-$(CURDIR)/target}/debug
 export MANUEL_PDFIUM_LIB ?= $(PDFIUM_LIB)
 
-.PHONY: help setup run token test lint fmt contract build clean-data
+.PHONY: help setup run token test lint fmt contract build template-check sam-build clean-data
 
 help:
 	@echo "make run              build and start manuel-local on 127.0.0.1:$(PORT) (data in $(DATA_DIR))"
@@ -19,6 +19,8 @@ help:
 	@echo "make test             formatting, lints and every test"
 	@echo "make contract         schemathesis against manuel-local with openapi.yaml"
 	@echo "make build            the six Lambda functions for arm64 (cargo-lambda, release)"
+	@echo "make template-check   sam validate --lint, cfn-lint and checkov on template.yaml"
+	@echo "make sam-build        sam build of the six Lambda functions (release, arm64; slow)"
 	@echo "make setup            install what local mode needs (idempotent)"
 
 ## Installs the pdfium library from the pypdfium2 wheel (once).
@@ -41,7 +43,7 @@ fmt:
 ## Every test: moto is started for the AWS adapter and Lambda tests and stopped afterwards, pass
 ## or fail; the cache tests start (and kill) their own redis-server instances; the Lambda tests
 ## run the debug builds of the function binaries.
-test: setup lint
+test: setup lint template-check
 	@scripts/redis.sh install
 	$(CARGO) build --workspace --bins --features $(LAMBDA_FEATURES)
 	@url=$$(scripts/moto.sh start) || exit 1; \
@@ -58,6 +60,14 @@ contract: setup
 ## arm64 release builds of the functions (target/lambda/<binary>/bootstrap[.zip]); slow, not in `make test`.
 build:
 	scripts/lambda-build.sh
+
+## Offline checks of template.yaml; installs SAM CLI, cfn-lint and checkov once under .tools/.
+template-check:
+	scripts/template-checks.sh
+
+## Release arm64 builds of the six functions into .aws-sam/build (not part of `make test`).
+sam-build:
+	scripts/template-checks.sh sam-build
 
 clean-data:
 	rm -rf $(DATA_DIR)
