@@ -242,7 +242,11 @@ pub struct ProcessedOnObjectCreated;
 
 #[async_trait]
 impl manuel_core::ports::IngestionQueue for ProcessedOnObjectCreated {
-    async fn enqueue(&self, _user: &manuel_core::domain::UserId, _manual_id: &str) -> Result<(), PortError> {
+    async fn enqueue(
+        &self,
+        _user: &manuel_core::domain::UserId,
+        _manual_id: &str,
+    ) -> Result<(), PortError> {
         Ok(())
     }
 }

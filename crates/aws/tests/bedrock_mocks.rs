@@ -1,5 +1,7 @@
 //! Bedrock adapters against aws-smithy-mocks (moto has no Bedrock): the requests they send
 //! (user filter, HYBRID search, model id, per-document ingestion) and how answers are read back.
+// Fixture builders fail loudly: a malformed fixture is a broken test, not a case to handle.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,7 +20,7 @@ use aws_sdk_bedrockruntime::operation::converse::{ConverseError, ConverseInput, 
 use aws_sdk_bedrockruntime::types::{
     ContentBlock, ConversationRole, ConverseOutput as Output, Message, StopReason, TokenUsage,
 };
-use aws_sdk_s3::operation::put_object::{PutObjectInput, PutObjectOutput};
+use aws_sdk_s3::operation::put_object::PutObjectOutput;
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use aws_smithy_types::Document;
 use chrono::Utc;
@@ -65,19 +67,28 @@ fn settings() -> KnowledgeBaseSettings {
 
 fn result(owner: &str, manual_id: &str, page: i64, text: &str) -> KnowledgeBaseRetrievalResult {
     KnowledgeBaseRetrievalResult::builder()
-        .content(RetrievalResultContent::builder().text(text).build().unwrap())
+        .content(RetrievalResultContent::builder().text(text).build())
         .score(0.8)
         .metadata("user_id", Document::String(owner.to_owned()))
         .metadata("manual_id", Document::String(manual_id.to_owned()))
-        .metadata("manual_name", Document::String("Printer manual.pdf".to_owned()))
-        .metadata(PAGE_NUMBER_KEY, Document::Number(aws_smithy_types::Number::PosInt(page as u64)))
+        .metadata(
+            "manual_name",
+            Document::String("Printer manual.pdf".to_owned()),
+        )
+        .metadata(
+            PAGE_NUMBER_KEY,
+            Document::Number(aws_smithy_types::Number::PosInt(page as u64)),
+        )
         .build()
-        .unwrap()
 }
 
 fn unused_s3() -> Arc<S3ObjectStore> {
-    let put = mock!(aws_sdk_s3::Client::put_object).then_output(|| PutObjectOutput::builder().build());
-    Arc::new(S3ObjectStore::new(mock_client!(aws_sdk_s3, [&put]), "manuals-bucket"))
+    let put =
+        mock!(aws_sdk_s3::Client::put_object).then_output(|| PutObjectOutput::builder().build());
+    Arc::new(S3ObjectStore::new(
+        mock_client!(aws_sdk_s3, [&put]),
+        "manuals-bucket",
+    ))
 }
 
 #[tokio::test]
@@ -101,7 +112,9 @@ async fn retrieve_always_filters_by_user_with_hybrid_search_and_maps_pages() -> 
     let agent = mock_client!(aws_sdk_bedrockagent, []);
     let kb = BedrockKnowledgeBase::new(runtime, agent, unused_s3(), settings());
 
-    let chunks = kb.retrieve(&user("alice"), "how long is the warranty", None, 5).await?;
+    let chunks = kb
+        .retrieve(&user("alice"), "how long is the warranty", None, 5)
+        .await?;
     assert_eq!(
         chunks,
         vec![RetrievedChunk {
@@ -112,7 +125,12 @@ async fn retrieve_always_filters_by_user_with_hybrid_search_and_maps_pages() -> 
         }]
     );
     let narrowed = kb
-        .retrieve(&user("alice"), "warranty", Some(&["m1".to_owned(), "m2".to_owned()]), 3)
+        .retrieve(
+            &user("alice"),
+            "warranty",
+            Some(&["m1".to_owned(), "m2".to_owned()]),
+            3,
+        )
         .await?;
     assert_eq!(narrowed.len(), 1);
 
@@ -133,12 +151,16 @@ async fn retrieve_always_filters_by_user_with_hybrid_search_and_maps_pages() -> 
         match filter {
             RetrievalFilter::AndAll(parts) => {
                 assert!(parts.iter().any(equals_alice), "{filter:?}");
-                assert!(parts.iter().any(|part| matches!(part, RetrievalFilter::In(attribute)
-                    if attribute.key() == "manual_id"
-                        && attribute.value() == &Document::Array(vec![
-                            Document::String("m1".to_owned()),
-                            Document::String("m2".to_owned()),
-                        ]))));
+                assert!(
+                    parts
+                        .iter()
+                        .any(|part| matches!(part, RetrievalFilter::In(attribute)
+                        if attribute.key() == "manual_id"
+                            && attribute.value() == &Document::Array(vec![
+                                Document::String("m1".to_owned()),
+                                Document::String("m2".to_owned()),
+                            ])))
+                );
                 assert_eq!(search.number_of_results(), 3);
             }
             other => {
@@ -160,9 +182,26 @@ async fn a_throttled_retrieve_is_an_unavailable_dependency() -> TestResult {
         )
     });
     let runtime = mock_client!(aws_sdk_bedrockagentruntime, [&retrieve]);
-    let kb = BedrockKnowledgeBase::new(runtime, mock_client!(aws_sdk_bedrockagent, []), unused_s3(), settings());
-    let error = kb.retrieve(&user("alice"), "warranty", None, 5).await.unwrap_err();
-    assert!(matches!(error, PortError::Unavailable { service: "bedrock-retrieve", .. }), "{error:?}");
+    let kb = BedrockKnowledgeBase::new(
+        runtime,
+        mock_client!(aws_sdk_bedrockagent, []),
+        unused_s3(),
+        settings(),
+    );
+    let error = kb
+        .retrieve(&user("alice"), "warranty", None, 5)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            PortError::Unavailable {
+                service: "bedrock-retrieve",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
     Ok(())
 }
 
@@ -175,17 +214,26 @@ fn detail(status: DocumentStatus) -> KnowledgeBaseDocumentDetail {
         .unwrap()
 }
 
+/// The key and body of one `PutObject`.
+type RecordedPut = (Option<String>, Vec<u8>);
+
 #[tokio::test]
 async fn ingestion_writes_the_sidecar_ingests_one_document_and_waits_until_indexed() -> TestResult {
-    let puts: Arc<Mutex<Vec<PutObjectInput>>> = Arc::default();
+    let puts: Arc<Mutex<Vec<RecordedPut>>> = Arc::default();
     let put_recorder = Arc::clone(&puts);
     let put = mock!(aws_sdk_s3::Client::put_object)
         .match_requests(move |input| {
-            put_recorder.lock().unwrap().push(input.clone());
+            put_recorder.lock().unwrap().push((
+                input.key().map(str::to_owned),
+                input.body().bytes().unwrap_or_default().to_vec(),
+            ));
             true
         })
         .then_output(|| PutObjectOutput::builder().build());
-    let s3 = Arc::new(S3ObjectStore::new(mock_client!(aws_sdk_s3, [&put]), "manuals-bucket"));
+    let s3 = Arc::new(S3ObjectStore::new(
+        mock_client!(aws_sdk_s3, [&put]),
+        "manuals-bucket",
+    ));
 
     let ingested: Arc<Mutex<Vec<IngestKnowledgeBaseDocumentsInput>>> = Arc::default();
     let ingest_recorder = Arc::clone(&ingested);
@@ -199,38 +247,68 @@ async fn ingestion_writes_the_sidecar_ingests_one_document_and_waits_until_index
     let status = mock!(aws_sdk_bedrockagent::Client::get_knowledge_base_documents)
         .sequence()
         .output(|| GetKnowledgeBaseDocumentsOutput::builder().build())
-        .output(|| GetKnowledgeBaseDocumentsOutput::builder().document_details(detail(DocumentStatus::Starting)).build())
-        .output(|| GetKnowledgeBaseDocumentsOutput::builder().document_details(detail(DocumentStatus::InProgress)).build())
-        .output(|| GetKnowledgeBaseDocumentsOutput::builder().document_details(detail(DocumentStatus::Indexed)).build())
+        .output(|| {
+            GetKnowledgeBaseDocumentsOutput::builder()
+                .document_details(detail(DocumentStatus::Starting))
+                .build()
+        })
+        .output(|| {
+            GetKnowledgeBaseDocumentsOutput::builder()
+                .document_details(detail(DocumentStatus::InProgress))
+                .build()
+        })
+        .output(|| {
+            GetKnowledgeBaseDocumentsOutput::builder()
+                .document_details(detail(DocumentStatus::Indexed))
+                .build()
+        })
         .build();
     let agent = mock_client!(aws_sdk_bedrockagent, RuleMode::MatchAny, [&ingest, &status]);
-    let kb = BedrockKnowledgeBase::new(mock_client!(aws_sdk_bedrockagentruntime, []), agent, s3, settings());
+    let kb = BedrockKnowledgeBase::new(
+        mock_client!(aws_sdk_bedrockagentruntime, []),
+        agent,
+        s3,
+        settings(),
+    );
 
     kb.ingest(&manual("alice", "m1"), &[]).await?;
 
     let puts = puts.lock().unwrap();
     assert_eq!(puts.len(), 1);
-    assert_eq!(puts[0].key(), Some("manuals/alice/m1.pdf.metadata.json"));
-    let body: serde_json::Value =
-        serde_json::from_slice(puts[0].body().bytes().unwrap_or_default())?;
+    assert_eq!(
+        puts[0].0.as_deref(),
+        Some("manuals/alice/m1.pdf.metadata.json")
+    );
+    let body: serde_json::Value = serde_json::from_slice(&puts[0].1)?;
     assert_eq!(
         body,
         serde_json::json!({"metadataAttributes": {
             "user_id": "alice", "manual_id": "m1", "manual_name": "Printer manual.pdf"}})
     );
     let ingested = ingested.lock().unwrap();
-    assert_eq!(ingested.len(), 1, "one ingestion request, never a data-source sync");
+    assert_eq!(
+        ingested.len(),
+        1,
+        "one ingestion request, never a data-source sync"
+    );
     let request = &ingested[0];
     assert_eq!(request.knowledge_base_id(), Some("KB12345678"));
     assert_eq!(request.data_source_id(), Some("DS12345678"));
     assert_eq!(request.documents().len(), 1);
     let document = &request.documents()[0];
     assert_eq!(
-        document.content().and_then(|c| c.s3()).and_then(|s| s.s3_location()).map(|l| l.uri()),
+        document
+            .content()
+            .and_then(|c| c.s3())
+            .and_then(|s| s.s3_location())
+            .map(|l| l.uri()),
         Some("s3://manuals-bucket/manuals/alice/m1.pdf")
     );
     assert_eq!(
-        document.metadata().and_then(|m| m.s3_location()).map(|l| l.uri()),
+        document
+            .metadata()
+            .and_then(|m| m.s3_location())
+            .map(|l| l.uri()),
         Some("s3://manuals-bucket/manuals/alice/m1.pdf.metadata.json")
     );
     assert_eq!(status.num_calls(), 4);
@@ -238,38 +316,65 @@ async fn ingestion_writes_the_sidecar_ingests_one_document_and_waits_until_index
 }
 
 #[tokio::test]
-async fn a_document_bedrock_refuses_fails_with_its_reason_and_a_slow_one_is_retryable() -> TestResult {
+async fn a_document_bedrock_refuses_fails_with_its_reason_and_a_slow_one_is_retryable() -> TestResult
+{
     let ingest = mock!(aws_sdk_bedrockagent::Client::ingest_knowledge_base_documents)
         .then_output(|| IngestKnowledgeBaseDocumentsOutput::builder().build());
-    let failed = mock!(aws_sdk_bedrockagent::Client::get_knowledge_base_documents).then_output(|| {
-        GetKnowledgeBaseDocumentsOutput::builder()
-            .document_details(
-                KnowledgeBaseDocumentDetail::builder()
-                    .knowledge_base_id("KB12345678")
-                    .data_source_id("DS12345678")
-                    .status(DocumentStatus::Failed)
-                    .status_reason("File size exceeds the limit")
-                    .build()
-                    .unwrap(),
-            )
-            .build()
-    });
+    let failed =
+        mock!(aws_sdk_bedrockagent::Client::get_knowledge_base_documents).then_output(|| {
+            GetKnowledgeBaseDocumentsOutput::builder()
+                .document_details(
+                    KnowledgeBaseDocumentDetail::builder()
+                        .knowledge_base_id("KB12345678")
+                        .data_source_id("DS12345678")
+                        .status(DocumentStatus::Failed)
+                        .status_reason("File size exceeds the limit")
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+        });
     let agent = mock_client!(aws_sdk_bedrockagent, RuleMode::MatchAny, [&ingest, &failed]);
-    let kb = BedrockKnowledgeBase::new(mock_client!(aws_sdk_bedrockagentruntime, []), agent, unused_s3(), settings());
+    let kb = BedrockKnowledgeBase::new(
+        mock_client!(aws_sdk_bedrockagentruntime, []),
+        agent,
+        unused_s3(),
+        settings(),
+    );
     let error = kb.ingest(&manual("alice", "m1"), &[]).await.unwrap_err();
-    assert!(matches!(&error, PortError::Failed(message) if message.contains("File size exceeds the limit")), "{error:?}");
+    assert!(
+        matches!(&error, PortError::Failed(message) if message.contains("File size exceeds the limit")),
+        "{error:?}"
+    );
 
-    let slow = mock!(aws_sdk_bedrockagent::Client::get_knowledge_base_documents)
-        .then_output(|| GetKnowledgeBaseDocumentsOutput::builder().document_details(detail(DocumentStatus::InProgress)).build());
+    let slow =
+        mock!(aws_sdk_bedrockagent::Client::get_knowledge_base_documents).then_output(|| {
+            GetKnowledgeBaseDocumentsOutput::builder()
+                .document_details(detail(DocumentStatus::InProgress))
+                .build()
+        });
     let ingest_again = mock!(aws_sdk_bedrockagent::Client::ingest_knowledge_base_documents)
         .then_output(|| IngestKnowledgeBaseDocumentsOutput::builder().build());
-    let agent = mock_client!(aws_sdk_bedrockagent, RuleMode::MatchAny, [&ingest_again, &slow]);
+    let agent = mock_client!(
+        aws_sdk_bedrockagent,
+        RuleMode::MatchAny,
+        [&ingest_again, &slow]
+    );
     let mut quick = settings();
     quick.ingestion_wait = Duration::from_millis(50);
-    let kb = BedrockKnowledgeBase::new(mock_client!(aws_sdk_bedrockagentruntime, []), agent, unused_s3(), quick);
+    let kb = BedrockKnowledgeBase::new(
+        mock_client!(aws_sdk_bedrockagentruntime, []),
+        agent,
+        unused_s3(),
+        quick,
+    );
     let error = kb.ingest(&manual("alice", "m1"), &[]).await.unwrap_err();
     assert!(matches!(error, PortError::Unavailable { .. }), "{error:?}");
-    assert_eq!(ingest_again.num_calls(), 0, "an ingestion already in progress is not started again");
+    assert_eq!(
+        ingest_again.num_calls(),
+        0,
+        "an ingestion already in progress is not started again"
+    );
     Ok(())
 }
 
@@ -283,7 +388,12 @@ async fn remove_deletes_the_one_document() -> TestResult {
         })
         .then_output(|| DeleteKnowledgeBaseDocumentsOutput::builder().build());
     let agent = mock_client!(aws_sdk_bedrockagent, [&delete]);
-    let kb = BedrockKnowledgeBase::new(mock_client!(aws_sdk_bedrockagentruntime, []), agent, unused_s3(), settings());
+    let kb = BedrockKnowledgeBase::new(
+        mock_client!(aws_sdk_bedrockagentruntime, []),
+        agent,
+        unused_s3(),
+        settings(),
+    );
     kb.remove(&manual("alice", "m1")).await?;
     assert_eq!(delete.num_calls(), 1);
     Ok(())
@@ -299,15 +409,32 @@ fn converse_reply(text: &str) -> ConverseOutput {
                 .unwrap(),
         ))
         .stop_reason(StopReason::EndTurn)
-        .usage(TokenUsage::builder().input_tokens(420).output_tokens(37).total_tokens(457).build().unwrap())
+        .usage(
+            TokenUsage::builder()
+                .input_tokens(420)
+                .output_tokens(37)
+                .total_tokens(457)
+                .build()
+                .unwrap(),
+        )
         .build()
         .unwrap()
 }
 
 fn passages() -> Vec<RetrievedChunk> {
     vec![
-        RetrievedChunk { manual_id: "m1".into(), page: 3, text: "Lift the cover.".into(), score: 0.9 },
-        RetrievedChunk { manual_id: "m1".into(), page: 5, text: "The warranty lasts two years.".into(), score: 0.7 },
+        RetrievedChunk {
+            manual_id: "m1".into(),
+            page: 3,
+            text: "Lift the cover.".into(),
+            score: 0.9,
+        },
+        RetrievedChunk {
+            manual_id: "m1".into(),
+            page: 5,
+            text: "The warranty lasts two years.".into(),
+            score: 0.7,
+        },
     ]
 }
 
@@ -329,7 +456,9 @@ async fn converse_sends_model_prompt_and_settings_and_maps_citations_and_tokens(
             max_tokens: 800,
         },
     );
-    let answer = model.answer(&user("alice"), "How long is the warranty?", &passages()).await?;
+    let answer = model
+        .answer(&user("alice"), "How long is the warranty?", &passages())
+        .await?;
     assert!(answer.found);
     assert_eq!(answer.text, "The warranty lasts two years [1].");
     assert_eq!(answer.cited, vec![1]);
@@ -337,13 +466,18 @@ async fn converse_sends_model_prompt_and_settings_and_maps_citations_and_tokens(
 
     let seen = seen.lock().unwrap();
     let input = &seen[0];
-    assert_eq!(input.model_id(), Some("eu.anthropic.claude-sonnet-4-20250514-v1:0"));
+    assert_eq!(
+        input.model_id(),
+        Some("eu.anthropic.claude-sonnet-4-20250514-v1:0")
+    );
     let config = input.inference_config().unwrap();
     assert_eq!(config.temperature(), Some(0.1));
     assert_eq!(config.max_tokens(), Some(800));
     let system = input.system();
-    assert!(matches!(&system[0], aws_sdk_bedrockruntime::types::SystemContentBlock::Text(text)
-        if text.contains("only the numbered passages") && text.contains("NOT_FOUND")));
+    assert!(
+        matches!(&system[0], aws_sdk_bedrockruntime::types::SystemContentBlock::Text(text)
+        if text.contains("only the numbered passages") && text.contains("NOT_FOUND"))
+    );
     let user_turn = input.messages()[0].content()[0].as_text().unwrap();
     assert!(user_turn.contains("[2] (page 5)\nThe warranty lasts two years."));
     Ok(())
@@ -358,10 +492,16 @@ async fn converse_refusals_and_uncited_answers_are_not_found() -> TestResult {
         .build();
     let model = BedrockAnswerModel::new(
         mock_client!(aws_sdk_bedrockruntime, RuleMode::MatchAny, [&converse]),
-        ConverseSettings { model_id: "m".to_owned(), temperature: 0.0, max_tokens: 100 },
+        ConverseSettings {
+            model_id: "m".to_owned(),
+            temperature: 0.0,
+            max_tokens: 100,
+        },
     );
     for _ in 0..2 {
-        let answer = model.answer(&user("alice"), "How long is the warranty?", &passages()).await?;
+        let answer = model
+            .answer(&user("alice"), "How long is the warranty?", &passages())
+            .await?;
         assert!(!answer.found);
         assert!(answer.cited.is_empty());
         assert_eq!(answer.text, manuel_core::domain::NOT_FOUND_ANSWER);

@@ -46,10 +46,12 @@ impl QuotaLimits {
             .filter(|v| !v.is_empty())
         {
             None => Ok(default),
-            Some(value) => value.parse::<u64>().map_err(|_| crate::security::ConfigError {
-                name,
-                reason: format!("{value:?} is not a whole number"),
-            }),
+            Some(value) => value
+                .parse::<u64>()
+                .map_err(|_| crate::security::ConfigError {
+                    name,
+                    reason: format!("{value:?} is not a whole number"),
+                }),
         };
         Ok(Self {
             daily: read("DAILY_QUOTA_LIMIT", 50)?,

@@ -6,10 +6,10 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::{get, post, put};
-use axum::Json;
 use serde_json::{Value, json};
 
 /// A passage the fake knowledge base can return.
@@ -39,9 +39,18 @@ impl FakeBedrock {
         let app = Router::new()
             .route("/knowledgebases/{kb}/retrieve", post(retrieve))
             .route("/model/{model}/converse", post(converse))
-            .route("/knowledgebases/{kb}/datasources/{ds}/documents", put(ingest))
-            .route("/knowledgebases/{kb}/datasources/{ds}/documents/getDocuments", post(get_documents))
-            .route("/knowledgebases/{kb}/datasources/{ds}/documents/deleteDocuments", post(delete_documents))
+            .route(
+                "/knowledgebases/{kb}/datasources/{ds}/documents",
+                put(ingest),
+            )
+            .route(
+                "/knowledgebases/{kb}/datasources/{ds}/documents/getDocuments",
+                post(get_documents),
+            )
+            .route(
+                "/knowledgebases/{kb}/datasources/{ds}/documents/deleteDocuments",
+                post(delete_documents),
+            )
             .route("/jwks.json", get(|| async { Json(json!({"keys": []})) }))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -85,7 +94,8 @@ fn filtered_user(filter: Option<&Value>) -> Option<(String, Option<Vec<String>>)
     let filter = filter?;
     let equals_user = |f: &Value| {
         let equals = f.get("equals")?;
-        (equals.get("key")? == "user_id").then(|| equals.get("value")?.as_str().map(str::to_owned))?
+        (equals.get("key")? == "user_id")
+            .then(|| equals.get("value")?.as_str().map(str::to_owned))?
     };
     if let Some(user) = equals_user(filter) {
         return Some((user, None));
@@ -96,14 +106,20 @@ fn filtered_user(filter: Option<&Value>) -> Option<(String, Option<Vec<String>>)
         let listed = f.get("in")?;
         (listed.get("key")? == "manual_id").then(|| {
             listed.get("value")?.as_array().map(|ids| {
-                ids.iter().filter_map(|id| id.as_str().map(str::to_owned)).collect::<Vec<_>>()
+                ids.iter()
+                    .filter_map(|id| id.as_str().map(str::to_owned))
+                    .collect::<Vec<_>>()
             })
         })?
     });
     Some((user, manuals))
 }
 
-async fn retrieve(State(shared): State<Shared>, Path(kb): Path<String>, Json(body): Json<Value>) -> Json<Value> {
+async fn retrieve(
+    State(shared): State<Shared>,
+    Path(kb): Path<String>,
+    Json(body): Json<Value>,
+) -> Json<Value> {
     record(&shared, format!("/knowledgebases/{kb}/retrieve"), &body);
     let filter = body.pointer("/retrievalConfiguration/vectorSearchConfiguration/filter");
     let results: Vec<Value> = match filtered_user(filter) {
@@ -132,16 +148,27 @@ async fn retrieve(State(shared): State<Shared>, Path(kb): Path<String>, Json(bod
     Json(json!({"retrievalResults": results}))
 }
 
-async fn converse(State(shared): State<Shared>, Path(model): Path<String>, Json(body): Json<Value>) -> Json<Value> {
+async fn converse(
+    State(shared): State<Shared>,
+    Path(model): Path<String>,
+    Json(body): Json<Value>,
+) -> Json<Value> {
     record(&shared, format!("/model/{model}/converse"), &body);
-    let context = body.pointer("/messages/0/content/0/text").and_then(Value::as_str).unwrap_or("");
+    let context = body
+        .pointer("/messages/0/content/0/text")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     // The first passage's text, cited: enough to show the answer is built from the context.
     let first = context
         .split("\n\n")
         .next()
         .and_then(|block| block.lines().nth(2))
         .unwrap_or("");
-    let text = if first.is_empty() { "NOT_FOUND".to_owned() } else { format!("{first} [1]") };
+    let text = if first.is_empty() {
+        "NOT_FOUND".to_owned()
+    } else {
+        format!("{first} [1]")
+    };
     Json(json!({
         "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
         "stopReason": "end_turn",
@@ -174,23 +201,50 @@ fn details(uris: &[String], status: impl Fn(&str) -> &'static str) -> Value {
     })).collect::<Vec<_>>()})
 }
 
-async fn ingest(State(shared): State<Shared>, Path((kb, ds)): Path<(String, String)>, Json(body): Json<Value>) -> Json<Value> {
-    record(&shared, format!("/knowledgebases/{kb}/datasources/{ds}/documents"), &body);
+async fn ingest(
+    State(shared): State<Shared>,
+    Path((kb, ds)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Json<Value> {
+    record(
+        &shared,
+        format!("/knowledgebases/{kb}/datasources/{ds}/documents"),
+        &body,
+    );
     let uris = document_uris(&body, "documents");
     shared.ingested.lock().unwrap().extend(uris.iter().cloned());
     Json(details(&uris, |_| "STARTING"))
 }
 
-async fn get_documents(State(shared): State<Shared>, Path((kb, ds)): Path<(String, String)>, Json(body): Json<Value>) -> Json<Value> {
-    record(&shared, format!("/knowledgebases/{kb}/datasources/{ds}/documents/getDocuments"), &body);
+async fn get_documents(
+    State(shared): State<Shared>,
+    Path((kb, ds)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Json<Value> {
+    record(
+        &shared,
+        format!("/knowledgebases/{kb}/datasources/{ds}/documents/getDocuments"),
+        &body,
+    );
     let uris = document_uris(&body, "documentIdentifiers");
     let ingested = shared.ingested.lock().unwrap().clone();
-    let known: Vec<String> = uris.into_iter().filter(|uri| ingested.contains(uri)).collect();
+    let known: Vec<String> = uris
+        .into_iter()
+        .filter(|uri| ingested.contains(uri))
+        .collect();
     Json(details(&known, |_| "INDEXED"))
 }
 
-async fn delete_documents(State(shared): State<Shared>, Path((kb, ds)): Path<(String, String)>, Json(body): Json<Value>) -> Json<Value> {
-    record(&shared, format!("/knowledgebases/{kb}/datasources/{ds}/documents/deleteDocuments"), &body);
+async fn delete_documents(
+    State(shared): State<Shared>,
+    Path((kb, ds)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Json<Value> {
+    record(
+        &shared,
+        format!("/knowledgebases/{kb}/datasources/{ds}/documents/deleteDocuments"),
+        &body,
+    );
     let uris = document_uris(&body, "documentIdentifiers");
     for uri in &uris {
         shared.ingested.lock().unwrap().remove(uri);

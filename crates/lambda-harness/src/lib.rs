@@ -13,7 +13,9 @@ pub use runtime::{Invocation, Lambda};
 /// built them with the `lambda` feature), or `None` with a note that the test was skipped.
 pub fn binary(name: &str) -> Option<std::path::PathBuf> {
     let Some(dir) = std::env::var_os("MANUEL_TEST_LAMBDA_BIN_DIR") else {
-        eprintln!("MANUEL_TEST_LAMBDA_BIN_DIR is not set: skipping this Lambda test (run it with `make test`)");
+        eprintln!(
+            "MANUEL_TEST_LAMBDA_BIN_DIR is not set: skipping this Lambda test (run it with `make test`)"
+        );
         return None;
     };
     let path = std::path::Path::new(&dir).join(name);

@@ -63,7 +63,10 @@ impl Lambda {
         };
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route("/2018-06-01/runtime/invocation/{id}/response", post(respond))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(respond),
+            )
             .route("/2018-06-01/runtime/invocation/{id}/error", post(fail))
             .route("/2018-06-01/runtime/init/error", post(init_failed))
             .with_state(state.clone());
@@ -80,7 +83,10 @@ impl Lambda {
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
-            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{function_name}"))
+            .env(
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                format!("/aws/lambda/{function_name}"),
+            )
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -144,7 +150,9 @@ impl Lambda {
     }
 }
 
-fn collect_lines<R: tokio::io::AsyncRead + Unpin + Send + 'static>(reader: R) -> Arc<Mutex<Vec<String>>> {
+fn collect_lines<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
+    reader: R,
+) -> Arc<Mutex<Vec<String>>> {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&lines);
     tokio::spawn(async move {
@@ -181,11 +189,19 @@ async fn next(State(state): State<RuntimeState>) -> Response {
     (headers, axum::Json(event)).into_response()
 }
 
-async fn respond(State(state): State<RuntimeState>, UrlPath(id): UrlPath<String>, body: axum::body::Bytes) -> StatusCode {
+async fn respond(
+    State(state): State<RuntimeState>,
+    UrlPath(id): UrlPath<String>,
+    body: axum::body::Bytes,
+) -> StatusCode {
     finish(&state, &id, Invocation::Response(parse(&body)))
 }
 
-async fn fail(State(state): State<RuntimeState>, UrlPath(id): UrlPath<String>, body: axum::body::Bytes) -> StatusCode {
+async fn fail(
+    State(state): State<RuntimeState>,
+    UrlPath(id): UrlPath<String>,
+    body: axum::body::Bytes,
+) -> StatusCode {
     finish(&state, &id, Invocation::Error(parse(&body)))
 }
 
@@ -195,7 +211,8 @@ async fn init_failed(State(state): State<RuntimeState>, body: axum::body::Bytes)
 }
 
 fn parse(body: &[u8]) -> Value {
-    serde_json::from_slice(body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
 }
 
 fn finish(state: &RuntimeState, id: &str, invocation: Invocation) -> StatusCode {

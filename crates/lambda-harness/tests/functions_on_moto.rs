@@ -3,6 +3,8 @@
 //! an upload lands in S3 with its sidecar and a manuals row, the S3 event makes it ready, a
 //! question retrieves with the caller's filter, another user gets 404, dead letters are grouped
 //! and alerted once, and a missing setting stops init naming the variable.
+// Fixture setup fails loudly: a test that cannot create its tables has nothing to say.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
@@ -18,9 +20,13 @@ const ALICE: &str = "7d8f2a10-1c2b-4e5f-9a8b-0c1d2e3f4a5b";
 const BOB: &str = "0b0b0b0b-1c2b-4e5f-9a8b-0c1d2e3f4a5b";
 
 fn moto() -> Option<String> {
-    let url = std::env::var("MANUEL_TEST_MOTO_URL").ok().filter(|url| !url.is_empty());
+    let url = std::env::var("MANUEL_TEST_MOTO_URL")
+        .ok()
+        .filter(|url| !url.is_empty());
     if url.is_none() {
-        eprintln!("MANUEL_TEST_MOTO_URL is not set: skipping this Lambda test (run it with `make test`)");
+        eprintln!(
+            "MANUEL_TEST_MOTO_URL is not set: skipping this Lambda test (run it with `make test`)"
+        );
     }
     url
 }
@@ -29,17 +35,27 @@ async fn sdk(moto: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(moto)
         .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "test"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
         .load()
         .await
 }
 
 fn key(name: &str, kind: KeyType) -> KeySchemaElement {
-    KeySchemaElement::builder().attribute_name(name).key_type(kind).build().unwrap()
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()
+        .unwrap()
 }
 
 fn attribute(name: &str) -> AttributeDefinition {
-    AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build().unwrap()
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .unwrap()
 }
 
 async fn table(client: &aws_sdk_dynamodb::Client, name: &str, hash: &str, range: Option<&str>) {
@@ -50,18 +66,26 @@ async fn table(client: &aws_sdk_dynamodb::Client, name: &str, hash: &str, range:
         .attribute_definitions(attribute(hash))
         .key_schema(key(hash, KeyType::Hash));
     if let Some(range) = range {
-        request = request.attribute_definitions(attribute(range)).key_schema(key(range, KeyType::Range));
+        request = request
+            .attribute_definitions(attribute(range))
+            .key_schema(key(range, KeyType::Range));
     }
     if name.starts_with("manuals") {
-        request = request.attribute_definitions(attribute("created_sk")).global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name("by_created")
-                .key_schema(key("user_id", KeyType::Hash))
-                .key_schema(key("created_sk", KeyType::Range))
-                .projection(Projection::builder().projection_type(ProjectionType::All).build())
-                .build()
-                .unwrap(),
-        );
+        request = request
+            .attribute_definitions(attribute("created_sk"))
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name("by_created")
+                    .key_schema(key("user_id", KeyType::Hash))
+                    .key_schema(key("created_sk", KeyType::Range))
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::All)
+                            .build(),
+                    )
+                    .build()
+                    .unwrap(),
+            );
     }
     request.send().await.unwrap();
 }
@@ -82,7 +106,11 @@ struct Stack {
 async fn stack(moto: &str, bedrock: &FakeBedrock) -> Stack {
     let config = sdk(moto).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    );
     let sqs = aws_sdk_sqs::Client::new(&config);
     let sns = aws_sdk_sns::Client::new(&config);
     let id = uuid::Uuid::new_v4().simple().to_string();
@@ -98,7 +126,12 @@ async fn stack(moto: &str, bedrock: &FakeBedrock) -> Stack {
     table(&dynamodb, &limits, "key", None).await;
     table(&dynamodb, &errors, "fingerprint", None).await;
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let queue = sqs.create_queue().queue_name(format!("alerts-{id}")).send().await.unwrap();
+    let queue = sqs
+        .create_queue()
+        .queue_name(format!("alerts-{id}"))
+        .send()
+        .await
+        .unwrap();
     let alerts_queue = queue.queue_url().unwrap().to_owned();
     let queue_arn = sqs
         .get_queue_attributes()
@@ -108,11 +141,25 @@ async fn stack(moto: &str, bedrock: &FakeBedrock) -> Stack {
         .await
         .unwrap()
         .attributes()
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .cloned()
+        })
         .unwrap();
-    let topic = sns.create_topic().name(format!("alerts-{id}")).send().await.unwrap();
+    let topic = sns
+        .create_topic()
+        .name(format!("alerts-{id}"))
+        .send()
+        .await
+        .unwrap();
     let topic_arn = topic.topic_arn().unwrap().to_owned();
-    sns.subscribe().topic_arn(&topic_arn).protocol("sqs").endpoint(queue_arn).send().await.unwrap();
+    sns.subscribe()
+        .topic_arn(&topic_arn)
+        .protocol("sqs")
+        .endpoint(queue_arn)
+        .send()
+        .await
+        .unwrap();
 
     let mut env: Vec<(String, String)> = [
         ("AWS_ENDPOINT_URL", moto),
@@ -128,8 +175,14 @@ async fn stack(moto: &str, bedrock: &FakeBedrock) -> Stack {
         ("MANUALS_BUCKET", &bucket),
         ("KNOWLEDGE_BASE_ID", "KBTEST1234"),
         ("KNOWLEDGE_BASE_DATA_SOURCE_ID", "DSTEST1234"),
-        ("BEDROCK_MODEL_ID", "eu.anthropic.claude-sonnet-4-20250514-v1:0"),
-        ("JWT_ISSUER", "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_TEST"),
+        (
+            "BEDROCK_MODEL_ID",
+            "eu.anthropic.claude-sonnet-4-20250514-v1:0",
+        ),
+        (
+            "JWT_ISSUER",
+            "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_TEST",
+        ),
         ("JWT_AUDIENCE", "app-client-id"),
         ("VERIFY_JWT", "false"),
         ("ALERTS_TOPIC_ARN", &topic_arn),
@@ -142,12 +195,22 @@ async fn stack(moto: &str, bedrock: &FakeBedrock) -> Stack {
     .collect();
     env.push(("JWKS_URL".to_owned(), format!("{}/jwks.json", bedrock.url)));
     env.extend(bedrock.env());
-    Stack { env, dynamodb, s3, sqs, bucket, manuals_table: manuals, errors_table: errors, alerts_queue }
+    Stack {
+        env,
+        dynamodb,
+        s3,
+        sqs,
+        bucket,
+        manuals_table: manuals,
+        errors_table: errors,
+        alerts_queue,
+    }
 }
 
 /// An API Gateway REST proxy event (from a recorded one) for `method path` as `user`.
 fn api_event(method: &str, path: &str, user: &str, body: Option<Value>) -> Value {
-    let mut event: Value = serde_json::from_str(include_str!("fixtures/apigw-rest-event.json")).unwrap();
+    let mut event: Value =
+        serde_json::from_str(include_str!("fixtures/apigw-rest-event.json")).unwrap();
     event["httpMethod"] = json!(method);
     event["path"] = json!(path);
     event["resource"] = json!("/{proxy+}");
@@ -166,11 +229,17 @@ fn api_event(method: &str, path: &str, user: &str, body: Option<Value>) -> Value
 /// The status and JSON body of an API Gateway proxy response.
 fn http(response: &Value) -> (u64, Value) {
     let status = response["statusCode"].as_u64().unwrap();
-    let body = response["body"].as_str().map_or(Value::Null, |body| serde_json::from_str(body).unwrap());
+    let body = response["body"]
+        .as_str()
+        .map_or(Value::Null, |body| serde_json::from_str(body).unwrap());
     (status, body)
 }
 
-async fn item(stack: &Stack, user: &str, manual_id: &str) -> std::collections::HashMap<String, AttributeValue> {
+async fn item(
+    stack: &Stack,
+    user: &str,
+    manual_id: &str,
+) -> std::collections::HashMap<String, AttributeValue> {
     stack
         .dynamodb
         .get_item()
@@ -199,27 +268,57 @@ async fn upload_processing_query_and_isolation_through_the_lambda_binaries() -> 
     let mut manuals = Lambda::start(&manuals_bin, "manuel-manuals", &stack.env).await;
 
     // Upload: the object and its sidecar land in S3, the row in DynamoDB.
-    let pdf = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../local/tests/fixtures/printer-manual.pdf"))?;
+    let pdf = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../local/tests/fixtures/printer-manual.pdf"
+    ))?;
     let upload = json!({
         "file_name": "Printer Manual.pdf",
         "file_data": base64::engine::general_purpose::STANDARD.encode(&pdf),
         "content_type": "application/pdf",
     });
-    let (status, body) = http(&manuals.invoke(api_event("POST", "/api/manuals/upload", ALICE, Some(upload))).await.response());
+    let (status, body) = http(
+        &manuals
+            .invoke(api_event(
+                "POST",
+                "/api/manuals/upload",
+                ALICE,
+                Some(upload),
+            ))
+            .await
+            .response(),
+    );
     assert_eq!(status, 201, "{body}");
     let manual_id = body["manual_id"].as_str().unwrap().to_owned();
     let key = body["key"].as_str().unwrap().to_owned();
     assert_eq!(key, format!("manuals/{ALICE}/{manual_id}.pdf"));
-    let stored = stack.s3.get_object().bucket(&stack.bucket).key(&key).send().await?;
+    let stored = stack
+        .s3
+        .get_object()
+        .bucket(&stack.bucket)
+        .key(&key)
+        .send()
+        .await?;
     assert_eq!(stored.body.collect().await?.into_bytes().len(), pdf.len());
-    let sidecar = stack.s3.get_object().bucket(&stack.bucket).key(format!("{key}.metadata.json")).send().await?;
+    let sidecar = stack
+        .s3
+        .get_object()
+        .bucket(&stack.bucket)
+        .key(format!("{key}.metadata.json"))
+        .send()
+        .await?;
     let sidecar: Value = serde_json::from_slice(&sidecar.body.collect().await?.into_bytes())?;
     assert_eq!(
         sidecar,
         json!({"metadataAttributes": {"user_id": ALICE, "manual_id": manual_id, "manual_name": "Printer Manual.pdf"}})
     );
     let row = item(&stack, ALICE, &manual_id).await;
-    assert_eq!(row.get("status").and_then(|v| v.as_s().ok()).map(String::as_str), Some("processing"));
+    assert_eq!(
+        row.get("status")
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str),
+        Some("processing")
+    );
 
     // The S3 event (key URL-encoded, as S3 sends it) makes it ready with its page count.
     let mut process = Lambda::start(&process_bin, "manuel-process-manual", &stack.env).await;
@@ -228,24 +327,62 @@ async fn upload_processing_query_and_isolation_through_the_lambda_binaries() -> 
     event["Records"][0]["s3"]["object"]["key"] = json!(key.replace('-', "%2D"));
     process.invoke(event).await.response();
     let row = item(&stack, ALICE, &manual_id).await;
-    assert_eq!(row.get("status").and_then(|v| v.as_s().ok()).map(String::as_str), Some("ready"), "{row:?}");
-    assert_eq!(row.get("pages").and_then(|v| v.as_n().ok()).map(String::as_str), Some("6"));
-    let ingested = bedrock.requests("/datasources/DSTEST1234/documents");
-    let ingest = ingested.iter().find(|(path, _)| path.ends_with("/documents")).unwrap();
     assert_eq!(
-        ingest.1.pointer("/documents/0/content/s3/s3Location/uri").and_then(Value::as_str),
+        row.get("status")
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str),
+        Some("ready"),
+        "{row:?}"
+    );
+    assert_eq!(
+        row.get("pages")
+            .and_then(|v| v.as_n().ok())
+            .map(String::as_str),
+        Some("6")
+    );
+    let ingested = bedrock.requests("/datasources/DSTEST1234/documents");
+    let ingest = ingested
+        .iter()
+        .find(|(path, _)| path.ends_with("/documents"))
+        .unwrap();
+    assert_eq!(
+        ingest
+            .1
+            .pointer("/documents/0/content/s3/s3Location/uri")
+            .and_then(Value::as_str),
         Some(format!("s3://{}/{key}", stack.bucket).as_str())
     );
     // The sidecar event is not a manual.
-    let mut sidecar_event: Value = serde_json::from_str(include_str!("fixtures/s3-object-created.json"))?;
+    let mut sidecar_event: Value =
+        serde_json::from_str(include_str!("fixtures/s3-object-created.json"))?;
     sidecar_event["Records"][0]["s3"]["object"]["key"] = json!(format!("{key}.metadata.json"));
     process.invoke(sidecar_event).await.response();
 
     // A question retrieves with Alice's filter, HYBRID, and cites her page.
-    bedrock.add_passage(KbPassage { user_id: ALICE.into(), manual_id: manual_id.clone(), page: 5, text: "The warranty lasts two years from the date of purchase.".into() });
-    bedrock.add_passage(KbPassage { user_id: BOB.into(), manual_id: "bobs-manual".into(), page: 1, text: "Bob's secret notes.".into() });
+    bedrock.add_passage(KbPassage {
+        user_id: ALICE.into(),
+        manual_id: manual_id.clone(),
+        page: 5,
+        text: "The warranty lasts two years from the date of purchase.".into(),
+    });
+    bedrock.add_passage(KbPassage {
+        user_id: BOB.into(),
+        manual_id: "bobs-manual".into(),
+        page: 1,
+        text: "Bob's secret notes.".into(),
+    });
     let mut query = Lambda::start(&query_bin, "manuel-query", &stack.env).await;
-    let (status, answer) = http(&query.invoke(api_event("POST", "/api/query", ALICE, Some(json!({"question": "How long is the warranty?"})))).await.response());
+    let (status, answer) = http(
+        &query
+            .invoke(api_event(
+                "POST",
+                "/api/query",
+                ALICE,
+                Some(json!({"question": "How long is the warranty?"})),
+            ))
+            .await
+            .response(),
+    );
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["context_found"], true, "{answer}");
     assert_eq!(answer["sources"][0]["manual_id"], manual_id.as_str());
@@ -257,22 +394,71 @@ async fn upload_processing_query_and_isolation_through_the_lambda_binaries() -> 
     assert_eq!(retrieve.len(), 1);
     let search = &retrieve[0].1["retrievalConfiguration"]["vectorSearchConfiguration"];
     assert_eq!(search["overrideSearchType"], "HYBRID");
-    assert_eq!(search["filter"], json!({"equals": {"key": "user_id", "value": ALICE}}));
+    assert_eq!(
+        search["filter"],
+        json!({"equals": {"key": "user_id", "value": ALICE}})
+    );
     let converse = bedrock.requests("/converse");
-    assert!(converse[0].0.contains("eu.anthropic.claude-sonnet-4-20250514-v1"), "{}", converse[0].0);
+    assert!(
+        converse[0]
+            .0
+            .contains("eu.anthropic.claude-sonnet-4-20250514-v1"),
+        "{}",
+        converse[0].0
+    );
 
     // Bob cannot see Alice's manual, through either function.
-    let (status, body) = http(&manuals.invoke(api_event("GET", &format!("/api/manuals/{manual_id}"), BOB, None)).await.response());
+    let (status, body) = http(
+        &manuals
+            .invoke(api_event(
+                "GET",
+                &format!("/api/manuals/{manual_id}"),
+                BOB,
+                None,
+            ))
+            .await
+            .response(),
+    );
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
-    let (status, body) = http(&manuals.invoke(api_event("GET", "/api/manuals", BOB, None)).await.response());
+    let (status, body) = http(
+        &manuals
+            .invoke(api_event("GET", "/api/manuals", BOB, None))
+            .await
+            .response(),
+    );
     assert_eq!((status, body["count"].as_u64()), (200, Some(0)));
-    let (status, body) = http(&manuals.invoke(api_event("GET", &format!("/api/manuals/{manual_id}"), ALICE, None)).await.response());
-    assert_eq!((status, body["status"].as_str()), (200, Some("ready")), "{body}");
+    let (status, body) = http(
+        &manuals
+            .invoke(api_event(
+                "GET",
+                &format!("/api/manuals/{manual_id}"),
+                ALICE,
+                None,
+            ))
+            .await
+            .response(),
+    );
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("ready")),
+        "{body}"
+    );
 
     // Metrics: EMF lines in the namespace, with the cold start counted once.
-    let emf: Vec<Value> = query.stdout().iter().filter_map(|line| serde_json::from_str(line).ok()).collect();
-    assert!(emf.iter().any(|line| line["ColdStart"] == 1.0 && line["Function"] == "query"), "{emf:?}");
-    assert!(emf.iter().all(|line| line["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Manuel/Application"));
+    let emf: Vec<Value> = query
+        .stdout()
+        .iter()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    assert!(
+        emf.iter()
+            .any(|line| line["ColdStart"] == 1.0 && line["Function"] == "query"),
+        "{emf:?}"
+    );
+    assert!(
+        emf.iter()
+            .all(|line| line["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Manuel/Application")
+    );
     assert!(emf.iter().any(|line| line["Requests"] == 1.0));
     Ok(())
 }
@@ -289,24 +475,53 @@ async fn error_processor_groups_dead_letters_alerts_once_and_keeps_poison() -> T
     let response = lambda.invoke(event).await.response();
     assert_eq!(response["batchItemFailures"], json!([]), "{response}");
 
-    let items = stack.dynamodb.scan().table_name(&stack.errors_table).send().await?.items.unwrap_or_default();
-    assert_eq!(items.len(), 2, "one throttling fingerprint, one malformed record: {items:?}");
+    let items = stack
+        .dynamodb
+        .scan()
+        .table_name(&stack.errors_table)
+        .send()
+        .await?
+        .items
+        .unwrap_or_default();
+    assert_eq!(
+        items.len(),
+        2,
+        "one throttling fingerprint, one malformed record: {items:?}"
+    );
     let counts: Vec<(String, String)> = items
         .iter()
-        .map(|item| (
-            item["severity"].as_s().unwrap().clone(),
-            item["count"].as_n().unwrap().clone(),
-        ))
+        .map(|item| {
+            (
+                item["severity"].as_s().unwrap().clone(),
+                item["count"].as_n().unwrap().clone(),
+            )
+        })
         .collect();
-    assert!(counts.contains(&("high".to_owned(), "2".to_owned())), "{counts:?}");
-    assert!(counts.contains(&("low".to_owned(), "1".to_owned())), "{counts:?}");
+    assert!(
+        counts.contains(&("high".to_owned(), "2".to_owned())),
+        "{counts:?}"
+    );
+    assert!(
+        counts.contains(&("low".to_owned(), "1".to_owned())),
+        "{counts:?}"
+    );
 
     let mut alerts = 0;
     for _ in 0..3 {
-        let received = stack.sqs.receive_message().queue_url(&stack.alerts_queue).max_number_of_messages(10).wait_time_seconds(1).send().await?;
+        let received = stack
+            .sqs
+            .receive_message()
+            .queue_url(&stack.alerts_queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await?;
         alerts += received.messages().len();
     }
-    assert_eq!(alerts, 1, "one alert for the high-severity fingerprint, none for low");
+    assert_eq!(
+        alerts, 1,
+        "one alert for the high-severity fingerprint, none for low"
+    );
     Ok(())
 }
 
@@ -317,7 +532,12 @@ async fn a_missing_setting_stops_init_and_names_the_variable() -> TestResult {
     };
     let bedrock = FakeBedrock::start().await;
     let stack = stack(&moto, &bedrock).await;
-    let env: Vec<(String, String)> = stack.env.iter().filter(|(name, _)| name != "MANUALS_TABLE").cloned().collect();
+    let env: Vec<(String, String)> = stack
+        .env
+        .iter()
+        .filter(|(name, _)| name != "MANUALS_TABLE")
+        .cloned()
+        .collect();
     let mut lambda = Lambda::start(&bin, "manuel-manuals", &env).await;
     let code = lambda.exit_code().await;
     assert_ne!(code, Some(0));

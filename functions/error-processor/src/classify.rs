@@ -27,7 +27,10 @@ pub fn severity(service: &str, error_kind: &str, attempts: u32, malformed: bool)
 
 static PATTERNS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
     [
-        (r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", "<uuid>"),
+        (
+            r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+            "<uuid>",
+        ),
         (r"s3://[^\s]+", "<s3-uri>"),
         (r"[\w.+-]+@[\w-]+\.[\w.-]+", "<email>"),
         (r#""[^"]*"|'[^']*'"#, "<quoted>"),
@@ -51,7 +54,12 @@ pub fn normalize_message(message: &str) -> String {
 }
 
 /// Service, operation, kind and normalised message, hashed: equal for repeats of one error.
-pub fn fingerprint(service: &str, operation: &str, error_kind: &str, normalized_message: &str) -> String {
+pub fn fingerprint(
+    service: &str,
+    operation: &str,
+    error_kind: &str,
+    normalized_message: &str,
+) -> String {
     let mut hasher = Sha256::new();
     for part in [service, operation, error_kind, normalized_message] {
         hasher.update(part.as_bytes());
@@ -66,24 +74,61 @@ mod tests {
 
     #[test]
     fn repeats_of_one_error_share_a_fingerprint() {
-        let a = normalize_message("manual 0f8fad5b-d9cb-469f-a165-70867728950e: throttled after 3 attempts (took 1200 ms)");
-        let b = normalize_message("manual 7c9e6679-7425-40de-944b-e07fc1f90ae7: throttled after 4 attempts  (took 95 ms)");
+        let a = normalize_message(
+            "manual 0f8fad5b-d9cb-469f-a165-70867728950e: throttled after 3 attempts (took 1200 ms)",
+        );
+        let b = normalize_message(
+            "manual 7c9e6679-7425-40de-944b-e07fc1f90ae7: throttled after 4 attempts  (took 95 ms)",
+        );
         assert_eq!(a, b);
-        assert_eq!(a, "manual <uuid>: throttled after <n> attempts (took <n> ms)");
-        assert_eq!(fingerprint("s3", "get", "unavailable", &a), fingerprint("s3", "get", "unavailable", &b));
-        assert_ne!(fingerprint("s3", "get", "unavailable", &a), fingerprint("s3", "put", "unavailable", &a));
-        assert_eq!(normalize_message("key 's3://b/manuals/u/x.pdf' for bob@example.com"), "key <quoted> for <email>");
+        assert_eq!(
+            a,
+            "manual <uuid>: throttled after <n> attempts (took <n> ms)"
+        );
+        assert_eq!(
+            fingerprint("s3", "get", "unavailable", &a),
+            fingerprint("s3", "get", "unavailable", &b)
+        );
+        assert_ne!(
+            fingerprint("s3", "get", "unavailable", &a),
+            fingerprint("s3", "put", "unavailable", &a)
+        );
+        assert_eq!(
+            normalize_message("key 's3://b/manuals/u/x.pdf' for bob@example.com"),
+            "key <quoted> for <email>"
+        );
     }
 
     #[test]
     fn severity_follows_the_documented_rules() {
-        assert_eq!(severity("bedrock-ingestion", "access_denied", 1, false), Severity::Critical);
-        assert_eq!(severity("s3", "configuration", 0, false), Severity::Critical);
-        assert_eq!(severity("bedrock-ingestion", "throttled", 3, false), Severity::High);
-        assert_eq!(severity("bedrock-ingestion", "throttled", 1, false), Severity::Medium);
+        assert_eq!(
+            severity("bedrock-ingestion", "access_denied", 1, false),
+            Severity::Critical
+        );
+        assert_eq!(
+            severity("s3", "configuration", 0, false),
+            Severity::Critical
+        );
+        assert_eq!(
+            severity("bedrock-ingestion", "throttled", 3, false),
+            Severity::High
+        );
+        assert_eq!(
+            severity("bedrock-ingestion", "throttled", 1, false),
+            Severity::Medium
+        );
         assert_eq!(severity("usage", "failed", 1, false), Severity::High);
-        assert_eq!(severity("process-manual", "failed", 3, false), Severity::Medium);
-        assert_eq!(severity("manuals", "invalid_input", 3, false), Severity::Low);
-        assert_eq!(severity("anything", "access_denied", 3, true), Severity::Low);
+        assert_eq!(
+            severity("process-manual", "failed", 3, false),
+            Severity::Medium
+        );
+        assert_eq!(
+            severity("manuals", "invalid_input", 3, false),
+            Severity::Low
+        );
+        assert_eq!(
+            severity("anything", "access_denied", 3, true),
+            Severity::Low
+        );
     }
 }

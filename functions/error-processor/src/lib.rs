@@ -54,7 +54,8 @@ impl ErrorProcessor {
     async fn process(&self, record: &QueueRecord) -> Result<(), manuel_core::PortError> {
         let now = self.clock.now();
         let occurrence = occurrence(&record.body, record.error_message.as_deref(), now);
-        let expires_at = now.timestamp() + i64::try_from(self.retention.as_secs()).unwrap_or(i64::MAX / 4);
+        let expires_at =
+            now.timestamp() + i64::try_from(self.retention.as_secs()).unwrap_or(i64::MAX / 4);
         let count = self.errors.record(&occurrence, expires_at).await?;
         telemetry::record_severity(Metric::ErrorsRecorded, occurrence.severity.as_str(), 1.0);
         tracing::info!(

@@ -27,20 +27,31 @@ async fn main() -> Result<(), Error> {
     let processor = init.checked(processor(&init))?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         manuel_core::telemetry::take_cold_start();
-        let records: Vec<QueueRecord> = event.payload.records.into_iter().map(|record| QueueRecord {
-            message_id: record.message_id.unwrap_or_default(),
-            body: record.body.unwrap_or_default(),
-            error_message: record.message_attributes.get("ErrorMessage").and_then(|a| a.string_value.clone()),
-        }).collect();
+        let records: Vec<QueueRecord> = event
+            .payload
+            .records
+            .into_iter()
+            .map(|record| QueueRecord {
+                message_id: record.message_id.unwrap_or_default(),
+                body: record.body.unwrap_or_default(),
+                error_message: record
+                    .message_attributes
+                    .get("ErrorMessage")
+                    .and_then(|a| a.string_value.clone()),
+            })
+            .collect();
         let processor = &processor;
         async move {
             let failed = processor.process_batch(&records).await;
             let mut response = SqsBatchResponse::default();
-            response.batch_item_failures = failed.into_iter().map(|id| {
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id;
-                failure
-            }).collect();
+            response.batch_item_failures = failed
+                .into_iter()
+                .map(|id| {
+                    let mut failure = BatchItemFailure::default();
+                    failure.item_identifier = id;
+                    failure
+                })
+                .collect();
             Ok::<_, Error>(response)
         }
     }))

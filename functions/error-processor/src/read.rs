@@ -10,7 +10,11 @@ use crate::classify::{fingerprint, normalize_message, severity};
 
 /// The record read as one occurrence; unreadable bodies become a malformed occurrence.
 /// `attribute_error` is the `ErrorMessage` attribute Lambda adds to dead-lettered events.
-pub fn occurrence(body: &str, attribute_error: Option<&str>, now: DateTime<Utc>) -> ErrorOccurrence {
+pub fn occurrence(
+    body: &str,
+    attribute_error: Option<&str>,
+    now: DateTime<Utc>,
+) -> ErrorOccurrence {
     if let Ok(report) = serde_json::from_str::<FailureReport>(body) {
         return build(&report, false);
     }
@@ -18,7 +22,10 @@ pub fn occurrence(body: &str, attribute_error: Option<&str>, now: DateTime<Utc>)
     if let Some(report) = parsed.as_ref().and_then(|value| lambda_failure(value, now)) {
         return build(&report, false);
     }
-    if let Some(report) = parsed.as_ref().and_then(|value| given_up_event(value, attribute_error, now)) {
+    if let Some(report) = parsed
+        .as_ref()
+        .and_then(|value| given_up_event(value, attribute_error, now))
+    {
         return build(&report, false);
     }
     let sample: String = body.chars().take(500).collect();
@@ -41,8 +48,18 @@ pub fn occurrence(body: &str, attribute_error: Option<&str>, now: DateTime<Utc>)
 fn build(report: &FailureReport, malformed: bool) -> ErrorOccurrence {
     let normalized = normalize_message(&report.message);
     ErrorOccurrence {
-        fingerprint: fingerprint(&report.service, &report.operation, &report.error_kind, &normalized),
-        severity: severity(&report.service, &report.error_kind, report.attempts, malformed),
+        fingerprint: fingerprint(
+            &report.service,
+            &report.operation,
+            &report.error_kind,
+            &normalized,
+        ),
+        severity: severity(
+            &report.service,
+            &report.error_kind,
+            report.attempts,
+            malformed,
+        ),
         service: report.service.clone(),
         operation: report.operation.clone(),
         error_kind: report.error_kind.clone(),
@@ -69,13 +86,19 @@ fn lambda_failure(value: &Value, now: DateTime<Utc>) -> Option<FailureReport> {
         .and_then(|payload| payload.get("errorMessage"))
         .and_then(Value::as_str)
         .unwrap_or("the function failed without a message");
-    let condition = context.get("condition").and_then(Value::as_str).unwrap_or("RetriesExhausted");
+    let condition = context
+        .get("condition")
+        .and_then(Value::as_str)
+        .unwrap_or("RetriesExhausted");
     Some(FailureReport {
         service: function.to_owned(),
         operation: "invoke".to_owned(),
         error_kind: kind_of(error_type, error_message),
         message: format!("{condition}: {error_type}: {error_message}"),
-        request_id: context.get("requestId").and_then(Value::as_str).map(str::to_owned),
+        request_id: context
+            .get("requestId")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         user_hash: None,
         attempts: context
             .get("approximateInvokeCount")
@@ -92,7 +115,11 @@ fn lambda_failure(value: &Value, now: DateTime<Utc>) -> Option<FailureReport> {
 }
 
 /// An S3 or SQS event Lambda stopped retrying; the error, if any, is in the attributes.
-fn given_up_event(value: &Value, attribute_error: Option<&str>, now: DateTime<Utc>) -> Option<FailureReport> {
+fn given_up_event(
+    value: &Value,
+    attribute_error: Option<&str>,
+    now: DateTime<Utc>,
+) -> Option<FailureReport> {
     let record = value.get("Records")?.as_array()?.first()?;
     let source = record
         .get("eventSource")
@@ -124,9 +151,15 @@ fn given_up_event(value: &Value, attribute_error: Option<&str>, now: DateTime<Ut
 
 fn kind_of(error_type: &str, message: &str) -> String {
     let text = format!("{error_type} {message}").to_ascii_lowercase();
-    let kind = if text.contains("accessdenied") || text.contains("access denied") || text.contains("not authorized") {
+    let kind = if text.contains("accessdenied")
+        || text.contains("access denied")
+        || text.contains("not authorized")
+    {
         "access_denied"
-    } else if text.contains("throttl") || text.contains("too many requests") || text.contains("rate exceeded") {
+    } else if text.contains("throttl")
+        || text.contains("too many requests")
+        || text.contains("rate exceeded")
+    {
         "throttled"
     } else if text.contains("timed out") || text.contains("timeout") {
         "timeout"
@@ -144,7 +177,9 @@ mod tests {
     use manuel_core::failure::Severity;
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z").unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     #[test]
@@ -176,7 +211,10 @@ mod tests {
     fn given_up_s3_events_and_garbage_are_told_apart() {
         let body = r#"{"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"object":{"key":"manuals/u/m.pdf"}}}]}"#;
         let occurrence = occurrence(body, Some("Task timed out after 900.00 seconds"), now());
-        assert_eq!((occurrence.service.as_str(), occurrence.error_kind.as_str()), ("process-manual", "timeout"));
+        assert_eq!(
+            (occurrence.service.as_str(), occurrence.error_kind.as_str()),
+            ("process-manual", "timeout")
+        );
         let garbage = super::occurrence("not json at all", None, now());
         assert!(garbage.malformed);
         assert_eq!(garbage.severity, Severity::Low);

@@ -27,15 +27,29 @@ fn processor(init: &Init) -> Result<Processor, ConfigError> {
 async fn main() -> Result<(), Error> {
     let init = Init::start("process-manual").await;
     let processor = init.checked(processor(&init))?;
-    let record_wait = Duration::from_secs(init.checked(init.env.parsed_or("RECORD_WAIT_SECONDS", 10))?);
+    let record_wait =
+        Duration::from_secs(init.checked(init.env.parsed_or("RECORD_WAIT_SECONDS", 10))?);
     lambda_runtime::run(service_fn(|event: LambdaEvent<S3Event>| {
         telemetry::take_cold_start();
-        let keys: Vec<String> = event.payload.records.into_iter()
-            .filter(|record| record.event_name.as_deref().is_some_and(|name| name.starts_with("ObjectCreated")))
+        let keys: Vec<String> = event
+            .payload
+            .records
+            .into_iter()
+            .filter(|record| {
+                record
+                    .event_name
+                    .as_deref()
+                    .is_some_and(|name| name.starts_with("ObjectCreated"))
+            })
             .filter_map(|record| record.s3.object.key)
             .collect();
         let processor = &processor;
-        async move { process_keys(processor, &keys, record_wait).await.map(|outcomes| outcomes.len()) }
+        async move {
+            let outcomes = process_keys(processor, &keys, record_wait)
+                .await
+                .map_err(Error::from)?;
+            Ok::<usize, Error>(outcomes.len())
+        }
     }))
     .await
 }

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use manuel_core::PortError;
 use manuel_core::domain::{DocumentKind, Manual, ManualStatus, ProcessingOutcome, UserId};
-use manuel_core::telemetry::{self, Metric};
 use manuel_core::ports::{DocumentReader, KnowledgeBase, ManualRepository, ObjectStore, ReadError};
+use manuel_core::telemetry::{self, Metric};
 
 use crate::content::{SniffError, sniff};
 use crate::pages::split_text_pages;

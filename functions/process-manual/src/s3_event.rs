@@ -46,7 +46,9 @@ pub fn manual_object(encoded_key: &str) -> Result<ManualObject, NotAManual> {
     let (manual_id, extension) = file.rsplit_once('.').ok_or(NotAManual::OtherKey)?;
     let plausible_id = !manual_id.is_empty()
         && manual_id.len() <= 64
-        && manual_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        && manual_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-');
     if !plausible_id || !matches!(extension, "pdf" | "md" | "txt" | "html") {
         return Err(NotAManual::OtherKey);
     }
@@ -98,7 +100,11 @@ async fn process_object(
 ) -> Result<Option<ProcessingOutcome>, PortError> {
     let deadline = Instant::now() + record_wait;
     loop {
-        match processor.manuals.get(&object.user, &object.manual_id).await? {
+        match processor
+            .manuals
+            .get(&object.user, &object.manual_id)
+            .await?
+        {
             Some(manual) if manual.key == object.key => break,
             Some(_) => {
                 tracing::warn!(key = %object.key, "the manual record names another object; ignored");
@@ -120,20 +126,45 @@ mod tests {
 
     #[test]
     fn keys_are_decoded_and_split_into_owner_and_manual() {
-        let object = manual_object("manuals/alice%2Bwork/0f8fad5b-d9cb-469f-a165-70867728950e.pdf").unwrap();
+        let object =
+            manual_object("manuals/alice%2Bwork/0f8fad5b-d9cb-469f-a165-70867728950e.pdf").unwrap();
         assert_eq!(object.user.as_str(), "alice+work");
         assert_eq!(object.manual_id, "0f8fad5b-d9cb-469f-a165-70867728950e");
-        assert_eq!(object.key, "manuals/alice+work/0f8fad5b-d9cb-469f-a165-70867728950e.pdf");
+        assert_eq!(
+            object.key,
+            "manuals/alice+work/0f8fad5b-d9cb-469f-a165-70867728950e.pdf"
+        );
     }
 
     #[test]
     fn other_keys_are_not_manuals() {
-        assert_eq!(manual_object("manuals/alice/m1.pdf.metadata.json"), Err(NotAManual::Sidecar));
-        assert_eq!(manual_object("audio/alice/q.wav"), Err(NotAManual::OtherKey));
-        assert_eq!(manual_object("manuals/alice/sub/m1.pdf"), Err(NotAManual::OtherKey));
-        assert_eq!(manual_object("manuals/../m1.pdf"), Err(NotAManual::OtherKey));
-        assert_eq!(manual_object("manuals/alice/m1.exe"), Err(NotAManual::OtherKey));
-        assert_eq!(manual_object("manuals/alice/%FF.pdf"), Err(NotAManual::BadEncoding));
-        assert_eq!(manual_object("manuals/a+b/m 1.pdf"), Err(NotAManual::OtherKey));
+        assert_eq!(
+            manual_object("manuals/alice/m1.pdf.metadata.json"),
+            Err(NotAManual::Sidecar)
+        );
+        assert_eq!(
+            manual_object("audio/alice/q.wav"),
+            Err(NotAManual::OtherKey)
+        );
+        assert_eq!(
+            manual_object("manuals/alice/sub/m1.pdf"),
+            Err(NotAManual::OtherKey)
+        );
+        assert_eq!(
+            manual_object("manuals/../m1.pdf"),
+            Err(NotAManual::OtherKey)
+        );
+        assert_eq!(
+            manual_object("manuals/alice/m1.exe"),
+            Err(NotAManual::OtherKey)
+        );
+        assert_eq!(
+            manual_object("manuals/alice/%FF.pdf"),
+            Err(NotAManual::BadEncoding)
+        );
+        assert_eq!(
+            manual_object("manuals/a+b/m 1.pdf"),
+            Err(NotAManual::OtherKey)
+        );
     }
 }

@@ -210,8 +210,18 @@ mod tests {
     #[test]
     fn the_context_numbers_passages_from_one_with_their_pages() {
         let passages = vec![
-            RetrievedChunk { manual_id: "m1".into(), page: 3, text: "Lift the cover.".into(), score: 1.0 },
-            RetrievedChunk { manual_id: "m1".into(), page: 5, text: "Two years.".into(), score: 0.5 },
+            RetrievedChunk {
+                manual_id: "m1".into(),
+                page: 3,
+                text: "Lift the cover.".into(),
+                score: 1.0,
+            },
+            RetrievedChunk {
+                manual_id: "m1".into(),
+                page: 5,
+                text: "Two years.".into(),
+                score: 0.5,
+            },
         ];
         let message = context_message("How long is the warranty?", &passages);
         assert!(message.contains("[1] (page 3)\nLift the cover."));

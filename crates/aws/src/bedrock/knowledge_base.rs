@@ -7,13 +7,12 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_bedrockagent::types::{
-    ContentDataSourceType, CustomS3Location, DocumentContent, DocumentIdentifier,
-    DocumentMetadata, DocumentStatus, KnowledgeBaseDocument, MetadataSourceType, S3Content,
-    S3Location,
+    ContentDataSourceType, CustomS3Location, DocumentContent, DocumentIdentifier, DocumentMetadata,
+    DocumentStatus, KnowledgeBaseDocument, MetadataSourceType, S3Content, S3Location,
 };
 use aws_sdk_bedrockagentruntime::types::{
-    FilterAttribute, KnowledgeBaseRetrievalConfiguration, KnowledgeBaseRetrievalResult,
-    KnowledgeBaseQuery, KnowledgeBaseVectorSearchConfiguration, RetrievalFilter,
+    FilterAttribute, KnowledgeBaseQuery, KnowledgeBaseRetrievalConfiguration,
+    KnowledgeBaseRetrievalResult, KnowledgeBaseVectorSearchConfiguration, RetrievalFilter,
     SearchType,
 };
 use aws_smithy_types::Document;
@@ -68,7 +67,10 @@ impl BedrockKnowledgeBase {
     fn identifier(&self, key: &str) -> Result<DocumentIdentifier, PortError> {
         DocumentIdentifier::builder()
             .data_source_type(ContentDataSourceType::S3)
-            .s3(S3Location::builder().uri(self.s3_uri(key)).build().map_err(PortError::failed)?)
+            .s3(S3Location::builder()
+                .uri(self.s3_uri(key))
+                .build()
+                .map_err(PortError::failed)?)
             .build()
             .map_err(PortError::failed)
     }
@@ -109,7 +111,12 @@ impl BedrockKnowledgeBase {
         let content = DocumentContent::builder()
             .data_source_type(ContentDataSourceType::S3)
             .s3(S3Content::builder()
-                .s3_location(S3Location::builder().uri(self.s3_uri(&manual.key)).build().map_err(PortError::failed)?)
+                .s3_location(
+                    S3Location::builder()
+                        .uri(self.s3_uri(&manual.key))
+                        .build()
+                        .map_err(PortError::failed)?,
+                )
                 .build())
             .build()
             .map_err(PortError::failed)?;
@@ -129,7 +136,10 @@ impl BedrockKnowledgeBase {
         Ok(())
     }
 
-    fn retrieval_filter(user: &UserId, manual_ids: Option<&[String]>) -> Result<RetrievalFilter, PortError> {
+    fn retrieval_filter(
+        user: &UserId,
+        manual_ids: Option<&[String]>,
+    ) -> Result<RetrievalFilter, PortError> {
         let owner = RetrievalFilter::Equals(
             FilterAttribute::builder()
                 .key("user_id")
@@ -156,7 +166,11 @@ impl BedrockKnowledgeBase {
 /// Ingestion of the same manual version is one request to Bedrock however often it is asked
 /// for (the S3 event can be delivered twice; a retry after a timeout asks again).
 fn ingestion_token(manual: &Manual) -> String {
-    format!("{}-{}", manual.id, manual.sha256.get(..16).unwrap_or(&manual.sha256))
+    format!(
+        "{}-{}",
+        manual.id,
+        manual.sha256.get(..16).unwrap_or(&manual.sha256)
+    )
 }
 
 /// A retrieval result as a passage, if it belongs to `user`. The filter already guarantees
@@ -193,7 +207,12 @@ impl KnowledgeBase for BedrockKnowledgeBase {
     /// Writes the metadata sidecar before the file, so the file's S3 event finds it.
     async fn prepare(&self, manual: &Manual) -> Result<(), PortError> {
         self.objects
-            .put_metadata_sidecar(&manual.key, manual.user_id.as_str(), &manual.id, &manual.name)
+            .put_metadata_sidecar(
+                &manual.key,
+                manual.user_id.as_str(),
+                &manual.id,
+                &manual.name,
+            )
             .await
     }
 
@@ -206,7 +225,10 @@ impl KnowledgeBase for BedrockKnowledgeBase {
         let already = self.document_status(&manual.key).await?;
         let in_flight = matches!(
             already,
-            Some((DocumentStatus::Starting | DocumentStatus::InProgress | DocumentStatus::Pending, _))
+            Some((
+                DocumentStatus::Starting | DocumentStatus::InProgress | DocumentStatus::Pending,
+                _
+            ))
         );
         if !in_flight {
             self.start_ingestion(manual).await?;
@@ -221,7 +243,12 @@ impl KnowledgeBase for BedrockKnowledgeBase {
                     );
                     return Ok(());
                 }
-                Some((status @ (DocumentStatus::Failed | DocumentStatus::Ignored | DocumentStatus::MetadataUpdateFailed), reason)) => {
+                Some((
+                    status @ (DocumentStatus::Failed
+                    | DocumentStatus::Ignored
+                    | DocumentStatus::MetadataUpdateFailed),
+                    reason,
+                )) => {
                     return Err(PortError::failed(format!(
                         "the knowledge base did not index the document ({}): {}",
                         status.as_str(),
@@ -260,11 +287,7 @@ impl KnowledgeBase for BedrockKnowledgeBase {
             .runtime
             .retrieve()
             .knowledge_base_id(&self.settings.knowledge_base_id)
-            .retrieval_query(
-                KnowledgeBaseQuery::builder()
-                    .text(question)
-                    .build(),
-            )
+            .retrieval_query(KnowledgeBaseQuery::builder().text(question).build())
             .retrieval_configuration(
                 KnowledgeBaseRetrievalConfiguration::builder()
                     .vector_search_configuration(search)

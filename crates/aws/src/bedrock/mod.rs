@@ -20,9 +20,10 @@ where
 {
     telemetry::record_dependency(Metric::DependencyErrors, dependency, 1.0);
     match error {
-        SdkError::ConstructionFailure(_) => {
-            PortError::failed(format!("{dependency} request: {}", DisplayErrorContext(&error)))
-        }
+        SdkError::ConstructionFailure(_) => PortError::failed(format!(
+            "{dependency} request: {}",
+            DisplayErrorContext(&error)
+        )),
         other => PortError::Unavailable {
             service: dependency,
             message: DisplayErrorContext(&other).to_string(),

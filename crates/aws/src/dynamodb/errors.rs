@@ -33,7 +33,11 @@ impl DynamoErrors {
 
 #[async_trait]
 impl ErrorStore for DynamoErrors {
-    async fn record(&self, occurrence: &ErrorOccurrence, expires_at: i64) -> Result<u64, PortError> {
+    async fn record(
+        &self,
+        occurrence: &ErrorOccurrence,
+        expires_at: i64,
+    ) -> Result<u64, PortError> {
         let seen = occurrence.seen_at.to_rfc3339();
         let output = self
             .client
@@ -61,7 +65,10 @@ impl ErrorStore for DynamoErrors {
             .expression_attribute_values(":expires", n(expires_at))
             .expression_attribute_values(
                 ":request",
-                s(occurrence.request_id.clone().unwrap_or_else(|| "-".to_owned())),
+                s(occurrence
+                    .request_id
+                    .clone()
+                    .unwrap_or_else(|| "-".to_owned())),
             )
             .return_values(ReturnValue::UpdatedNew)
             .send()
@@ -95,7 +102,10 @@ impl ErrorStore for DynamoErrors {
         match result {
             Ok(_) => Ok(true),
             Err(SdkError::ServiceError(service))
-                if matches!(service.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+                if matches!(
+                    service.err(),
+                    UpdateItemError::ConditionalCheckFailedException(_)
+                ) =>
             {
                 Ok(false)
             }

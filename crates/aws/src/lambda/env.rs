@@ -69,17 +69,31 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
-        Env::from_vars(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+        Env::from_vars(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
     }
 
     #[test]
     fn errors_name_the_variable() {
         let env = env(&[("BEDROCK_MAX_TOKENS", "lots"), ("EMPTY", "  ")]);
         let missing = env.required("MANUALS_TABLE").unwrap_err().to_string();
-        assert!(missing.contains("MANUALS_TABLE") && missing.contains("not set"), "{missing}");
+        assert!(
+            missing.contains("MANUALS_TABLE") && missing.contains("not set"),
+            "{missing}"
+        );
         assert!(env.required("EMPTY").is_err());
-        let bad = env.parsed_or("BEDROCK_MAX_TOKENS", 800_i32).unwrap_err().to_string();
-        assert!(bad.contains("BEDROCK_MAX_TOKENS") && bad.contains("lots"), "{bad}");
+        let bad = env
+            .parsed_or("BEDROCK_MAX_TOKENS", 800_i32)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            bad.contains("BEDROCK_MAX_TOKENS") && bad.contains("lots"),
+            "{bad}"
+        );
         assert_eq!(env.parsed_or("RETRIEVAL_RESULTS", 8_usize), Ok(8));
         assert_eq!(env.flag("S3_FORCE_PATH_STYLE", false), Ok(false));
     }

@@ -11,7 +11,9 @@ use manuel_core::telemetry;
 use manuel_core::usage::{Pricing, QuotaLimits};
 
 use super::Env;
-use crate::bedrock::{BedrockAnswerModel, BedrockKnowledgeBase, ConverseSettings, KnowledgeBaseSettings};
+use crate::bedrock::{
+    BedrockAnswerModel, BedrockKnowledgeBase, ConverseSettings, KnowledgeBaseSettings,
+};
 use crate::dynamodb::{DynamoErrors, DynamoLimits, DynamoManuals, DynamoUsageStore};
 use crate::gateway::behind_api_gateway;
 use crate::s3::S3ObjectStore;
@@ -57,29 +59,43 @@ impl Init {
     }
 
     pub fn manuals(&self) -> Result<Arc<DynamoManuals>, ConfigError> {
-        Ok(Arc::new(DynamoManuals::new(self.dynamodb(), self.env.required("MANUALS_TABLE")?)))
+        Ok(Arc::new(DynamoManuals::new(
+            self.dynamodb(),
+            self.env.required("MANUALS_TABLE")?,
+        )))
     }
 
     pub fn usage(&self) -> Result<Arc<DynamoUsageStore>, ConfigError> {
-        Ok(Arc::new(DynamoUsageStore::new(self.dynamodb(), self.env.required("USAGE_TABLE")?)))
+        Ok(Arc::new(DynamoUsageStore::new(
+            self.dynamodb(),
+            self.env.required("USAGE_TABLE")?,
+        )))
     }
 
     /// `MANUALS_BUCKET`; `S3_FORCE_PATH_STYLE=true` for emulators.
     pub fn objects(&self) -> Result<Arc<S3ObjectStore>, ConfigError> {
         let bucket = self.env.required("MANUALS_BUCKET")?;
         let path_style = self.env.flag("S3_FORCE_PATH_STYLE", false)?;
-        Ok(Arc::new(S3ObjectStore::new(crate::s3::client(&self.sdk, path_style), bucket)))
+        Ok(Arc::new(S3ObjectStore::new(
+            crate::s3::client(&self.sdk, path_style),
+            bucket,
+        )))
     }
 
     /// `KNOWLEDGE_BASE_ID`, `KNOWLEDGE_BASE_DATA_SOURCE_ID`, and how long ingestion may be
     /// waited for (`INGESTION_WAIT_SECONDS`, 600 by default, cut to the invocation's deadline
     /// by the caller).
-    pub fn knowledge_base(&self, objects: Arc<S3ObjectStore>) -> Result<Arc<BedrockKnowledgeBase>, ConfigError> {
+    pub fn knowledge_base(
+        &self,
+        objects: Arc<S3ObjectStore>,
+    ) -> Result<Arc<BedrockKnowledgeBase>, ConfigError> {
         let settings = KnowledgeBaseSettings {
             knowledge_base_id: self.env.required("KNOWLEDGE_BASE_ID")?,
             data_source_id: self.env.required("KNOWLEDGE_BASE_DATA_SOURCE_ID")?,
             ingestion_wait: Duration::from_secs(self.env.parsed_or("INGESTION_WAIT_SECONDS", 600)?),
-            poll_interval: Duration::from_millis(self.env.parsed_or("INGESTION_POLL_MILLISECONDS", 2000)?),
+            poll_interval: Duration::from_millis(
+                self.env.parsed_or("INGESTION_POLL_MILLISECONDS", 2000)?,
+            ),
         };
         Ok(Arc::new(BedrockKnowledgeBase::new(
             aws_sdk_bedrockagentruntime::Client::new(&self.sdk),
@@ -122,7 +138,10 @@ impl Init {
     }
 
     pub fn errors(&self) -> Result<Arc<DynamoErrors>, ConfigError> {
-        Ok(Arc::new(DynamoErrors::new(self.dynamodb(), self.env.required("ERRORS_TABLE")?)))
+        Ok(Arc::new(DynamoErrors::new(
+            self.dynamodb(),
+            self.env.required("ERRORS_TABLE")?,
+        )))
     }
 
     pub fn notifier(&self) -> Result<Arc<SnsNotifier>, ConfigError> {
@@ -153,11 +172,16 @@ impl Init {
     pub async fn security(&self) -> Result<Security, ConfigError> {
         let config = SecurityConfig::from_vars(self.env.vars())?;
         let identity = IdentityConfig::from_vars(self.env.vars())?;
-        let verifier = crate::cognito::verifier(&identity).await.map_err(|error| ConfigError {
-            name: "JWKS_URL",
-            reason: error.to_string(),
-        })?;
-        let limits = Arc::new(DynamoLimits::new(self.dynamodb(), self.env.required("RATE_LIMITS_TABLE")?));
+        let verifier = crate::cognito::verifier(&identity)
+            .await
+            .map_err(|error| ConfigError {
+                name: "JWKS_URL",
+                reason: error.to_string(),
+            })?;
+        let limits = Arc::new(DynamoLimits::new(
+            self.dynamodb(),
+            self.env.required("RATE_LIMITS_TABLE")?,
+        ));
         Ok(Security {
             config: Arc::new(config),
             verifier: Arc::new(verifier),
