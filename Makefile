@@ -7,7 +7,7 @@ PORT ?= 3000
 DATA_DIR ?= ./.manuel
 PDFIUM_LIB := $(CURDIR)/.tools/pdfium/libpdfium.so
 # The Lambda binaries (each function crate's `lambda` feature) and where debug builds land.
-LAMBDA_FEATURES := manuel-manuals/lambda,manuel-query/lambda,manuel-usage/lambda,manuel-process-manual/lambda,manuel-error-processor/lambda
+LAMBDA_FEATURES := manuel-manuals/lambda,manuel-query/lambda,manuel-usage/lambda,manuel-process-manual/lambda,manuel-error-processor/lambda,manuel-transcribe/lambda
 BIN_DIR = $${CARGO_TARGET_DIR:-$(CURDIR)/target}/debug
 export MANUEL_PDFIUM_LIB ?= $(PDFIUM_LIB)
 

@@ -1,6 +1,6 @@
 //! What API Gateway already knows about a request, handed to the core middleware: its request
 //! id (becomes ours), the caller's `sourceIp` (for the allowlist and rate limits) and the
-//! Cognito authorizer's claims (used when `VERIFY_JWT` is off). It also takes the stage name
+//! Cognito authorizer's claims (used when `VERIFY_JWT` is off), and the invocation's deadline. It also takes the stage name
 //! off the path (`/Prod/api/manuals` → `/api/manuals`), which lambda_http keeps for REST APIs.
 //! [`behind_api_gateway`] puts it in front of a whole app.
 
@@ -8,6 +8,7 @@ use axum::Router;
 use axum::http::{Request, Uri};
 use lambda_http::request::RequestContext;
 use manuel_core::auth::GatewayClaims;
+use manuel_core::deadline::Deadline;
 use manuel_core::request_id::UpstreamRequestId;
 use manuel_core::security::SourceIp;
 use tower::util::MapRequest;
@@ -51,7 +52,14 @@ pub fn from_api_gateway<B>(mut request: Request<B>) -> Request<B> {
         ),
         _ => (None, None, None),
     };
+    let deadline = request
+        .extensions()
+        .get::<lambda_http::Context>()
+        .map(|context| Deadline(context.deadline()));
     let extensions = request.extensions_mut();
+    if let Some(deadline) = deadline {
+        extensions.insert(deadline);
+    }
     if let Some(id) = request_id {
         extensions.insert(UpstreamRequestId(id));
     }

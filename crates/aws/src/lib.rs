@@ -11,3 +11,4 @@ pub mod lambda;
 pub mod s3;
 pub mod sns;
 pub mod sqs;
+pub mod transcribe;

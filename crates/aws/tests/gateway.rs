@@ -32,6 +32,32 @@ impl manuel_core::ports::ReplayGuard for NoLimits {
     }
 }
 
+/// Only GET requests here: idempotency never applies.
+#[async_trait::async_trait]
+impl manuel_core::ports::IdempotencyStore for NoLimits {
+    async fn claim(
+        &self,
+        _: &str,
+        _: &str,
+        _: i64,
+        _: i64,
+    ) -> Result<manuel_core::idempotency::Claim, manuel_core::PortError> {
+        Ok(manuel_core::idempotency::Claim::Claimed)
+    }
+    async fn complete(
+        &self,
+        _: &str,
+        _: &str,
+        _: &manuel_core::idempotency::StoredResponse,
+        _: i64,
+    ) -> Result<(), manuel_core::PortError> {
+        Ok(())
+    }
+    async fn release(&self, _: &str) -> Result<(), manuel_core::PortError> {
+        Ok(())
+    }
+}
+
 fn app(trust_claims: bool, allowlist: &[&str]) -> manuel_aws::gateway::BehindApiGateway<Body> {
     let mut config = SecurityConfig::defaults(Stage::Production);
     config.ip_allowlist = allowlist
@@ -50,6 +76,8 @@ fn app(trust_claims: bool, allowlist: &[&str]) -> manuel_aws::gateway::BehindApi
         ),
         rate_limits: Arc::new(NoLimits),
         replay_guard: Arc::new(NoLimits),
+        idempotency: Arc::new(NoLimits),
+        idempotency_config: Default::default(),
     };
     let routes =
         Router::new().route(

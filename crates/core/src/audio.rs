@@ -102,6 +102,49 @@ impl Default for AudioLimits {
     }
 }
 
+impl AudioLimits {
+    /// `MAX_AUDIO_DURATION_SECONDS` (60, at most 600) and `MAX_AUDIO_BYTES` (4 MiB).
+    pub fn from_vars(
+        vars: &std::collections::HashMap<String, String>,
+    ) -> Result<Self, crate::security::ConfigError> {
+        let read =
+            |name: &'static str, default: u64, range: std::ops::RangeInclusive<u64>| match vars
+                .get(name)
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+            {
+                None => Ok(default),
+                Some(value) => value
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|number| range.contains(number))
+                    .ok_or_else(|| crate::security::ConfigError {
+                        name,
+                        reason: format!(
+                            "{value:?} is not a whole number from {} to {}",
+                            range.start(),
+                            range.end()
+                        ),
+                    }),
+            };
+        let defaults = Self::default();
+        Ok(Self {
+            max_duration: Duration::from_secs(read(
+                "MAX_AUDIO_DURATION_SECONDS",
+                defaults.max_duration.as_secs(),
+                1..=600,
+            )?),
+            max_bytes: usize::try_from(read(
+                "MAX_AUDIO_BYTES",
+                defaults.max_bytes as u64,
+                1024..=100 * 1024 * 1024,
+            )?)
+            .unwrap_or(defaults.max_bytes),
+            ..defaults
+        })
+    }
+}
+
 /// Why a clip was refused. Each message is meant for the person who sent it.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum AudioError {
@@ -622,6 +665,24 @@ mod tests {
             check(&whole, "audio/wav", &small),
             Err(AudioError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn limits_come_from_the_environment_and_bad_values_name_the_variable() {
+        let vars = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<std::collections::HashMap<_, _>>()
+        };
+        let limits =
+            AudioLimits::from_vars(&vars(&[("MAX_AUDIO_DURATION_SECONDS", "30")])).unwrap();
+        assert_eq!(limits.max_duration, Duration::from_secs(30));
+        assert_eq!(limits.max_bytes, AudioLimits::default().max_bytes);
+        let error =
+            AudioLimits::from_vars(&vars(&[("MAX_AUDIO_DURATION_SECONDS", "0")])).unwrap_err();
+        assert_eq!(error.name, "MAX_AUDIO_DURATION_SECONDS");
+        assert!(AudioLimits::from_vars(&vars(&[("MAX_AUDIO_BYTES", "lots")])).is_err());
     }
 
     #[test]

@@ -4,10 +4,12 @@
 pub mod audio;
 pub mod auth;
 pub mod cache;
+pub mod deadline;
 pub mod domain;
 pub mod error;
 pub mod failure;
 pub mod http;
+pub mod idempotency;
 pub mod json;
 pub mod ports;
 pub mod request_id;

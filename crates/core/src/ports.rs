@@ -5,6 +5,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::audio::AudioClip;
+use crate::deadline::Deadline;
 use crate::domain::{Answer, DocumentKind, Manual, ProcessingOutcome, RetrievedChunk, UserId};
 use crate::error::PortError;
 use crate::usage::{CostRecord, Operation, QuotaLimits, QuotaWindows, Reservation, UsageNumbers};
@@ -212,4 +214,42 @@ pub trait ErrorStore: Send + Sync {
 #[async_trait]
 pub trait Notifier: Send + Sync {
     async fn notify(&self, subject: &str, message: &str) -> Result<(), PortError>;
+}
+
+/// Speech to text (Amazon Transcribe in AWS, Whisper locally).
+#[async_trait]
+pub trait Transcriber: Send + Sync {
+    /// The words spoken in `audio`, which [`crate::audio::check`] has already accepted as
+    /// `clip`. Gives up with [`PortError::Unavailable`] rather than run past `deadline`.
+    async fn transcribe(
+        &self,
+        user: &UserId,
+        audio: Bytes,
+        clip: &AudioClip,
+        deadline: Option<Deadline>,
+    ) -> Result<String, PortError>;
+}
+
+/// Records of idempotent requests (SQLite locally, DynamoDB in AWS), by hashed record key.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Marks `key` in progress until `in_progress_until` (unix seconds) unless a record that
+    /// has not expired by `now` exists, atomically; otherwise returns that record.
+    async fn claim(
+        &self,
+        key: &str,
+        payload_hash: &str,
+        now: i64,
+        in_progress_until: i64,
+    ) -> Result<crate::idempotency::Claim, PortError>;
+    /// Stores the response of a request that claimed `key`, kept until `expires_at`.
+    async fn complete(
+        &self,
+        key: &str,
+        payload_hash: &str,
+        response: &crate::idempotency::StoredResponse,
+        expires_at: i64,
+    ) -> Result<(), PortError>;
+    /// Frees `key` after a failed request.
+    async fn release(&self, key: &str) -> Result<(), PortError>;
 }

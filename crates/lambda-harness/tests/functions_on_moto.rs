@@ -114,6 +114,7 @@ async fn stack(moto: &str, bedrock: &FakeBedrock) -> Stack {
     let sqs = aws_sdk_sqs::Client::new(&config);
     let sns = aws_sdk_sns::Client::new(&config);
     let id = uuid::Uuid::new_v4().simple().to_string();
+    let idempotency = format!("idempotency-{id}");
     let (manuals, usage, limits, errors, bucket) = (
         format!("manuals-{id}"),
         format!("usage-{id}"),
@@ -125,6 +126,7 @@ async fn stack(moto: &str, bedrock: &FakeBedrock) -> Stack {
     table(&dynamodb, &usage, "user_id", Some("sk")).await;
     table(&dynamodb, &limits, "key", None).await;
     table(&dynamodb, &errors, "fingerprint", None).await;
+    table(&dynamodb, &idempotency, "key", None).await;
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
     let queue = sqs
         .create_queue()
@@ -172,7 +174,9 @@ async fn stack(moto: &str, bedrock: &FakeBedrock) -> Stack {
         ("USAGE_TABLE", &usage),
         ("RATE_LIMITS_TABLE", &limits),
         ("ERRORS_TABLE", &errors),
+        ("IDEMPOTENCY_TABLE", &idempotency),
         ("MANUALS_BUCKET", &bucket),
+        ("AUDIO_BUCKET", &bucket),
         ("KNOWLEDGE_BASE_ID", "KBTEST1234"),
         ("KNOWLEDGE_BASE_DATA_SOURCE_ID", "DSTEST1234"),
         (
@@ -473,7 +477,12 @@ async fn error_processor_groups_dead_letters_alerts_once_and_keeps_poison() -> T
     let mut lambda = Lambda::start(&bin, "manuel-error-processor", &stack.env).await;
     let event: Value = serde_json::from_str(include_str!("fixtures/sqs-dead-letters.json"))?;
     let response = lambda.invoke(event).await.response();
-    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    assert_eq!(
+        response["batchItemFailures"],
+        json!([]),
+        "{response}\n{}",
+        lambda.stderr().join("\n")
+    );
 
     let items = stack
         .dynamodb
@@ -544,5 +553,218 @@ async fn a_missing_setting_stops_init_and_names_the_variable() -> TestResult {
     assert!(code.is_some(), "init did not stop");
     let logs = lambda.stderr().join("\n");
     assert!(logs.contains("MANUALS_TABLE"), "{logs}");
+    Ok(())
+}
+
+/// One second of 16 kHz mono PCM silence, as a WAV file.
+fn wav_clip(seconds: f64) -> Vec<u8> {
+    let rate: u32 = 16_000;
+    let data = (f64::from(rate) * seconds) as u32 * 2;
+    let mut bytes = b"RIFF".to_vec();
+    bytes.extend_from_slice(&(36 + data).to_le_bytes());
+    bytes.extend_from_slice(b"WAVEfmt ");
+    for field in [
+        16u32.to_le_bytes().to_vec(),
+        1u16.to_le_bytes().to_vec(),
+        1u16.to_le_bytes().to_vec(),
+    ] {
+        bytes.extend_from_slice(&field);
+    }
+    bytes.extend_from_slice(&rate.to_le_bytes());
+    bytes.extend_from_slice(&(rate * 2).to_le_bytes());
+    bytes.extend_from_slice(&2u16.to_le_bytes());
+    bytes.extend_from_slice(&16u16.to_le_bytes());
+    bytes.extend_from_slice(b"data");
+    bytes.extend_from_slice(&data.to_le_bytes());
+    bytes.resize(bytes.len() + data as usize, 0);
+    bytes
+}
+
+const SPOKEN: &str = "How do I replace the ink cartridge?";
+
+/// Plays Amazon Transcribe's part that moto leaves out: writes the fixture transcript where the
+/// job was told to put it, for every clip that appears under `audio/`.
+fn play_transcribe(s3: aws_sdk_s3::Client, bucket: String) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut done = std::collections::HashSet::new();
+        loop {
+            if let Ok(listing) = s3
+                .list_objects_v2()
+                .bucket(&bucket)
+                .prefix("audio/")
+                .send()
+                .await
+            {
+                for key in listing.contents().iter().filter_map(|object| object.key()) {
+                    let Some((stem, _)) = key.trim_start_matches("audio/").rsplit_once('.') else {
+                        continue;
+                    };
+                    if done.insert(stem.to_owned()) {
+                        let transcript =
+                            json!({"results": {"transcripts": [{"transcript": SPOKEN}]}});
+                        let _ = s3
+                            .put_object()
+                            .bucket(&bucket)
+                            .key(format!("transcripts/{stem}.json"))
+                            .body(transcript.to_string().into_bytes().into())
+                            .send()
+                            .await;
+                    }
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_spoken_clip_is_transcribed_and_charged_and_bad_audio_refused_through_the_lambda_binary()
+-> TestResult {
+    let (Some(moto), Some(transcribe_bin), Some(query_bin)) =
+        (moto(), binary("manuel-transcribe"), binary("manuel-query"))
+    else {
+        return Ok(());
+    };
+    let bedrock = FakeBedrock::start().await;
+    let mut stack = stack(&moto, &bedrock).await;
+    stack
+        .env
+        .push(("AUDIO_BUCKET".to_owned(), stack.bucket.clone()));
+    let service = play_transcribe(stack.s3.clone(), stack.bucket.clone());
+    let mut transcribe = Lambda::start(&transcribe_bin, "manuel-transcribe", &stack.env).await;
+    let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let clip = wav_clip(1.5);
+
+    let (status, body) = http(
+        &transcribe
+            .invoke(api_event(
+                "POST",
+                "/api/transcribe",
+                ALICE,
+                Some(json!({"audio_data": encode(&clip), "content_type": "audio/wav"})),
+            ))
+            .await
+            .response(),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["transcription"], SPOKEN);
+    assert_eq!(body["usage"]["daily_used"], 1);
+    assert_eq!(body["cost"]["operation"], "transcribe");
+    assert_eq!(body["cost"]["audio_seconds"], 1.5);
+    assert_eq!(body["format"], "wav");
+
+    // Bad audio is refused before any paid work, and costs nothing.
+    let pdf = b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n".to_vec();
+    let refusals = [
+        (
+            json!({"audio_data": "", "content_type": "audio/wav"}),
+            "audio_data",
+        ),
+        (
+            json!({"audio_data": encode(&clip[..clip.len() / 2 - 7]), "content_type": "audio/wav"}),
+            "audio_data",
+        ),
+        (
+            json!({"audio_data": encode(&clip), "content_type": "audio/flac"}),
+            "content_type",
+        ),
+        (
+            json!({"audio_data": encode(&pdf), "content_type": "audio/wav"}),
+            "audio_data",
+        ),
+        (
+            json!({"audio_data": encode(&wav_clip(0.2)), "content_type": "audio/wav"}),
+            "audio_data",
+        ),
+        (
+            json!({"audio_data": encode(&wav_clip(61.0)), "content_type": "audio/wav"}),
+            "audio_data",
+        ),
+        (
+            json!({"audio_data": "not base64!", "content_type": "audio/wav"}),
+            "audio_data",
+        ),
+    ];
+    for (request, field) in refusals {
+        let (status, body) = http(
+            &transcribe
+                .invoke(api_event("POST", "/api/transcribe", ALICE, Some(request)))
+                .await
+                .response(),
+        );
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["code"], "validation_failed", "{body}");
+        assert_eq!(body["details"]["field"], field, "{body}");
+    }
+
+    let (status, body) = http(
+        &transcribe
+            .invoke(api_event(
+                "POST",
+                "/api/transcribe",
+                BOB,
+                Some(json!({"audio_data": encode(&clip), "content_type": "audio/x-wav"})),
+            ))
+            .await
+            .response(),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["usage"]["daily_used"], 1,
+        "Bob's quota is his own: {body}"
+    );
+    let (status, body) = http(
+        &transcribe
+            .invoke(api_event(
+                "POST",
+                "/api/transcribe",
+                ALICE,
+                Some(json!({"audio_data": encode(&clip), "content_type": "audio/wav"})),
+            ))
+            .await
+            .response(),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["usage"]["daily_used"], 2,
+        "refusals were not charged: {body}"
+    );
+
+    // A spoken question to the query function: transcribed, then answered, charged once.
+    let mut query = Lambda::start(&query_bin, "manuel-query", &stack.env).await;
+    let (status, body) = http(
+        &query
+            .invoke(api_event(
+                "POST",
+                "/api/query",
+                ALICE,
+                Some(json!({"file_data": encode(&clip), "content_type": "audio/wav"})),
+            ))
+            .await
+            .response(),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["question"], SPOKEN);
+    assert_eq!(
+        body["context_found"], false,
+        "Alice has no manuals yet: {body}"
+    );
+    assert_eq!(body["usage"]["daily_used"], 3, "{body}");
+    assert_eq!(body["cost_info"]["operation"], "transcribe");
+    service.abort();
+
+    // Clips and transcripts are removed once read.
+    let left = stack
+        .s3
+        .list_objects_v2()
+        .bucket(&stack.bucket)
+        .send()
+        .await?;
+    let left: Vec<&str> = left
+        .contents()
+        .iter()
+        .filter_map(|object| object.key())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     Ok(())
 }

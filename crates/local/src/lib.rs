@@ -5,6 +5,7 @@ pub mod answer;
 pub mod chunk;
 pub mod config;
 pub mod extractive;
+mod idempotency_store;
 pub mod identity;
 pub mod index;
 pub mod ingest;

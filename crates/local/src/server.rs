@@ -157,6 +157,11 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
         verifier,
         rate_limits: store.clone(),
         replay_guard: store.clone(),
+        idempotency: store.clone(),
+        idempotency_config: manuel_core::idempotency::IdempotencyConfig::from_vars(
+            &std::env::vars().collect(),
+        )
+        .map_err(|error| StartError::Config(error.to_string()))?,
     };
     let reader = Arc::new(PdfiumReader::load(&config.pdfium_lib).map_err(StartError::Config)?);
 
@@ -200,6 +205,8 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
             .filter(|url| !url.is_empty()),
     )
     .map_err(|error| StartError::Config(error.to_string()))?;
+    let audio_limits = manuel_core::audio::AudioLimits::from_vars(&env)
+        .map_err(|error| StartError::Config(error.to_string()))?;
     let query = manuel_query::router(manuel_query::QueryDeps {
         cache: cache.clone(),
         usage: store.clone(),
@@ -211,8 +218,21 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
         knowledge_base: index.clone(),
         answer_model: Arc::new(ExtractiveAnswerModel::new(index.clone())),
         objects: objects.clone(),
+        transcriber: None,
+        audio_limits,
         security: security.clone(),
         config: manuel_query::QueryConfig::default(),
+    });
+    let transcribe = manuel_transcribe::router(manuel_transcribe::TranscribeDeps {
+        usage: store.clone(),
+        quota,
+        pricing: pricing.clone(),
+        clock: clock.clone(),
+        // Offline speech recognition is not built into manuel-local yet: /api/transcribe
+        // checks the audio, then answers 503 saying so.
+        transcriber: None,
+        limits: audio_limits,
+        security: security.clone(),
     });
     let usage = manuel_usage::router(manuel_usage::UsageDeps {
         version: env!("CARGO_PKG_VERSION"),
@@ -235,7 +255,11 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
             objects,
         });
     Ok(serve_app(
-        manuals.merge(query).merge(usage).merge(local),
+        manuals
+            .merge(query)
+            .merge(transcribe)
+            .merge(usage)
+            .merge(local),
         &security,
     ))
 }

@@ -63,6 +63,13 @@ CREATE TABLE IF NOT EXISTS cost_records (
     total_cost       REAL    NOT NULL,
     PRIMARY KEY (user_id, timestamp_us, request_id)
 );
+CREATE TABLE IF NOT EXISTS idempotency (
+    key          TEXT    PRIMARY KEY,
+    status       TEXT    NOT NULL,
+    payload_hash TEXT    NOT NULL,
+    response     TEXT,
+    expires_at   INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS used_signatures (
     signature  TEXT    PRIMARY KEY,
     expires_at INTEGER NOT NULL
@@ -124,7 +131,7 @@ impl SqliteStore {
             .map_err(PortError::failed)
     }
 
-    fn sweep_if_due(&self, connection: &Connection) -> Result<(), PortError> {
+    pub(crate) fn sweep_if_due(&self, connection: &Connection) -> Result<(), PortError> {
         if !self
             .writes
             .fetch_add(1, Ordering::Relaxed)
@@ -141,6 +148,12 @@ impl SqliteStore {
             .and_then(|_| {
                 connection.execute(
                     "DELETE FROM used_signatures WHERE expires_at < ?1",
+                    params![now],
+                )
+            })
+            .and_then(|_| {
+                connection.execute(
+                    "DELETE FROM idempotency WHERE expires_at < ?1",
                     params![now],
                 )
             })

@@ -72,6 +72,8 @@ async fn windows_follow_the_clock_and_failures_are_refunded() -> TestResult {
         verifier,
         rate_limits: store.clone(),
         replay_guard: store.clone(),
+        idempotency: store.clone(),
+        idempotency_config: Default::default(),
     };
     let clock = Arc::new(FixedClock(std::sync::Mutex::new(at(
         "2026-01-31T23:59:00Z",
@@ -96,6 +98,8 @@ async fn windows_follow_the_clock_and_failures_are_refunded() -> TestResult {
             dir.path().join("objects"),
             LinkSigner::new(vec![1], "http://x"),
         )),
+        transcriber: None,
+        audio_limits: Default::default(),
         security,
         config: manuel_query::QueryConfig::default(),
     });
@@ -110,6 +114,8 @@ async fn windows_follow_the_clock_and_failures_are_refunded() -> TestResult {
             )),
             rate_limits: store.clone(),
             replay_guard: store.clone(),
+            idempotency: store.clone(),
+            idempotency_config: Default::default(),
         },
     );
     let token = identity.issue_token("zoe", 3600)?;

@@ -27,13 +27,15 @@ pub fn severity(service: &str, error_kind: &str, attempts: u32, malformed: bool)
 
 static PATTERNS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
     [
+        // Quoted values first: a quoted URI or id is one value. No placeholder holds a digit,
+        // or the number pattern would rewrite it.
+        (r#""[^"]*"|'[^']*'"#, "<quoted>"),
         (
             r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
             "<uuid>",
         ),
-        (r"s3://[^\s]+", "<s3-uri>"),
+        (r"s3://[^\s]+", "<object-uri>"),
         (r"[\w.+-]+@[\w-]+\.[\w.-]+", "<email>"),
-        (r#""[^"]*"|'[^']*'"#, "<quoted>"),
         (r"\b[0-9a-fA-F]{16,}\b", "<hex>"),
         (r"\d+(\.\d+)?", "<n>"),
     ]

@@ -8,11 +8,15 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::post;
 use axum::{Json, Router};
 use manuel_core::ApiError;
+use manuel_core::audio::AudioLimits;
 use manuel_core::auth::AuthenticatedUser;
 use manuel_core::cache::{Cache, EntryKind};
+use manuel_core::deadline::Deadline;
 use manuel_core::domain::{Manual, RetrievedChunk};
 use manuel_core::json::JsonBody;
-use manuel_core::ports::{AnswerModel, KnowledgeBase, ManualRepository, ObjectStore, UsageStore};
+use manuel_core::ports::{
+    AnswerModel, KnowledgeBase, ManualRepository, ObjectStore, Transcriber, UsageStore,
+};
 use manuel_core::request_id::RequestId;
 use manuel_core::security::Security;
 use manuel_core::usage::{
@@ -56,15 +60,19 @@ pub struct QueryDeps {
     pub knowledge_base: Arc<dyn KnowledgeBase>,
     pub answer_model: Arc<dyn AnswerModel>,
     pub objects: Arc<dyn ObjectStore>,
+    /// Speech recognition for spoken questions; `None` answers them 503.
+    pub transcriber: Option<Arc<dyn Transcriber>>,
+    pub audio_limits: AudioLimits,
     pub security: Security,
     pub config: QueryConfig,
 }
 
 pub fn router(deps: QueryDeps) -> Router {
     let routes = Router::new().route("/api/query", post(query));
+    let body_limit = manuel_transcribe::request_body_limit(&deps.audio_limits);
     deps.security
         .protect(routes)
-        .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(DefaultBodyLimit::max(body_limit))
         .with_state(deps)
 }
 
@@ -76,6 +84,8 @@ struct QueryRequest {
     manual_ids: Option<Vec<String>>,
     #[serde(default)]
     file_data: Option<String>,
+    #[serde(default)]
+    content_type: Option<String>,
     /// Sent by older clients; sources are always included.
     #[serde(default)]
     #[allow(dead_code)]
@@ -88,19 +98,10 @@ async fn query(
     State(deps): State<QueryDeps>,
     AuthenticatedUser(user): AuthenticatedUser,
     axum::Extension(request_id): axum::Extension<RequestId>,
+    deadline: Option<axum::Extension<Deadline>>,
     JsonBody(request): JsonBody<QueryRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let started = Instant::now();
-    if request.file_data.is_some() && request.question.is_none() {
-        return Err(ApiError::validation(
-            "file_data",
-            "Spoken questions are not supported by this server yet; send the question as text in `question`.",
-        ));
-    }
-    let question = clean_question(
-        request.question.as_deref().unwrap_or(""),
-        deps.config.max_question_chars,
-    )?;
     if let Some(ids) = &request.manual_ids {
         for id in ids {
             check_text("manual_ids", FieldKind::Identifier, id)?;
@@ -114,6 +115,56 @@ async fn query(
             format!("At most {MAX_MANUAL_IDS} manual ids."),
         ));
     }
+    // A typed question wins when both are sent; a spoken one is paid for (one `transcribe`
+    // operation) before it is transcribed, and that charge covers the answer too.
+    let (question, spoken) = match (&request.question, &request.file_data) {
+        (None, Some(_)) => {
+            let (audio, clip) = manuel_transcribe::spoken_audio(
+                "file_data",
+                request.file_data.as_deref(),
+                request.content_type.as_deref(),
+                &deps.audio_limits,
+            )?;
+            let transcriber = deps
+                .transcriber
+                .as_ref()
+                .ok_or_else(manuel_transcribe::no_speech_recognition)?;
+            let size = audio.len();
+            let charged = manuel_transcribe::charged_transcription(
+                transcriber.as_ref(),
+                deps.usage.as_ref(),
+                deps.quota,
+                deps.clock.as_ref(),
+                &user,
+                audio,
+                &clip,
+                deadline.map(|axum::Extension(deadline)| deadline),
+            )
+            .await?;
+            let question = match clean_question(&charged.transcript, deps.config.max_question_chars)
+            {
+                Ok(question) => question,
+                Err(error) => {
+                    refund(&deps, &user, &QuotaWindows::at(charged.at)).await;
+                    return Err(error);
+                }
+            };
+            (
+                question,
+                Some(Spoken {
+                    audio_seconds: clip.billable_seconds(size),
+                    charged,
+                }),
+            )
+        }
+        _ => (
+            clean_question(
+                request.question.as_deref().unwrap_or(""),
+                deps.config.max_question_chars,
+            )?,
+            None,
+        ),
+    };
 
     let ready: HashMap<String, Manual> = deps
         .manuals
@@ -135,21 +186,31 @@ async fn query(
         &question_digest(&question, request.manual_ids.as_deref()),
     );
 
-    // Filled in only when this request computes the answer; a hit reserves and costs nothing.
+    let (operation, audio_seconds) = spoken.as_ref().map_or((Operation::Query, 0.0), |spoken| {
+        (Operation::Transcribe, spoken.audio_seconds)
+    });
+    // Filled in only when this request computes the answer; a typed question answered from
+    // the cache reserves and costs nothing.
     let charged: Mutex<Option<(UsageNumbers, CostRecord)>> = Mutex::new(None);
     let (cached, cache_status) = deps
         .cache
         .get_or_compute(EntryKind::Answer, &key, || async {
-            let now = deps.clock.now();
-            let windows = QuotaWindows::at(now);
-            let usage = match deps
-                .usage
-                .reserve(&user, &windows, deps.quota, Operation::Query)
-                .await?
-            {
-                Reservation::Granted(numbers) => numbers,
-                Reservation::Refused(numbers) => return Err(numbers.refusal(&windows)),
+            let (now, usage) = match &spoken {
+                Some(spoken) => (spoken.charged.at, spoken.charged.usage),
+                None => {
+                    let now = deps.clock.now();
+                    let windows = QuotaWindows::at(now);
+                    match deps
+                        .usage
+                        .reserve(&user, &windows, deps.quota, Operation::Query)
+                        .await?
+                    {
+                        Reservation::Granted(numbers) => (now, numbers),
+                        Reservation::Refused(numbers) => return Err(numbers.refusal(&windows)),
+                    }
+                }
             };
+            let windows = QuotaWindows::at(now);
             let answered = match answer(
                 &deps,
                 &user,
@@ -161,10 +222,8 @@ async fn query(
             {
                 Ok(answered) => answered,
                 Err(error) => {
-                    if error.status().is_server_error()
-                        && let Err(refund) = deps.usage.refund(&user, &windows).await
-                    {
-                        tracing::error!(error = %refund, "could not refund a quota reservation");
+                    if error.status().is_server_error() {
+                        refund(&deps, &user, &windows).await;
                     }
                     return Err(error);
                 }
@@ -172,12 +231,12 @@ async fn query(
             let cost = deps.pricing.cost(
                 &request_id.0,
                 now,
-                Operation::Query,
+                operation,
                 &deps.model_id,
                 answered.input_tokens,
                 answered.output_tokens,
                 0,
-                0.0,
+                audio_seconds,
             );
             if let Err(error) = deps.usage.record_cost(&user, &cost).await {
                 tracing::error!(%error, "could not record the cost of a query");
@@ -199,17 +258,36 @@ async fn query(
     let charged = charged.lock().ok().and_then(|mut charged| charged.take());
     let (usage, cost) = match charged {
         Some((usage, cost)) => (usage, cost),
-        None => {
-            let now = deps.clock.now();
-            let state = deps
-                .usage
-                .usage(&user, &QuotaWindows::at(now), deps.quota)
-                .await?;
-            let free =
-                deps.pricing
-                    .cost(&request_id.0, now, Operation::Query, "cache", 0, 0, 0, 0.0);
-            (state.numbers, free)
-        }
+        None => match &spoken {
+            // The transcription was paid for even though the answer came from the cache.
+            Some(spoken) => {
+                let cost = deps.pricing.cost(
+                    &request_id.0,
+                    spoken.charged.at,
+                    Operation::Transcribe,
+                    "cache",
+                    0,
+                    0,
+                    0,
+                    spoken.audio_seconds,
+                );
+                if let Err(error) = deps.usage.record_cost(&user, &cost).await {
+                    tracing::error!(%error, "could not record the cost of a transcription");
+                }
+                (spoken.charged.usage, cost)
+            }
+            None => {
+                let now = deps.clock.now();
+                let state = deps
+                    .usage
+                    .usage(&user, &QuotaWindows::at(now), deps.quota)
+                    .await?;
+                let free =
+                    deps.pricing
+                        .cost(&request_id.0, now, Operation::Query, "cache", 0, 0, 0, 0.0);
+                (state.numbers, free)
+            }
+        },
     };
 
     let mut sources = Vec::with_capacity(cached.sources.len());
@@ -301,6 +379,18 @@ fn question_digest(question: &str, manual_ids: Option<&[String]>) -> String {
         }
     }
     hex::encode(&hasher.finalize()[..16])
+}
+
+/// A spoken question: its transcription, already charged, and its billable length.
+struct Spoken {
+    charged: manuel_transcribe::ChargedTranscript,
+    audio_seconds: f64,
+}
+
+async fn refund(deps: &QueryDeps, user: &manuel_core::domain::UserId, windows: &QuotaWindows) {
+    if let Err(error) = deps.usage.refund(user, windows).await {
+        tracing::error!(%error, "could not refund a quota reservation");
+    }
 }
 
 struct Answered {

@@ -23,6 +23,8 @@ async fn app(init: &Init) -> Result<(Router, Security), ConfigError> {
         knowledge_base: init.knowledge_base(objects.clone())?,
         answer_model,
         objects,
+        transcriber: Some(init.transcriber()?),
+        audio_limits: init.audio_limits()?,
         security: security.clone(),
         config: QueryConfig {
             retrieval_limit: init.env.parsed_or("RETRIEVAL_RESULTS", 8)?,

@@ -46,13 +46,23 @@ impl ErrorStore for DynamoErrors {
             .key("fingerprint", s(&occurrence.fingerprint))
             .update_expression(
                 "ADD #count :one \
-                 SET first_seen = if_not_exists(first_seen, :seen), last_seen = :seen, \
-                 severity = :severity, service = :service, #operation = :operation, \
-                 error_kind = :kind, message = :message, sample = :sample, \
-                 malformed = :malformed, expires_at = :expires, last_request_id = :request",
+                 SET #first_seen = if_not_exists(#first_seen, :seen), #last_seen = :seen, \
+                 #severity = :severity, #service = :service, #operation = :operation, \
+                 #error_kind = :kind, #message = :message, #sample = :sample, \
+                 #malformed = :malformed, #expires_at = :expires, #last_request_id = :request",
             )
             .expression_attribute_names("#count", "count")
+            .expression_attribute_names("#first_seen", "first_seen")
+            .expression_attribute_names("#last_seen", "last_seen")
+            .expression_attribute_names("#severity", "severity")
+            .expression_attribute_names("#service", "service")
             .expression_attribute_names("#operation", "operation")
+            .expression_attribute_names("#error_kind", "error_kind")
+            .expression_attribute_names("#message", "message")
+            .expression_attribute_names("#sample", "sample")
+            .expression_attribute_names("#malformed", "malformed")
+            .expression_attribute_names("#expires_at", "expires_at")
+            .expression_attribute_names("#last_request_id", "last_request_id")
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":seen", s(seen))
             .expression_attribute_values(":severity", s(occurrence.severity.as_str()))
@@ -73,7 +83,11 @@ impl ErrorStore for DynamoErrors {
             .return_values(ReturnValue::UpdatedNew)
             .send()
             .await
-            .map_err(|error| unavailable(error.into_service_error()))?;
+            .map_err(|error| {
+                unavailable(aws_sdk_dynamodb::error::DisplayErrorContext(
+                    error.into_service_error(),
+                ))
+            })?;
         output
             .attributes
             .as_ref()

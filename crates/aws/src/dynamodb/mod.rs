@@ -2,6 +2,7 @@
 //! semantics need them.
 
 mod errors;
+mod idempotency;
 mod limits;
 mod manuals;
 mod usage;
@@ -12,6 +13,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use manuel_core::PortError;
 
 pub use errors::DynamoErrors;
+pub use idempotency::DynamoIdempotency;
 pub use limits::DynamoLimits;
 pub use manuals::DynamoManuals;
 pub use usage::DynamoUsageStore;

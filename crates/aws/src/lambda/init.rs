@@ -14,11 +14,16 @@ use super::Env;
 use crate::bedrock::{
     BedrockAnswerModel, BedrockKnowledgeBase, ConverseSettings, KnowledgeBaseSettings,
 };
-use crate::dynamodb::{DynamoErrors, DynamoLimits, DynamoManuals, DynamoUsageStore};
+use crate::dynamodb::{
+    DynamoErrors, DynamoIdempotency, DynamoLimits, DynamoManuals, DynamoUsageStore,
+};
 use crate::gateway::behind_api_gateway;
 use crate::s3::S3ObjectStore;
 use crate::sns::SnsNotifier;
 use crate::sqs::DeadLetterQueue;
+use crate::transcribe::{AwsTranscriber, TranscribeSettings};
+use manuel_core::audio::AudioLimits;
+use manuel_core::idempotency::IdempotencyConfig;
 
 pub struct Init {
     pub function: &'static str,
@@ -158,6 +163,40 @@ impl Init {
         )))
     }
 
+    /// Amazon Transcribe with clips and transcripts in `AUDIO_BUCKET`; `TRANSCRIBE_LANGUAGE`
+    /// (`en-US`) and `TRANSCRIBE_MAX_WAIT_SECONDS` (25, cut to the invocation's deadline).
+    pub fn transcriber(&self) -> Result<Arc<AwsTranscriber>, ConfigError> {
+        let language = self
+            .env
+            .optional("TRANSCRIBE_LANGUAGE")
+            .unwrap_or("en-US")
+            .to_owned();
+        if !aws_sdk_transcribe::types::LanguageCode::values().contains(&language.as_str()) {
+            return Err(ConfigError {
+                name: "TRANSCRIBE_LANGUAGE",
+                reason: format!("{language:?} is not a language Amazon Transcribe knows"),
+            });
+        }
+        let language = aws_sdk_transcribe::types::LanguageCode::from(language.as_str());
+        let path_style = self.env.flag("S3_FORCE_PATH_STYLE", false)?;
+        let settings = TranscribeSettings {
+            bucket: self.env.required("AUDIO_BUCKET")?,
+            language,
+            max_wait: Duration::from_secs(self.env.parsed_or("TRANSCRIBE_MAX_WAIT_SECONDS", 25)?),
+            ..TranscribeSettings::default()
+        };
+        Ok(Arc::new(AwsTranscriber::new(
+            aws_sdk_transcribe::Client::new(&self.sdk),
+            crate::s3::client(&self.sdk, path_style),
+            settings,
+        )))
+    }
+
+    /// `MAX_AUDIO_DURATION_SECONDS` and `MAX_AUDIO_BYTES`.
+    pub fn audio_limits(&self) -> Result<AudioLimits, ConfigError> {
+        AudioLimits::from_vars(self.env.vars())
+    }
+
     pub fn quota(&self) -> Result<QuotaLimits, ConfigError> {
         QuotaLimits::from_vars(self.env.vars())
     }
@@ -168,7 +207,7 @@ impl Init {
 
     /// The security middleware: settings from the environment, tokens checked against the user
     /// pool (`JWT_ISSUER`, `JWT_AUDIENCE`, `JWKS_URL`, `VERIFY_JWT`), rate limits and used
-    /// signatures in `RATE_LIMITS_TABLE`.
+    /// signatures in `RATE_LIMITS_TABLE`, idempotency records in `IDEMPOTENCY_TABLE`.
     pub async fn security(&self) -> Result<Security, ConfigError> {
         let config = SecurityConfig::from_vars(self.env.vars())?;
         let identity = IdentityConfig::from_vars(self.env.vars())?;
@@ -187,6 +226,11 @@ impl Init {
             verifier: Arc::new(verifier),
             rate_limits: limits.clone(),
             replay_guard: limits,
+            idempotency: Arc::new(DynamoIdempotency::new(
+                self.dynamodb(),
+                self.env.required("IDEMPOTENCY_TABLE")?,
+            )),
+            idempotency_config: IdempotencyConfig::from_vars(self.env.vars())?,
         })
     }
 }

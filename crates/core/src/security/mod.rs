@@ -13,7 +13,8 @@ use axum::Router;
 use axum::middleware::{from_fn, from_fn_with_state};
 
 use crate::auth::{JwtVerifier, require_user};
-use crate::ports::{RateLimitStore, ReplayGuard};
+use crate::idempotency::IdempotencyConfig;
+use crate::ports::{IdempotencyStore, RateLimitStore, ReplayGuard};
 
 pub use client_ip::{ClientIp, SourceIp};
 pub use config::{ConfigError, SecurityConfig, Stage};
@@ -27,13 +28,20 @@ pub struct Security {
     pub verifier: Arc<JwtVerifier>,
     pub rate_limits: Arc<dyn RateLimitStore>,
     pub replay_guard: Arc<dyn ReplayGuard>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub idempotency_config: IdempotencyConfig,
 }
 
 impl Security {
     /// Layers for a function's `/api/*` routes, in request order: authentication (401),
-    /// per-user rate limit (429), HMAC signature on sensitive routes (401).
+    /// per-user rate limit (429), HMAC signature on sensitive routes (401), idempotent retries
+    /// of POST and DELETE requests that carry an `Idempotency-Key`.
     pub fn protect<S: Clone + Send + Sync + 'static>(&self, router: Router<S>) -> Router<S> {
         router
+            .route_layer(from_fn_with_state(
+                self.clone(),
+                crate::idempotency::idempotent,
+            ))
             .route_layer(from_fn_with_state(
                 self.clone(),
                 signature::require_signature,

@@ -1,0 +1,120 @@
+//! The idempotency table: PK `key` (the hashed record key), `status` (INPROGRESS/COMPLETED),
+//! `payload_hash`, the stored `response` as JSON, and `expires_at` (also the table's TTL, which
+//! DynamoDB enforces lazily, so expiry is checked in the condition too).
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use manuel_core::PortError;
+use manuel_core::idempotency::{Claim, StoredResponse};
+use manuel_core::ports::IdempotencyStore;
+
+use super::{get_s, n, s, unavailable};
+
+const IN_PROGRESS: &str = "INPROGRESS";
+const COMPLETED: &str = "COMPLETED";
+
+pub struct DynamoIdempotency {
+    client: Client,
+    table: String,
+}
+
+impl DynamoIdempotency {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for DynamoIdempotency {
+    async fn claim(
+        &self,
+        key: &str,
+        payload_hash: &str,
+        now: i64,
+        in_progress_until: i64,
+    ) -> Result<Claim, PortError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("key", s(key))
+            .item("status", s(IN_PROGRESS))
+            .item("payload_hash", s(payload_hash))
+            .item("expires_at", n(in_progress_until))
+            .condition_expression("attribute_not_exists(#key) OR expires_at < :now")
+            .expression_attribute_names("#key", "key")
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => return Ok(Claim::Claimed),
+            Err(SdkError::ServiceError(service))
+                if matches!(
+                    service.err(),
+                    PutItemError::ConditionalCheckFailedException(_)
+                ) => {}
+            Err(error) => return Err(unavailable(error.into_service_error())),
+        }
+        let existing = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("key", s(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|error| unavailable(error.into_service_error()))?
+            .item
+            .unwrap_or_default();
+        let payload_hash = get_s(&existing, "payload_hash")
+            .unwrap_or_default()
+            .to_owned();
+        match (get_s(&existing, "status"), get_s(&existing, "response")) {
+            (Some(COMPLETED), Some(response)) => Ok(Claim::Completed {
+                payload_hash,
+                response: serde_json::from_str::<StoredResponse>(response)
+                    .map_err(PortError::failed)?,
+            }),
+            // Still running, or released between the two calls (the client may retry).
+            _ => Ok(Claim::InProgress { payload_hash }),
+        }
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        payload_hash: &str,
+        response: &StoredResponse,
+        expires_at: i64,
+    ) -> Result<(), PortError> {
+        let response = serde_json::to_string(response).map_err(PortError::failed)?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("key", s(key))
+            .item("status", s(COMPLETED))
+            .item("payload_hash", s(payload_hash))
+            .item("response", s(response))
+            .item("expires_at", n(expires_at))
+            .send()
+            .await
+            .map_err(|error| unavailable(error.into_service_error()))?;
+        Ok(())
+    }
+
+    async fn release(&self, key: &str) -> Result<(), PortError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("key", s(key))
+            .send()
+            .await
+            .map_err(|error| unavailable(error.into_service_error()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,109 @@
+//! The DynamoDB idempotency table against a moto server: a key is claimed once, repeats see
+//! the request in progress or its stored response, a failed request frees the key, and an
+//! expired record (DynamoDB's TTL deletes lazily) can be claimed again.
+
+mod common;
+
+use common::moto;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use manuel_aws::dynamodb::DynamoIdempotency;
+use manuel_core::idempotency::{Claim, StoredResponse};
+use manuel_core::ports::IdempotencyStore;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+async fn store(url: &str) -> Result<DynamoIdempotency, Box<dyn std::error::Error>> {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(url)
+        .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
+        .build();
+    let client = Client::from_conf(config);
+    let table = format!("idempotency-{}", uuid::Uuid::new_v4());
+    client
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("key")
+                .attribute_type(ScalarAttributeType::S)
+                .build()?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("key")
+                .key_type(KeyType::Hash)
+                .build()?,
+        )
+        .send()
+        .await?;
+    Ok(DynamoIdempotency::new(client, table))
+}
+
+#[tokio::test]
+async fn a_key_runs_once_and_its_response_is_kept() -> TestResult {
+    let Some(url) = moto() else { return Ok(()) };
+    let store = store(&url).await?;
+    let now = 1_800_000_000;
+
+    assert_eq!(
+        store.claim("k1", "hash-a", now, now + 120).await?,
+        Claim::Claimed
+    );
+    assert_eq!(
+        store.claim("k1", "hash-a", now + 1, now + 121).await?,
+        Claim::InProgress {
+            payload_hash: "hash-a".to_owned()
+        }
+    );
+    let response = StoredResponse {
+        status: 201,
+        content_type: Some("application/json".to_owned()),
+        body: br#"{"manual_id":"m1"}"#.to_vec(),
+    };
+    store
+        .complete("k1", "hash-a", &response, now + 3600)
+        .await?;
+    assert_eq!(
+        store.claim("k1", "hash-b", now + 2, now + 122).await?,
+        Claim::Completed {
+            payload_hash: "hash-a".to_owned(),
+            response
+        }
+    );
+    // After the record's expiry the key is free again, whatever the TTL sweeper has done.
+    assert_eq!(
+        store.claim("k1", "hash-b", now + 3601, now + 3721).await?,
+        Claim::Claimed
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_released_key_and_an_abandoned_claim_can_be_claimed_again() -> TestResult {
+    let Some(url) = moto() else { return Ok(()) };
+    let store = store(&url).await?;
+    let now = 1_800_000_000;
+    assert_eq!(
+        store.claim("k2", "h", now, now + 120).await?,
+        Claim::Claimed
+    );
+    store.release("k2").await?;
+    assert_eq!(
+        store.claim("k2", "h", now, now + 120).await?,
+        Claim::Claimed
+    );
+    // The first claimant crashed: once its in-progress time is over, a retry takes over.
+    assert_eq!(
+        store.claim("k2", "h", now + 121, now + 241).await?,
+        Claim::Claimed
+    );
+    Ok(())
+}

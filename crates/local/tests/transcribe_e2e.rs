@@ -1,0 +1,115 @@
+//! `POST /api/transcribe` on manuel-local, which has no speech recognition built in yet: the
+//! clip is still checked by its bytes (each kind of bad audio a clear 400 naming the field),
+//! and a good clip gets a 503 that says speech recognition is unavailable and costs nothing.
+
+mod common;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use common::{Server, TestResult, assert_error};
+use serde_json::json;
+
+fn wav_clip(seconds: f64) -> Vec<u8> {
+    let rate: u32 = 16_000;
+    let data = (f64::from(rate) * seconds) as u32 * 2;
+    let mut bytes = b"RIFF".to_vec();
+    bytes.extend_from_slice(&(36 + data).to_le_bytes());
+    bytes.extend_from_slice(b"WAVEfmt ");
+    bytes.extend_from_slice(&16u32.to_le_bytes());
+    bytes.extend_from_slice(&1u16.to_le_bytes());
+    bytes.extend_from_slice(&1u16.to_le_bytes());
+    bytes.extend_from_slice(&rate.to_le_bytes());
+    bytes.extend_from_slice(&(rate * 2).to_le_bytes());
+    bytes.extend_from_slice(&2u16.to_le_bytes());
+    bytes.extend_from_slice(&16u16.to_le_bytes());
+    bytes.extend_from_slice(b"data");
+    bytes.extend_from_slice(&data.to_le_bytes());
+    bytes.resize(bytes.len() + data as usize, 0);
+    bytes
+}
+
+#[tokio::test]
+async fn bad_audio_is_refused_by_its_bytes_and_a_good_clip_is_honestly_unavailable() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start_with_env(dir.path(), &[], &[("MAX_AUDIO_DURATION_SECONDS", "30")])?;
+    let token = server.token("vera")?;
+    let clip = wav_clip(2.0);
+    let cases = [
+        (
+            json!({"content_type": "audio/wav"}),
+            "audio_data",
+            "required",
+        ),
+        (
+            json!({"audio_data": "", "content_type": "audio/wav"}),
+            "audio_data",
+            "required",
+        ),
+        (
+            json!({"audio_data": "@@@", "content_type": "audio/wav"}),
+            "audio_data",
+            "base64",
+        ),
+        (
+            json!({"audio_data": STANDARD.encode(&clip[..5000]), "content_type": "audio/wav"}),
+            "audio_data",
+            "truncated",
+        ),
+        (
+            json!({"audio_data": STANDARD.encode(&clip), "content_type": "audio/webm"}),
+            "content_type",
+            "audio/wav",
+        ),
+        (
+            json!({"audio_data": STANDARD.encode(&clip), "content_type": "text/plain"}),
+            "content_type",
+            "not an audio format",
+        ),
+        (
+            json!({"audio_data": STANDARD.encode(b"%PDF-1.7 hello"), "content_type": "audio/wav"}),
+            "audio_data",
+            "supported format",
+        ),
+        (
+            json!({"audio_data": STANDARD.encode(wav_clip(0.3)), "content_type": "audio/wav"}),
+            "audio_data",
+            "at least",
+        ),
+        (
+            json!({"audio_data": STANDARD.encode(wav_clip(31.0)), "content_type": "audio/wav"}),
+            "audio_data",
+            "the limit is 30 s",
+        ),
+    ];
+    for (body, field, says) in cases {
+        let (status, response) = server.post(&token, "/api/transcribe", &body).await?;
+        assert_error(status, &response, 400, "validation_failed");
+        assert_eq!(response["details"]["field"], field, "{body}: {response}");
+        assert!(
+            response["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(says),
+            "{response} should say {says:?}"
+        );
+    }
+
+    let (status, response) = server
+        .post(
+            &token,
+            "/api/transcribe",
+            &json!({"audio_data": STANDARD.encode(&clip), "content_type": "audio/wav"}),
+        )
+        .await?;
+    assert_error(status, &response, 503, "service_unavailable");
+    assert!(
+        response["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Speech recognition is not available"),
+        "{response}"
+    );
+    let (_, quota) = server.get(&token, "/api/user/quota").await?;
+    assert_eq!(quota["quotas"]["daily"]["used"], 0, "{quota}");
+    server.stop()
+}

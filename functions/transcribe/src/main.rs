@@ -1,0 +1,30 @@
+//! The transcribe function as a Lambda behind API Gateway (REST proxy events).
+
+use std::sync::Arc;
+
+use axum::Router;
+use manuel_aws::lambda::{Init, run_http};
+use manuel_core::security::{ConfigError, Security};
+use manuel_core::usage::SystemClock;
+use manuel_transcribe::{TranscribeDeps, router};
+
+async fn app(init: &Init) -> Result<(Router, Security), ConfigError> {
+    let security = init.security().await?;
+    let deps = TranscribeDeps {
+        usage: init.usage()?,
+        quota: init.quota()?,
+        pricing: init.pricing()?,
+        clock: Arc::new(SystemClock),
+        transcriber: Some(init.transcriber()?),
+        limits: init.audio_limits()?,
+        security: security.clone(),
+    };
+    Ok((router(deps), security))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    let init = Init::start("transcribe").await;
+    let (routes, security) = init.checked(app(&init).await)?;
+    run_http(routes, &security).await
+}
