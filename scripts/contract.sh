@@ -130,15 +130,35 @@ expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "41
 # letter or digit once sanitized; JSON Schema cannot say either, so schema-valid bodies are
 # refused with 400 (bad base64, empty file, unusable name), 413 (too large) or 415 (not a
 # supported file type). The examples in openapi.yaml are accepted, which is what creates manuals.
+# Schemathesis also reuses an `Idempotency-Key` with another body, which is refused with 422 on
+# every operation that takes the header, and sends keys that are not 1-255 visible ASCII
+# characters, refused with 400 (the header's schema is a plain string: a client that cannot send
+# such a value drops it, and schemathesis counts that as an invalid value accepted).
 [[operations]]
 include-operation-id = "uploadManual"
-checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "413", "415", "429", "5xx"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "413", "415", "422", "429", "5xx"]
+
+# `audio_data` must be base64 of a real clip in a supported format whose content type agrees;
+# JSON Schema cannot say that, so schema-valid bodies get 400 (or 413, or 503 locally for a
+# real clip: manuel-local has no speech recognition).
+[[operations]]
+include-operation-id = "transcribeAudio"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "413", "422", "429", "5xx"]
+
+[[operations]]
+include-operation-id = "deleteManual"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "422", "429", "5xx"]
+
+[[operations]]
+include-operation-id = "deleteUserData"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "422", "429", "5xx"]
 
 # `question` and `manual_ids` are refused with 400 when they carry markup, template, traversal or
 # SQL-injection payloads, and `manual_ids` must be identifiers; JSON Schema cannot say that either.
+# A spoken question's `file_data` must be a real clip (400 otherwise, 503 locally for a real one).
 [[operations]]
 include-operation-id = "queryManuals"
-checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429", "5xx"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "413", "422", "429", "5xx"]
 
 # Stateful phase: only the links written in openapi.yaml. Schemathesis would also infer links from
 # field names, and one of its guesses (`file_name` refers to the resource behind `/files/{key}`,
