@@ -15,6 +15,7 @@ pub mod ports;
 pub mod request_id;
 pub mod security;
 pub mod telemetry;
+pub mod url_policy;
 pub mod usage;
 pub mod validation;
 

@@ -185,15 +185,17 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
             .map_err(|error| StartError::Config(error.to_string()))?;
     }
 
+    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
     let manuals = manuel_manuals::router(manuel_manuals::ManualsDeps {
         objects: objects.clone(),
         manuals: store.clone(),
         knowledge_base: index.clone(),
         ingestion,
+        fetcher: manuel_manuals::fetcher_from_vars(&env)
+            .map_err(|error| StartError::Config(error.to_string()))?,
         security: security.clone(),
         config: manuals_config,
     });
-    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
     let quota =
         QuotaLimits::from_vars(&env).map_err(|error| StartError::Config(error.to_string()))?;
     let pricing = Pricing::from_vars(Pricing::free(), &env)

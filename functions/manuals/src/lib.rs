@@ -1,5 +1,7 @@
 //! The manuals function: a user's manuals, uploaded as base64 JSON, listed, shown and deleted.
 
+mod download;
+pub mod fetch;
 mod handlers;
 mod upload;
 
@@ -10,7 +12,10 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use manuel_core::ports::{IngestionQueue, KnowledgeBase, ManualRepository, ObjectStore};
-use manuel_core::security::Security;
+use manuel_core::security::{ConfigError, Security};
+use manuel_core::url_policy::FetchAllowList;
+
+use crate::fetch::{FetchLimits, UrlFetcher};
 
 pub use upload::sanitize_file_name;
 
@@ -37,8 +42,43 @@ pub struct ManualsDeps {
     pub manuals: Arc<dyn ManualRepository>,
     pub knowledge_base: Arc<dyn KnowledgeBase>,
     pub ingestion: Arc<dyn IngestionQueue>,
+    /// Fetches manuals for `POST /api/manuals/download`.
+    pub fetcher: Arc<UrlFetcher>,
     pub security: Security,
     pub config: ManualsConfig,
+}
+
+/// The fetcher for URL downloads: `MAX_DOWNLOAD_BYTES` (25 MiB) and `URL_FETCH_ALLOW_HOSTS`
+/// (hosts exempt from the SSRF address check; for tests against a loopback server only).
+pub fn fetcher_from_vars(
+    vars: &std::collections::HashMap<String, String>,
+) -> Result<Arc<UrlFetcher>, ConfigError> {
+    let mut limits = FetchLimits::default();
+    if let Some(value) = vars
+        .get("MAX_DOWNLOAD_BYTES")
+        .map(|value| value.trim())
+        .filter(|value| !value.is_empty())
+    {
+        limits.max_bytes = value
+            .parse()
+            .ok()
+            .filter(|bytes| *bytes > 0)
+            .ok_or_else(|| ConfigError {
+                name: "MAX_DOWNLOAD_BYTES",
+                reason: format!("{value:?} is not a positive number of bytes"),
+            })?;
+    }
+    let allow = FetchAllowList::parse(
+        vars.get("URL_FETCH_ALLOW_HOSTS")
+            .map(String::as_str)
+            .unwrap_or_default(),
+    );
+    UrlFetcher::new(allow, limits)
+        .map(Arc::new)
+        .map_err(|reason| ConfigError {
+            name: "URL_FETCH_ALLOW_HOSTS",
+            reason,
+        })
 }
 
 /// The largest request body the upload route reads: base64 grows the file by 4/3, and the
@@ -52,6 +92,7 @@ pub fn router(deps: ManualsDeps) -> Router {
     let routes = Router::new()
         .route("/api/manuals", get(handlers::list))
         .route("/api/manuals/upload", post(upload::upload))
+        .route("/api/manuals/download", post(download::download))
         .route(
             "/api/manuals/{id}",
             get(handlers::detail).delete(handlers::delete),

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use manuel_core::ApiError;
 use manuel_core::auth::AuthenticatedUser;
-use manuel_core::domain::{Manual, ManualStatus};
+use manuel_core::domain::{Manual, ManualStatus, UserId};
 use manuel_core::json::JsonBody;
 use manuel_core::ports::InsertOutcome;
 use manuel_core::validation::{FieldKind, check_text};
@@ -49,8 +49,21 @@ pub(crate) async fn upload(
         ApiError::validation("file_name", "The file name must contain letters or digits.")
     })?;
     let bytes = decode_file(&request.file_data, deps.config.max_upload_bytes)?;
+    store_manual(&deps, &user, name, bytes, "file_data").await
+}
+
+/// Checks `bytes` by content and stores them as `user`'s manual `name` (deduplicated), then
+/// starts processing: the pipeline every way of adding a manual shares. `field` names the
+/// request field the bytes came from, for errors.
+pub(crate) async fn store_manual(
+    deps: &ManualsDeps,
+    user: &UserId,
+    name: String,
+    bytes: Bytes,
+    field: &str,
+) -> Result<Response, ApiError> {
     let kind = sniff(&bytes).map_err(|error| match error {
-        SniffError::Empty => ApiError::validation("file_data", "The file is empty."),
+        SniffError::Empty => ApiError::validation(field, "The file is empty."),
         SniffError::Unsupported => ApiError::UnsupportedMediaType(
             "This file type is not supported. Upload a PDF, Markdown or plain-text manual."
                 .to_owned(),
@@ -58,7 +71,7 @@ pub(crate) async fn upload(
     })?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
 
-    if let Some(existing) = deps.manuals.find_by_sha256(&user, &sha256).await? {
+    if let Some(existing) = deps.manuals.find_by_sha256(user, &sha256).await? {
         return Ok(upload_response(&existing, true));
     }
     let id = uuid::Uuid::new_v4().to_string();
@@ -95,7 +108,7 @@ pub(crate) async fn upload(
             return Err(error.into());
         }
     }
-    deps.ingestion.enqueue(&user, &manual.id).await?;
+    deps.ingestion.enqueue(user, &manual.id).await?;
     tracing::info!(manual_id = %manual.id, kind = kind.as_str(), size = manual.size_bytes, "manual uploaded");
     Ok(upload_response(&manual, false))
 }
