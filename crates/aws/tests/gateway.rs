@@ -56,6 +56,9 @@ impl manuel_core::ports::IdempotencyStore for NoLimits {
     async fn release(&self, _: &str) -> Result<(), manuel_core::PortError> {
         Ok(())
     }
+    async fn erase_prefix(&self, _: &str) -> Result<u64, manuel_core::PortError> {
+        Ok(0)
+    }
 }
 
 fn app(trust_claims: bool, allowlist: &[&str]) -> manuel_aws::gateway::BehindApiGateway<Body> {

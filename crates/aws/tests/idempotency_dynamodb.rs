@@ -107,3 +107,25 @@ async fn a_released_key_and_an_abandoned_claim_can_be_claimed_again() -> TestRes
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn erasing_a_prefix_removes_only_that_users_records() -> TestResult {
+    let Some(url) = moto() else { return Ok(()) };
+    let store = store(&url).await?;
+    let now = 1_800_000_000;
+    for key in ["aaaa#1", "aaaa#2", "bbbb#1"] {
+        assert_eq!(store.claim(key, "h", now, now + 120).await?, Claim::Claimed);
+    }
+    assert_eq!(store.erase_prefix("aaaa#").await?, 2);
+    assert_eq!(
+        store.claim("aaaa#1", "h", now, now + 120).await?,
+        Claim::Claimed
+    );
+    assert_eq!(
+        store.claim("bbbb#1", "h", now, now + 120).await?,
+        Claim::InProgress {
+            payload_hash: "h".to_owned()
+        }
+    );
+    Ok(())
+}

@@ -88,15 +88,20 @@ pub enum Claim {
 
 const MAX_KEY_CHARS: usize = 255;
 
-/// The record's key: user, method, path and the client's key, hashed (the user id stays out
-/// of the table's keys).
-pub fn record_key(user: &str, method: &Method, path: &str, key: &str) -> String {
+/// The prefix of every record key of `user`: erasing a user's data deletes by it.
+pub fn user_prefix(user: &crate::domain::UserId) -> String {
+    format!("{}#", crate::telemetry::user_hash(user))
+}
+
+/// The record's key: the user's prefix, then user, method, path and the client's key hashed
+/// (the user id itself stays out of the table).
+pub fn record_key(user: &crate::domain::UserId, method: &Method, path: &str, key: &str) -> String {
     let mut hasher = Sha256::new();
-    for part in [user, method.as_str(), path, key] {
+    for part in [user.as_str(), method.as_str(), path, key] {
         hasher.update(part.as_bytes());
         hasher.update([0]);
     }
-    hex::encode(hasher.finalize())
+    format!("{}{}", user_prefix(user), hex::encode(hasher.finalize()))
 }
 
 fn payload_hash(body: &[u8]) -> String {
@@ -153,7 +158,7 @@ pub async fn idempotent(
     };
     let config = security.idempotency_config;
     let store = &security.idempotency;
-    let record = record_key(user.as_str(), &parts.method, parts.uri.path(), &key);
+    let record = record_key(&user, &parts.method, parts.uri.path(), &key);
     let hash = payload_hash(&bytes);
     let now = chrono::Utc::now().timestamp();
     let until = now + i64::try_from(config.in_progress_ttl.as_secs()).unwrap_or(120);

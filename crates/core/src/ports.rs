@@ -252,4 +252,7 @@ pub trait IdempotencyStore: Send + Sync {
     ) -> Result<(), PortError>;
     /// Frees `key` after a failed request.
     async fn release(&self, key: &str) -> Result<(), PortError>;
+    /// Deletes every record whose key starts with `prefix` (one user's, see
+    /// [`crate::idempotency::user_prefix`]); returns how many there were.
+    async fn erase_prefix(&self, prefix: &str) -> Result<u64, PortError>;
 }

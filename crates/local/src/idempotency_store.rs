@@ -89,4 +89,15 @@ impl IdempotencyStore for SqliteStore {
             .map_err(PortError::failed)?;
         Ok(())
     }
+
+    async fn erase_prefix(&self, prefix: &str) -> Result<u64, PortError> {
+        let removed = self
+            .lock()?
+            .execute(
+                "DELETE FROM idempotency WHERE substr(key, 1, length(?1)) = ?1",
+                params![prefix],
+            )
+            .map_err(PortError::failed)?;
+        Ok(removed as u64)
+    }
 }

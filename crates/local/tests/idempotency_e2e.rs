@@ -163,5 +163,15 @@ async fn a_retried_question_is_charged_once_and_a_retried_delete_replays_its_ans
     assert_eq!((status, &repeated), (200, &deleted));
     let (status, body) = server.send(delete("d-2")).await?;
     assert_error(status, &body, 404, "not_found");
+
+    // Erasing the user's data erases the responses kept for retries too (a stored answer is
+    // the user's data): the same key and question afterwards run again.
+    let (status, erased) = server.delete(&token, "/api/user/data").await?;
+    assert_eq!(status, 200, "{erased}");
+    assert_eq!(erased["deleted"]["stored_responses"], 2, "{erased}");
+    let (status, after, replayed) =
+        post_with_key(&server, &token, "/api/query", "q-1", &question).await?;
+    assert_eq!((status, replayed), (200, false), "{after}");
+    assert_ne!(after["request_id"], first["request_id"]);
     server.stop()
 }

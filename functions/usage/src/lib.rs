@@ -82,7 +82,19 @@ async fn erase(
     }
     let usage_records = deps.usage.erase(&user).await?;
     let cached_answers = deps.cache.purge_user(user.as_str()).await?;
-    tracing::info!(manuals, usage_records, cached_answers, "user data erased");
+    // Stored responses of idempotent requests hold the user's data too (answers, manual names).
+    let idempotency_records = deps
+        .security
+        .idempotency
+        .erase_prefix(&manuel_core::idempotency::user_prefix(&user))
+        .await?;
+    tracing::info!(
+        manuals,
+        usage_records,
+        cached_answers,
+        idempotency_records,
+        "user data erased"
+    );
     Ok(Json(json!({
         "message": "All your data was erased.",
         "deleted": {
@@ -91,6 +103,7 @@ async fn erase(
             "index_entries_of_manuals": manuals,
             "usage_and_cost_records": usage_records,
             "shared_cache_entries": cached_answers,
+            "stored_responses": idempotency_records,
         },
     })))
 }

@@ -117,4 +117,29 @@ impl IdempotencyStore for DynamoIdempotency {
             .map_err(|error| unavailable(error.into_service_error()))?;
         Ok(())
     }
+
+    /// A scan filtered on the key prefix: records live at most an hour, so the table stays small.
+    async fn erase_prefix(&self, prefix: &str) -> Result<u64, PortError> {
+        let mut removed = 0;
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("begins_with(#key, :prefix)")
+            .expression_attribute_names("#key", "key")
+            .expression_attribute_values(":prefix", s(prefix))
+            .projection_expression("#key")
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|error| unavailable(error.into_service_error()))?;
+            for item in page.items() {
+                if let Some(key) = get_s(item, "key") {
+                    self.release(key).await?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
 }
