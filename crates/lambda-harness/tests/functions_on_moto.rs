@@ -768,3 +768,99 @@ async fn a_spoken_clip_is_transcribed_and_charged_and_bad_audio_refused_through_
     assert!(left.is_empty(), "{left:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_download_lands_in_s3_with_its_sidecar_and_a_retry_with_its_key_has_no_second_effect()
+-> TestResult {
+    let (Some(moto), Some(manuals_bin)) = (moto(), binary("manuel-manuals")) else {
+        return Ok(());
+    };
+    // The web server the manual comes from, on loopback: exempted by URL_FETCH_ALLOW_HOSTS only.
+    let pdf = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../local/tests/fixtures/printer-manual.pdf"
+    ))?;
+    let app = axum::Router::new().route(
+        "/printer.pdf",
+        axum::routing::get(move || {
+            let pdf = pdf.clone();
+            async move { pdf }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let web = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let bedrock = FakeBedrock::start().await;
+    let mut stack = stack(&moto, &bedrock).await;
+    stack
+        .env
+        .push(("URL_FETCH_ALLOW_HOSTS".to_owned(), web.to_string()));
+    let mut manuals = Lambda::start(&manuals_bin, "manuel-manuals", &stack.env).await;
+    let request = |user: &str| {
+        let mut event = api_event(
+            "POST",
+            "/api/manuals/download",
+            user,
+            Some(json!({"url": format!("http://{web}/printer.pdf")})),
+        );
+        event["headers"]["Idempotency-Key"] = json!("download-1");
+        event["multiValueHeaders"]["Idempotency-Key"] = json!(["download-1"]);
+        event
+    };
+
+    let first = manuals.invoke(request(ALICE)).await.response();
+    let (status, body) = http(&first);
+    assert_eq!(status, 201, "{body}");
+    let manual_id = body["manual_id"].as_str().unwrap().to_owned();
+    let key = body["key"].as_str().unwrap().to_owned();
+    assert_eq!(body["file_name"], "printer.pdf");
+    let sidecar = stack
+        .s3
+        .get_object()
+        .bucket(&stack.bucket)
+        .key(format!("{key}.metadata.json"))
+        .send()
+        .await?;
+    let sidecar: Value = serde_json::from_slice(&sidecar.body.collect().await?.into_bytes())?;
+    assert_eq!(sidecar["metadataAttributes"]["user_id"], ALICE);
+    let row = item(&stack, ALICE, &manual_id).await;
+    assert_eq!(
+        row.get("status")
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str),
+        Some("processing")
+    );
+
+    // The retry (a lost response, say) gets the same answer and stores nothing new.
+    let again = manuals.invoke(request(ALICE)).await.response();
+    let (status, replayed) = http(&again);
+    assert_eq!((status, &replayed), (201, &body));
+    let objects = stack
+        .s3
+        .list_objects_v2()
+        .bucket(&stack.bucket)
+        .prefix(format!("manuals/{ALICE}/"))
+        .send()
+        .await?;
+    assert_eq!(objects.contents().len(), 2, "the file and its sidecar only");
+
+    // An internal address is refused through the Lambda path too.
+    let (status, body) = http(
+        &manuals
+            .invoke(api_event(
+                "POST",
+                "/api/manuals/download",
+                BOB,
+                Some(json!({"url": "http://169.254.169.254/latest/meta-data/"})),
+            ))
+            .await
+            .response(),
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("validation_failed"))
+    );
+    Ok(())
+}
