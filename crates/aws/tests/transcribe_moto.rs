@@ -31,26 +31,6 @@ async fn sdk(url: &str) -> aws_config::SdkConfig {
         .await
 }
 
-/// One second of 16 kHz mono PCM silence, as a WAV file.
-fn wav() -> Vec<u8> {
-    let rate: u32 = 16_000;
-    let data = rate * 2;
-    let mut bytes = b"RIFF".to_vec();
-    bytes.extend_from_slice(&(36 + data).to_le_bytes());
-    bytes.extend_from_slice(b"WAVEfmt ");
-    bytes.extend_from_slice(&16u32.to_le_bytes());
-    bytes.extend_from_slice(&1u16.to_le_bytes());
-    bytes.extend_from_slice(&1u16.to_le_bytes());
-    bytes.extend_from_slice(&rate.to_le_bytes());
-    bytes.extend_from_slice(&(rate * 2).to_le_bytes());
-    bytes.extend_from_slice(&2u16.to_le_bytes());
-    bytes.extend_from_slice(&16u16.to_le_bytes());
-    bytes.extend_from_slice(b"data");
-    bytes.extend_from_slice(&data.to_le_bytes());
-    bytes.resize(bytes.len() + data as usize, 0);
-    bytes
-}
-
 /// Writes the fixture transcript for every clip that appears under `audio/`, as Transcribe
 /// would, until the test ends.
 /// The ids of the clips it saw are kept in `seen`.
@@ -141,7 +121,7 @@ async fn a_clip_is_transcribed_by_a_batch_job_and_nothing_is_left_behind() -> Te
     let (transcriber, s3, bucket) = setup(&url).await?;
     let seen = Arc::default();
     let service = play_transcribe(s3.clone(), bucket.clone(), Arc::clone(&seen));
-    let audio = wav();
+    let audio = manuel_core::audio::silent_wav(16_000, 1.0);
     let clip = check(&audio, "audio/wav", &AudioLimits::default())?;
     let user = UserId::parse("7d8f2a10-1c2b-4e5f-9a8b-0c1d2e3f4a5b").ok_or("user")?;
     let deadline = Deadline(SystemTime::now() + Duration::from_secs(20));
@@ -169,7 +149,7 @@ async fn a_job_that_cannot_finish_before_the_deadline_is_unavailable_and_cleaned
 {
     let Some(url) = moto() else { return Ok(()) };
     let (transcriber, s3, bucket) = setup(&url).await?;
-    let audio = wav();
+    let audio = manuel_core::audio::silent_wav(16_000, 1.0);
     let clip = check(&audio, "audio/wav", &AudioLimits::default())?;
     let user = UserId::parse("7d8f2a10-1c2b-4e5f-9a8b-0c1d2e3f4a5b").ok_or("user")?;
     // Less time than the deadline margin: the first poll finds the job queued and stops.

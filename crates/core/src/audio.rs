@@ -586,31 +586,31 @@ fn webm(bytes: &[u8]) -> Result<AudioClip, AudioError> {
     })
 }
 
+/// `seconds` of 16-bit mono PCM silence at `rate` Hz as a WAV file, for tests of the code
+/// that checks and transcribes clips.
+#[cfg(any(test, feature = "test-support"))]
+pub fn silent_wav(rate: u32, seconds: f64) -> Vec<u8> {
+    let data = (f64::from(rate) * seconds) as u32 * 2;
+    let mut bytes = b"RIFF".to_vec();
+    bytes.extend_from_slice(&(36 + data).to_le_bytes());
+    bytes.extend_from_slice(b"WAVEfmt ");
+    bytes.extend_from_slice(&16u32.to_le_bytes());
+    bytes.extend_from_slice(&PCM.to_le_bytes());
+    bytes.extend_from_slice(&1u16.to_le_bytes());
+    bytes.extend_from_slice(&rate.to_le_bytes());
+    bytes.extend_from_slice(&(rate * 2).to_le_bytes());
+    bytes.extend_from_slice(&2u16.to_le_bytes());
+    bytes.extend_from_slice(&16u16.to_le_bytes());
+    bytes.extend_from_slice(b"data");
+    bytes.extend_from_slice(&data.to_le_bytes());
+    bytes.resize(bytes.len() + data as usize, 0);
+    bytes
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    /// A PCM WAV of `seconds` of silence.
-    pub(crate) fn wav_clip(rate: u32, seconds: f64) -> Vec<u8> {
-        let samples = (f64::from(rate) * seconds) as u32;
-        let data = samples * 2;
-        let mut bytes = Vec::new();
-        bytes.extend_from_slice(b"RIFF");
-        bytes.extend_from_slice(&(36 + data).to_le_bytes());
-        bytes.extend_from_slice(b"WAVEfmt ");
-        bytes.extend_from_slice(&16u32.to_le_bytes());
-        bytes.extend_from_slice(&1u16.to_le_bytes());
-        bytes.extend_from_slice(&1u16.to_le_bytes());
-        bytes.extend_from_slice(&rate.to_le_bytes());
-        bytes.extend_from_slice(&(rate * 2).to_le_bytes());
-        bytes.extend_from_slice(&2u16.to_le_bytes());
-        bytes.extend_from_slice(&16u16.to_le_bytes());
-        bytes.extend_from_slice(b"data");
-        bytes.extend_from_slice(&data.to_le_bytes());
-        bytes.resize(bytes.len() + data as usize, 0);
-        bytes
-    }
 
     fn limits() -> AudioLimits {
         AudioLimits::default()
@@ -618,7 +618,7 @@ mod tests {
 
     #[test]
     fn a_wav_reports_its_rate_and_duration() {
-        let clip = check(&wav_clip(16_000, 2.0), "audio/wav", &limits()).unwrap();
+        let clip = check(&silent_wav(16_000, 2.0), "audio/wav", &limits()).unwrap();
         assert_eq!(clip.format, AudioFormat::Wav);
         assert_eq!(clip.sample_rate, Some(16_000));
         assert!((clip.duration.unwrap().as_secs_f64() - 2.0).abs() < 1e-6);
@@ -627,30 +627,30 @@ mod tests {
 
     #[test]
     fn bad_wavs_are_refused_with_a_reason() {
-        let whole = wav_clip(16_000, 2.0);
+        let whole = silent_wav(16_000, 2.0);
         assert_eq!(
             check(&whole[..1000], "audio/wav", &limits()),
             Err(AudioError::Damaged("WAV"))
         );
         assert!(matches!(
-            check(&wav_clip(16_000, 0.2), "audio/wav", &limits()),
+            check(&silent_wav(16_000, 0.2), "audio/wav", &limits()),
             Err(AudioError::TooShort { .. })
         ));
         assert!(matches!(
-            check(&wav_clip(8_000, 61.0), "audio/wav", &limits()),
+            check(&silent_wav(8_000, 61.0), "audio/wav", &limits()),
             Err(AudioError::TooLong { .. })
         ));
         assert!(matches!(
-            check(&wav_clip(96_000, 1.0), "audio/wav", &limits()),
+            check(&silent_wav(96_000, 1.0), "audio/wav", &limits()),
             Err(AudioError::Unsupported(_))
         ));
         assert_eq!(check(&[], "audio/wav", &limits()), Err(AudioError::Empty));
         assert!(matches!(
-            check(&wav_clip(16_000, 1.0), "audio/flac", &limits()),
+            check(&silent_wav(16_000, 1.0), "audio/flac", &limits()),
             Err(AudioError::Mislabelled { .. })
         ));
         assert!(matches!(
-            check(&wav_clip(16_000, 1.0), "image/png", &limits()),
+            check(&silent_wav(16_000, 1.0), "image/png", &limits()),
             Err(AudioError::UnsupportedContentType { .. })
         ));
         assert_eq!(
@@ -687,7 +687,7 @@ mod tests {
 
     #[test]
     fn a_streamed_wav_counts_the_bytes_present() {
-        let mut bytes = wav_clip(16_000, 1.5);
+        let mut bytes = silent_wav(16_000, 1.5);
         bytes[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
         let clip = check(&bytes, "application/octet-stream", &limits()).unwrap();
         assert!((clip.duration.unwrap().as_secs_f64() - 1.5).abs() < 1e-6);

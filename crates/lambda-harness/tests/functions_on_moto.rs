@@ -556,30 +556,6 @@ async fn a_missing_setting_stops_init_and_names_the_variable() -> TestResult {
     Ok(())
 }
 
-/// One second of 16 kHz mono PCM silence, as a WAV file.
-fn wav_clip(seconds: f64) -> Vec<u8> {
-    let rate: u32 = 16_000;
-    let data = (f64::from(rate) * seconds) as u32 * 2;
-    let mut bytes = b"RIFF".to_vec();
-    bytes.extend_from_slice(&(36 + data).to_le_bytes());
-    bytes.extend_from_slice(b"WAVEfmt ");
-    for field in [
-        16u32.to_le_bytes().to_vec(),
-        1u16.to_le_bytes().to_vec(),
-        1u16.to_le_bytes().to_vec(),
-    ] {
-        bytes.extend_from_slice(&field);
-    }
-    bytes.extend_from_slice(&rate.to_le_bytes());
-    bytes.extend_from_slice(&(rate * 2).to_le_bytes());
-    bytes.extend_from_slice(&2u16.to_le_bytes());
-    bytes.extend_from_slice(&16u16.to_le_bytes());
-    bytes.extend_from_slice(b"data");
-    bytes.extend_from_slice(&data.to_le_bytes());
-    bytes.resize(bytes.len() + data as usize, 0);
-    bytes
-}
-
 const SPOKEN: &str = "How do I replace the ink cartridge?";
 
 /// Plays Amazon Transcribe's part that moto leaves out: writes the fixture transcript where the
@@ -633,7 +609,7 @@ async fn a_spoken_clip_is_transcribed_and_charged_and_bad_audio_refused_through_
     let service = play_transcribe(stack.s3.clone(), stack.bucket.clone());
     let mut transcribe = Lambda::start(&transcribe_bin, "manuel-transcribe", &stack.env).await;
     let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
-    let clip = wav_clip(1.5);
+    let clip = manuel_core::audio::silent_wav(16_000, 1.5);
 
     let (status, body) = http(
         &transcribe
@@ -673,11 +649,11 @@ async fn a_spoken_clip_is_transcribed_and_charged_and_bad_audio_refused_through_
             "audio_data",
         ),
         (
-            json!({"audio_data": encode(&wav_clip(0.2)), "content_type": "audio/wav"}),
+            json!({"audio_data": encode(&manuel_core::audio::silent_wav(16_000, 0.2)), "content_type": "audio/wav"}),
             "audio_data",
         ),
         (
-            json!({"audio_data": encode(&wav_clip(61.0)), "content_type": "audio/wav"}),
+            json!({"audio_data": encode(&manuel_core::audio::silent_wav(16_000, 61.0)), "content_type": "audio/wav"}),
             "audio_data",
         ),
         (

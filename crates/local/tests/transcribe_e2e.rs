@@ -9,31 +9,12 @@ use base64::engine::general_purpose::STANDARD;
 use common::{Server, TestResult, assert_error};
 use serde_json::json;
 
-fn wav_clip(seconds: f64) -> Vec<u8> {
-    let rate: u32 = 16_000;
-    let data = (f64::from(rate) * seconds) as u32 * 2;
-    let mut bytes = b"RIFF".to_vec();
-    bytes.extend_from_slice(&(36 + data).to_le_bytes());
-    bytes.extend_from_slice(b"WAVEfmt ");
-    bytes.extend_from_slice(&16u32.to_le_bytes());
-    bytes.extend_from_slice(&1u16.to_le_bytes());
-    bytes.extend_from_slice(&1u16.to_le_bytes());
-    bytes.extend_from_slice(&rate.to_le_bytes());
-    bytes.extend_from_slice(&(rate * 2).to_le_bytes());
-    bytes.extend_from_slice(&2u16.to_le_bytes());
-    bytes.extend_from_slice(&16u16.to_le_bytes());
-    bytes.extend_from_slice(b"data");
-    bytes.extend_from_slice(&data.to_le_bytes());
-    bytes.resize(bytes.len() + data as usize, 0);
-    bytes
-}
-
 #[tokio::test]
 async fn bad_audio_is_refused_by_its_bytes_and_a_good_clip_is_honestly_unavailable() -> TestResult {
     let dir = tempfile::tempdir()?;
     let server = Server::start_with_env(dir.path(), &[], &[("MAX_AUDIO_DURATION_SECONDS", "30")])?;
     let token = server.token("vera")?;
-    let clip = wav_clip(2.0);
+    let clip = manuel_core::audio::silent_wav(16_000, 2.0);
     let cases = [
         (
             json!({"content_type": "audio/wav"}),
@@ -71,12 +52,12 @@ async fn bad_audio_is_refused_by_its_bytes_and_a_good_clip_is_honestly_unavailab
             "supported format",
         ),
         (
-            json!({"audio_data": STANDARD.encode(wav_clip(0.3)), "content_type": "audio/wav"}),
+            json!({"audio_data": STANDARD.encode(manuel_core::audio::silent_wav(16_000, 0.3)), "content_type": "audio/wav"}),
             "audio_data",
             "at least",
         ),
         (
-            json!({"audio_data": STANDARD.encode(wav_clip(31.0)), "content_type": "audio/wav"}),
+            json!({"audio_data": STANDARD.encode(manuel_core::audio::silent_wav(16_000, 31.0)), "content_type": "audio/wav"}),
             "audio_data",
             "the limit is 30 s",
         ),
