@@ -86,6 +86,29 @@ pub enum Claim {
     },
 }
 
+/// The `status` of a record whose request is still running, and of one that finished.
+pub const IN_PROGRESS: &str = "INPROGRESS";
+pub const COMPLETED: &str = "COMPLETED";
+
+impl Claim {
+    /// A stored record read back: its status, payload hash and response JSON (if completed).
+    /// A record that vanished between the claim and the read counts as in progress (the
+    /// client may simply retry).
+    pub fn from_record(
+        status: Option<&str>,
+        payload_hash: String,
+        response: Option<&str>,
+    ) -> Result<Self, crate::PortError> {
+        match (status, response) {
+            (Some(COMPLETED), Some(response)) => Ok(Self::Completed {
+                payload_hash,
+                response: serde_json::from_str(response).map_err(crate::PortError::failed)?,
+            }),
+            _ => Ok(Self::InProgress { payload_hash }),
+        }
+    }
+}
+
 const MAX_KEY_CHARS: usize = 255;
 
 /// The prefix of every record key of `user`: erasing a user's data deletes by it.

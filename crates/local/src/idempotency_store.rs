@@ -3,14 +3,11 @@
 
 use async_trait::async_trait;
 use manuel_core::PortError;
-use manuel_core::idempotency::{Claim, StoredResponse};
+use manuel_core::idempotency::{COMPLETED, Claim, IN_PROGRESS, StoredResponse};
 use manuel_core::ports::IdempotencyStore;
 use rusqlite::{OptionalExtension, params};
 
 use crate::store::SqliteStore;
-
-const IN_PROGRESS: &str = "INPROGRESS";
-const COMPLETED: &str = "COMPLETED";
 
 #[async_trait]
 impl IdempotencyStore for SqliteStore {
@@ -46,19 +43,10 @@ impl IdempotencyStore for SqliteStore {
             .optional()
             .map_err(PortError::failed)?;
         match existing {
-            Some((status, payload_hash, Some(response))) if status == COMPLETED => {
-                let response: StoredResponse =
-                    serde_json::from_str(&response).map_err(PortError::failed)?;
-                Ok(Claim::Completed {
-                    payload_hash,
-                    response,
-                })
+            Some((status, payload_hash, response)) => {
+                Claim::from_record(Some(&status), payload_hash, response.as_deref())
             }
-            Some((_, payload_hash, _)) => Ok(Claim::InProgress { payload_hash }),
-            // Released between the two statements: the caller may simply retry.
-            None => Ok(Claim::InProgress {
-                payload_hash: String::new(),
-            }),
+            None => Claim::from_record(None, String::new(), None),
         }
     }
 

@@ -152,16 +152,15 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
         LocalIndex::open(&data_dir.join("index"))
             .map_err(|error| config_error("cannot open the search index")(error.to_string()))?,
     );
+    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
     let security = Security {
         config: Arc::new(security_config),
         verifier,
         rate_limits: store.clone(),
         replay_guard: store.clone(),
         idempotency: store.clone(),
-        idempotency_config: manuel_core::idempotency::IdempotencyConfig::from_vars(
-            &std::env::vars().collect(),
-        )
-        .map_err(|error| StartError::Config(error.to_string()))?,
+        idempotency_config: manuel_core::idempotency::IdempotencyConfig::from_vars(&env)
+            .map_err(|error| StartError::Config(error.to_string()))?,
     };
     let reader = Arc::new(PdfiumReader::load(&config.pdfium_lib).map_err(StartError::Config)?);
 
@@ -185,7 +184,6 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
             .map_err(|error| StartError::Config(error.to_string()))?;
     }
 
-    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
     let manuals = manuel_manuals::router(manuel_manuals::ManualsDeps {
         objects: objects.clone(),
         manuals: store.clone(),

@@ -7,13 +7,10 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use manuel_core::PortError;
-use manuel_core::idempotency::{Claim, StoredResponse};
+use manuel_core::idempotency::{COMPLETED, Claim, IN_PROGRESS, StoredResponse};
 use manuel_core::ports::IdempotencyStore;
 
 use super::{get_s, n, s, unavailable};
-
-const IN_PROGRESS: &str = "INPROGRESS";
-const COMPLETED: &str = "COMPLETED";
 
 pub struct DynamoIdempotency {
     client: Client,
@@ -71,18 +68,13 @@ impl IdempotencyStore for DynamoIdempotency {
             .map_err(|error| unavailable(error.into_service_error()))?
             .item
             .unwrap_or_default();
-        let payload_hash = get_s(&existing, "payload_hash")
-            .unwrap_or_default()
-            .to_owned();
-        match (get_s(&existing, "status"), get_s(&existing, "response")) {
-            (Some(COMPLETED), Some(response)) => Ok(Claim::Completed {
-                payload_hash,
-                response: serde_json::from_str::<StoredResponse>(response)
-                    .map_err(PortError::failed)?,
-            }),
-            // Still running, or released between the two calls (the client may retry).
-            _ => Ok(Claim::InProgress { payload_hash }),
-        }
+        Claim::from_record(
+            get_s(&existing, "status"),
+            get_s(&existing, "payload_hash")
+                .unwrap_or_default()
+                .to_owned(),
+            get_s(&existing, "response"),
+        )
     }
 
     async fn complete(
