@@ -151,6 +151,18 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403",
 include-operation-id = "downloadManual"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "413", "415", "422", "429", "5xx"]
 
+# `file_name` must keep a letter or digit once sanitized and `content_type` must be a manual
+# type (415 otherwise); a size over the limit is 413.
+[[operations]]
+include-operation-id = "createUploadLink"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "413", "415", "422", "429", "5xx"]
+
+# The link is the credential: generated query values are never a valid signature (403), and a
+# body of another length than the signed one is 400.
+[[operations]]
+include-operation-id = "uploadFile"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "403", "404", "409", "413", "429", "5xx"]
+
 [[operations]]
 include-operation-id = "deleteManual"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "422", "429", "5xx"]

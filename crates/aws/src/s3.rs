@@ -15,7 +15,7 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::types::ServerSideEncryption;
 use bytes::Bytes;
 use manuel_core::PortError;
-use manuel_core::ports::ObjectStore;
+use manuel_core::ports::{ObjectStore, UploadLink};
 
 /// Appended to an object's key to name its Bedrock metadata sidecar.
 pub const METADATA_SIDECAR_SUFFIX: &str = ".metadata.json";
@@ -173,6 +173,27 @@ impl ObjectStore for S3ObjectStore {
         let sidecar = metadata_sidecar_key(key);
         tokio::try_join!(self.delete_one(key), self.delete_one(&sidecar))?;
         Ok(())
+    }
+
+    /// The bucket's default encryption applies to the object; the link signs only the
+    /// content type and length, so the client sends no AWS-specific header.
+    async fn upload_link(
+        &self,
+        key: &str,
+        content_type: &str,
+        content_length: u64,
+        ttl: Duration,
+    ) -> Result<UploadLink, PortError> {
+        let url = self
+            .presigned_put(key, content_type, content_length, ttl)
+            .await?;
+        Ok(UploadLink {
+            url,
+            headers: vec![
+                ("Content-Type".to_owned(), content_type.to_owned()),
+                ("Content-Length".to_owned(), content_length.to_string()),
+            ],
+        })
     }
 
     async fn download_link(

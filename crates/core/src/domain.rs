@@ -75,10 +75,12 @@ impl DocumentKind {
     }
 }
 
-/// Where a manual is in its life: `processing → ready` or `processing → failed`.
+/// Where a manual is in its life: `processing → ready` or `processing → failed`; a manual
+/// announced through an upload link starts as `uploading` until its bytes arrive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ManualStatus {
+    Uploading,
     Processing,
     Ready,
     Failed,
@@ -87,6 +89,7 @@ pub enum ManualStatus {
 impl ManualStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Uploading => "uploading",
             Self::Processing => "processing",
             Self::Ready => "ready",
             Self::Failed => "failed",
@@ -95,6 +98,7 @@ impl ManualStatus {
 
     pub fn parse(value: &str) -> Option<Self> {
         match value {
+            "uploading" => Some(Self::Uploading),
             "processing" => Some(Self::Processing),
             "ready" => Some(Self::Ready),
             "failed" => Some(Self::Failed),
@@ -117,6 +121,37 @@ pub struct Manual {
     pub pages: Option<u32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// The bytes of an `uploading` manual, as they arrived through its upload link.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ArrivedUpload {
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub kind: DocumentKind,
+}
+
+/// The placeholder content hash of a manual whose bytes have not arrived: unique per manual,
+/// so it never collides with real content in the per-user duplicate check.
+pub fn pending_sha256(manual_id: &str) -> String {
+    format!("{PENDING_SHA256_PREFIX}{manual_id}")
+}
+
+const PENDING_SHA256_PREFIX: &str = "pending-";
+
+impl Manual {
+    /// The SHA-256 of the stored bytes; `None` while (or because) they never arrived.
+    pub fn content_sha256(&self) -> Option<&str> {
+        (!self.sha256.starts_with(PENDING_SHA256_PREFIX)).then_some(self.sha256.as_str())
+    }
+}
+
+/// Why a manual whose bytes duplicate another of the user's manuals was not processed.
+pub fn duplicate_upload_reason(existing: &Manual) -> String {
+    format!(
+        "This file was already uploaded as \"{}\" (manual {}); delete this entry.",
+        existing.name, existing.id
+    )
 }
 
 /// The end of processing, as recorded on the manual.

@@ -7,7 +7,9 @@ use bytes::Bytes;
 
 use crate::audio::AudioClip;
 use crate::deadline::Deadline;
-use crate::domain::{Answer, DocumentKind, Manual, ProcessingOutcome, RetrievedChunk, UserId};
+use crate::domain::{
+    Answer, ArrivedUpload, DocumentKind, Manual, ProcessingOutcome, RetrievedChunk, UserId,
+};
 use crate::error::PortError;
 use crate::usage::{CostRecord, Operation, QuotaLimits, QuotaWindows, Reservation, UsageNumbers};
 
@@ -25,6 +27,34 @@ pub trait ObjectStore: Send + Sync {
         content_type: &str,
         ttl: Duration,
     ) -> Result<String, PortError>;
+    /// A short-lived link that stores exactly `content_length` bytes of `content_type` at `key`
+    /// with one PUT carrying [`UploadLink::headers`]; any other request is refused.
+    async fn upload_link(
+        &self,
+        key: &str,
+        content_type: &str,
+        content_length: u64,
+        ttl: Duration,
+    ) -> Result<UploadLink, PortError>;
+}
+
+/// Where and how a client PUTs a file's bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadLink {
+    pub url: String,
+    /// Headers the PUT must carry exactly (they are part of the signature).
+    pub headers: Vec<(String, String)>,
+}
+
+/// What became of an `uploading` manual when its bytes arrived.
+#[derive(Debug)]
+pub enum ArrivalOutcome {
+    /// Recorded, now `processing`.
+    Processing(Manual),
+    /// The user already has these bytes as the given manual; this one is now `failed` and says so.
+    Duplicate(Manual),
+    /// The manual is gone or no longer `uploading`: nothing was changed.
+    NotAwaited,
 }
 
 #[derive(Debug)]
@@ -67,6 +97,14 @@ pub trait ManualRepository: Send + Sync {
         manual_id: &str,
         outcome: &ProcessingOutcome,
     ) -> Result<bool, PortError>;
+    /// Records the content of an `uploading` manual and moves it to `processing`, unless the
+    /// user already has a manual with the same sha256 (checked atomically, as in `insert`).
+    async fn upload_arrived(
+        &self,
+        user: &UserId,
+        manual_id: &str,
+        arrived: &ArrivedUpload,
+    ) -> Result<ArrivalOutcome, PortError>;
     /// Returns whether a record was deleted.
     async fn delete(&self, user: &UserId, manual_id: &str) -> Result<bool, PortError>;
 }

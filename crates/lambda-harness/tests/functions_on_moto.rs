@@ -840,3 +840,162 @@ async fn a_download_lands_in_s3_with_its_sidecar_and_a_retry_with_its_key_has_no
     );
     Ok(())
 }
+
+/// A PUT the way a client sends it to a pre-signed URL (moto speaks plain HTTP). Returns the
+/// status code.
+async fn put_to_link(url: &str, content_type: &str, body: &[u8]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let slash = rest.find('/').unwrap();
+    let (authority, path) = rest.split_at(slash);
+    let head = format!(
+        "PUT {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(authority).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let status_line = String::from_utf8_lossy(&response);
+    status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap()
+}
+
+async fn announce_upload(manuals: &mut Lambda, name: &str, size: usize) -> Value {
+    let (status, body) = http(
+        &manuals
+            .invoke(api_event(
+                "POST",
+                "/api/manuals/upload-url",
+                ALICE,
+                Some(json!({"file_name": name, "content_type": "application/pdf", "size_bytes": size})),
+            ))
+            .await
+            .response(),
+    );
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
+/// The row's status, status reason and sha256.
+async fn status_of(stack: &Stack, manual_id: &str) -> (String, String, String) {
+    let row = item(stack, ALICE, manual_id).await;
+    let text = |name: &str| {
+        row.get(name)
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default()
+    };
+    (text("status"), text("status_reason"), text("sha256"))
+}
+
+#[tokio::test]
+async fn a_manual_put_to_its_upload_link_is_processed_from_the_s3_event() -> TestResult {
+    let (Some(moto), Some(manuals_bin), Some(process_bin)) = (
+        moto(),
+        binary("manuel-manuals"),
+        binary("manuel-process-manual"),
+    ) else {
+        return Ok(());
+    };
+    let bedrock = FakeBedrock::start().await;
+    let stack = stack(&moto, &bedrock).await;
+    let mut manuals = Lambda::start(&manuals_bin, "manuel-manuals", &stack.env).await;
+    let mut process = Lambda::start(&process_bin, "manuel-process-manual", &stack.env).await;
+    let pdf = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../local/tests/fixtures/printer-manual.pdf"
+    ))?;
+    let link = announce_upload(&mut manuals, "Big printer manual.pdf", pdf.len()).await;
+    let manual_id = link["manual_id"].as_str().unwrap().to_owned();
+    let key = link["key"].as_str().unwrap().to_owned();
+    let url = link["upload_url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with(&moto), "{url}");
+    assert!(
+        url.contains("X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost"),
+        "{url}"
+    );
+    assert_eq!(link["headers"]["Content-Type"], "application/pdf");
+    assert_eq!(status_of(&stack, &manual_id).await.0, "uploading");
+    // Bedrock reads the sidecar when it ingests the file: it is written with the link.
+    let sidecar = stack
+        .s3
+        .get_object()
+        .bucket(&stack.bucket)
+        .key(format!("{key}.metadata.json"))
+        .send()
+        .await?;
+    let sidecar: Value = serde_json::from_slice(&sidecar.body.collect().await?.into_bytes())?;
+    assert_eq!(
+        sidecar["metadataAttributes"]["manual_id"],
+        manual_id.as_str()
+    );
+
+    assert_eq!(put_to_link(&url, "application/pdf", &pdf).await, 200);
+    let mut event: Value = serde_json::from_str(include_str!("fixtures/s3-object-created.json"))?;
+    event["Records"][0]["s3"]["bucket"]["name"] = json!(stack.bucket);
+    event["Records"][0]["s3"]["object"]["key"] = json!(key);
+    process.invoke(event.clone()).await.response();
+    let (status, _, sha256) = status_of(&stack, &manual_id).await;
+    assert_eq!(status, "ready");
+    let expected_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&pdf));
+    assert_eq!(sha256, expected_sha);
+    assert!(
+        item(&stack, ALICE, &format!("SHA#pending-{manual_id}"))
+            .await
+            .is_empty()
+    );
+    assert!(
+        !item(&stack, ALICE, &format!("SHA#{expected_sha}"))
+            .await
+            .is_empty()
+    );
+    let (status, detail) = http(
+        &manuals
+            .invoke(api_event(
+                "GET",
+                &format!("/api/manuals/{manual_id}"),
+                ALICE,
+                None,
+            ))
+            .await
+            .response(),
+    );
+    assert_eq!(
+        (status, detail["pages"].as_u64()),
+        (200, Some(6)),
+        "{detail}"
+    );
+
+    // The same bytes through a second link: that manual fails naming the first, its object goes.
+    let copy = announce_upload(&mut manuals, "copy.pdf", pdf.len()).await;
+    let copy_id = copy["manual_id"].as_str().unwrap().to_owned();
+    let copy_key = copy["key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        put_to_link(
+            copy["upload_url"].as_str().unwrap(),
+            "application/pdf",
+            &pdf
+        )
+        .await,
+        200
+    );
+    event["Records"][0]["s3"]["object"]["key"] = json!(copy_key);
+    process.invoke(event).await.response();
+    let (status, reason, _) = status_of(&stack, &copy_id).await;
+    assert_eq!(status, "failed");
+    assert!(reason.contains(&manual_id), "{reason}");
+    let listed = stack
+        .s3
+        .list_objects_v2()
+        .bucket(&stack.bucket)
+        .prefix(&copy_key)
+        .send()
+        .await?;
+    assert!(listed.contents().is_empty(), "{listed:?}");
+    Ok(())
+}

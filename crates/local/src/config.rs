@@ -47,7 +47,10 @@ pub struct ServeConfig {
     /// The largest manual accepted, in MiB.
     #[arg(long, env = "MANUEL_MAX_UPLOAD_MB", default_value_t = 25)]
     pub max_upload_mb: usize,
-    /// Base URL that download links point at (defaults to http://<host>:<port>).
+    /// The largest manual accepted through an upload link (`POST /api/manuals/upload-url`), in MiB.
+    #[arg(long, env = "MANUEL_MAX_UPLOAD_LINK_MB", default_value_t = 100)]
+    pub max_upload_link_mb: usize,
+    /// Base URL that download and upload links point at (defaults to http://<host>:<port>).
     #[arg(long, env = "MANUEL_PUBLIC_URL")]
     pub public_url: Option<String>,
 }

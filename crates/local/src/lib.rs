@@ -15,4 +15,5 @@ pub mod secrets;
 mod sentences;
 pub mod server;
 pub mod store;
+pub mod uploads;
 pub mod usage_store;

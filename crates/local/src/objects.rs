@@ -1,4 +1,5 @@
-//! Manual files under `<data_dir>/objects/`, and the signed, expiring links that download them.
+//! Manual files under `<data_dir>/objects/`, and the signed, expiring links that download them
+//! or upload them.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -7,7 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use manuel_core::PortError;
-use manuel_core::ports::ObjectStore;
+use manuel_core::ports::{ObjectStore, UploadLink};
 use sha2::Sha256;
 
 pub struct FileObjectStore {
@@ -86,6 +87,25 @@ impl ObjectStore for FileObjectStore {
         self.path_for(key)?;
         Ok(self.links.sign(key, file_name, ttl))
     }
+
+    async fn upload_link(
+        &self,
+        key: &str,
+        content_type: &str,
+        content_length: u64,
+        ttl: Duration,
+    ) -> Result<UploadLink, PortError> {
+        self.path_for(key)?;
+        Ok(UploadLink {
+            url: self
+                .links
+                .sign_upload(key, content_type, content_length, ttl),
+            headers: vec![
+                ("Content-Type".to_owned(), content_type.to_owned()),
+                ("Content-Length".to_owned(), content_length.to_string()),
+            ],
+        })
+    }
 }
 
 fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -110,13 +130,22 @@ pub struct LinkSigner {
     public_base_url: String,
 }
 
-/// Why a download link was refused.
+/// Why a download or upload link was refused.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LinkError {
-    #[error("This download link has expired.")]
+    #[error("This link has expired.")]
     Expired,
-    #[error("This download link is not valid.")]
+    #[error("This link is not valid.")]
     BadSignature,
+}
+
+/// What an upload link allows: one PUT of exactly `length` bytes of `content_type` at `key`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadGrant<'a> {
+    pub key: &'a str,
+    pub content_type: &'a str,
+    pub length: u64,
+    pub expires: i64,
 }
 
 impl LinkSigner {
@@ -127,8 +156,45 @@ impl LinkSigner {
         }
     }
 
+    /// `/uploads/<key>?type=…&length=…&expires=…&sig=…`, for one PUT.
+    pub fn sign_upload(&self, key: &str, content_type: &str, length: u64, ttl: Duration) -> String {
+        let grant = UploadGrant {
+            key,
+            content_type,
+            length,
+            expires: expiry(ttl),
+        };
+        format!(
+            "{}/uploads/{}?type={}&length={}&expires={}&sig={}",
+            self.public_base_url,
+            key,
+            percent_encode(content_type),
+            length,
+            grant.expires,
+            self.upload_signature(&grant)
+        )
+    }
+
+    pub fn verify_upload(&self, grant: &UploadGrant<'_>, signature: &str) -> Result<(), LinkError> {
+        let expected = hex::decode(signature).map_err(|_| LinkError::BadSignature)?;
+        let mut mac = self.mac();
+        mac.update(&upload_message(grant));
+        mac.verify_slice(&expected)
+            .map_err(|_| LinkError::BadSignature)?;
+        if grant.expires < chrono::Utc::now().timestamp() {
+            return Err(LinkError::Expired);
+        }
+        Ok(())
+    }
+
+    fn upload_signature(&self, grant: &UploadGrant<'_>) -> String {
+        let mut mac = self.mac();
+        mac.update(&upload_message(grant));
+        hex::encode(mac.finalize().into_bytes())
+    }
+
     pub fn sign(&self, key: &str, file_name: &str, ttl: Duration) -> String {
-        let expires = chrono::Utc::now().timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(3600);
+        let expires = expiry(ttl);
         let signature = self.signature(key, file_name, expires);
         format!(
             "{}/files/{}?name={}&expires={}&sig={}",
@@ -168,6 +234,19 @@ impl LinkSigner {
         mac.update(&message(key, file_name, expires));
         hex::encode(mac.finalize().into_bytes())
     }
+}
+
+fn expiry(ttl: Duration) -> i64 {
+    chrono::Utc::now().timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(3600)
+}
+
+/// Starts with the method, so an upload signature can never pass as a download signature.
+fn upload_message(grant: &UploadGrant<'_>) -> Vec<u8> {
+    format!(
+        "PUT\n{}\n{}\n{}\n{}",
+        grant.key, grant.content_type, grant.length, grant.expires
+    )
+    .into_bytes()
 }
 
 fn message(key: &str, file_name: &str, expires: i64) -> Vec<u8> {

@@ -117,16 +117,35 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
         .jwk_set()
         .map_err(|error| StartError::Config(error.to_string()))?;
     let verifier = Arc::new(JwtVerifier::new(&jwk_set, ISSUER, AUDIENCE));
+    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    let max_upload_link_bytes = config.max_upload_link_mb.saturating_mul(1024 * 1024);
+    let defaults = manuel_manuals::ManualsConfig::default();
+    let upload_link_ttl = match env.get("UPLOAD_LINK_TTL_SECONDS").map(|v| v.trim()) {
+        None | Some("") => defaults.upload_link_ttl,
+        Some(value) => value
+            .parse()
+            .ok()
+            .filter(|seconds| (1..=7 * 24 * 3600).contains(seconds))
+            .map(std::time::Duration::from_secs)
+            .ok_or_else(|| {
+                StartError::Config(format!(
+                    "UPLOAD_LINK_TTL_SECONDS: {value:?} is not a number of seconds from 1 to 604800"
+                ))
+            })?,
+    };
     let manuals_config = manuel_manuals::ManualsConfig {
         max_upload_bytes: config.max_upload_mb.saturating_mul(1024 * 1024),
-        ..Default::default()
+        max_upload_link_bytes: max_upload_link_bytes as u64,
+        upload_link_ttl,
+        ..defaults
     };
     let mut security_config =
         SecurityConfig::from_env().map_err(|error| StartError::Config(error.to_string()))?;
     // The upload limit is the local server's own setting; the outer limit must not undercut it.
     security_config.max_body_bytes = security_config
         .max_body_bytes
-        .max(manuel_manuals::request_body_limit(&manuals_config));
+        .max(manuel_manuals::request_body_limit(&manuals_config))
+        .max(max_upload_link_bytes);
 
     let link_secret =
         load_or_create_secret(&data_dir.join("keys").join("link-signing-secret"), || {
@@ -152,7 +171,6 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
         LocalIndex::open(&data_dir.join("index"))
             .map_err(|error| config_error("cannot open the search index")(error.to_string()))?,
     );
-    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
     let security = Security {
         config: Arc::new(security_config),
         verifier,
@@ -188,7 +206,7 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
         objects: objects.clone(),
         manuals: store.clone(),
         knowledge_base: index.clone(),
-        ingestion,
+        ingestion: ingestion.clone(),
         fetcher: manuel_manuals::fetcher_from_vars(&env)
             .map_err(|error| StartError::Config(error.to_string()))?,
         security: security.clone(),
@@ -246,6 +264,12 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
         knowledge_base: index,
         security: security.clone(),
     });
+    let uploads = crate::uploads::router(crate::uploads::UploadRoutes {
+        objects: objects.clone(),
+        manuals: store.clone(),
+        ingestion,
+        max_bytes: max_upload_link_bytes,
+    });
     let local = Router::new()
         .route("/.well-known/jwks.json", get(jwks))
         .route("/openapi.yaml", get(openapi))
@@ -259,6 +283,7 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
             .merge(query)
             .merge(transcribe)
             .merge(usage)
+            .merge(uploads)
             .merge(local),
         &security,
     ))

@@ -9,9 +9,13 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use manuel_core::PortError;
-use manuel_core::domain::{DocumentKind, Manual, ManualStatus, ProcessingOutcome, UserId};
+use manuel_core::domain::{
+    ArrivedUpload, DocumentKind, Manual, ManualStatus, ProcessingOutcome, UserId,
+    duplicate_upload_reason,
+};
 use manuel_core::ports::{
-    InsertOutcome, ListError, ManualPage, ManualRepository, RateLimitStore, ReplayGuard,
+    ArrivalOutcome, InsertOutcome, ListError, ManualPage, ManualRepository, RateLimitStore,
+    ReplayGuard,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -116,12 +120,13 @@ impl SqliteStore {
             .map_err(|_| PortError::failed("the database lock was poisoned"))
     }
 
-    /// Manuals whose processing has not finished, across all users: resumed at start-up.
+    /// Manuals whose processing has not finished, across all users: resumed at start-up
+    /// (an `uploading` one whose bytes were stored just before a stop is among them).
     pub fn pending(&self) -> Result<Vec<Manual>, PortError> {
         let connection = self.lock()?;
         let mut statement = connection
             .prepare(&format!(
-                "SELECT {COLUMNS} FROM manuals WHERE status = 'processing' ORDER BY created_us"
+                "SELECT {COLUMNS} FROM manuals WHERE status IN ('processing', 'uploading') ORDER BY created_us"
             ))
             .map_err(PortError::failed)?;
         let rows = statement
@@ -355,6 +360,62 @@ impl ManualRepository for SqliteStore {
             )
             .map_err(PortError::failed)?;
         Ok(changed == 1)
+    }
+
+    async fn upload_arrived(
+        &self,
+        user: &UserId,
+        manual_id: &str,
+        arrived: &ArrivedUpload,
+    ) -> Result<ArrivalOutcome, PortError> {
+        let now = micros(&Utc::now());
+        let updated = {
+            let connection = self.lock()?;
+            connection.execute(
+                "UPDATE manuals SET sha256 = ?3, size_bytes = ?4, kind = ?5, status = 'processing', updated_us = ?6
+                 WHERE user_id = ?1 AND manual_id = ?2 AND status = 'uploading'",
+                params![
+                    user.as_str(),
+                    manual_id,
+                    arrived.sha256,
+                    i64::try_from(arrived.size_bytes).unwrap_or(i64::MAX),
+                    arrived.kind.as_str(),
+                    now,
+                ],
+            )
+        };
+        match updated {
+            Ok(0) => Ok(ArrivalOutcome::NotAwaited),
+            Ok(_) => match self.get(user, manual_id).await? {
+                Some(manual) => Ok(ArrivalOutcome::Processing(manual)),
+                None => Ok(ArrivalOutcome::NotAwaited),
+            },
+            Err(rusqlite::Error::SqliteFailure(failure, _))
+                if failure.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                let Some(existing) = self.find_by_sha256(user, &arrived.sha256).await? else {
+                    return Err(PortError::failed(
+                        "a conflicting manual vanished during an upload",
+                    ));
+                };
+                let connection = self.lock()?;
+                connection
+                    .execute(
+                        "UPDATE manuals SET status = 'failed', status_reason = ?3, size_bytes = ?4, updated_us = ?5
+                         WHERE user_id = ?1 AND manual_id = ?2 AND status = 'uploading'",
+                        params![
+                            user.as_str(),
+                            manual_id,
+                            duplicate_upload_reason(&existing),
+                            i64::try_from(arrived.size_bytes).unwrap_or(i64::MAX),
+                            now,
+                        ],
+                    )
+                    .map_err(PortError::failed)?;
+                Ok(ArrivalOutcome::Duplicate(existing))
+            }
+            Err(error) => Err(PortError::failed(error)),
+        }
     }
 
     async fn delete(&self, user: &UserId, manual_id: &str) -> Result<bool, PortError> {

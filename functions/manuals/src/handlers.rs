@@ -4,13 +4,15 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
+use chrono::{DateTime, Utc};
 use manuel_core::ApiError;
 use manuel_core::auth::AuthenticatedUser;
-use manuel_core::domain::{Manual, UserId};
+use manuel_core::domain::{Manual, ManualStatus, UserId};
 use manuel_core::ports::ListError;
 use serde_json::{Value, json};
 
-use crate::ManualsDeps;
+use crate::upload_link::shown_status;
+use crate::{ManualsConfig, ManualsDeps};
 
 const DEFAULT_PAGE_SIZE: usize = 20;
 const MAX_PAGE_SIZE: usize = 100;
@@ -48,7 +50,12 @@ pub(crate) async fn list(
             }
             ListError::Port(error) => error.into(),
         })?;
-    let manuals: Vec<Value> = page.manuals.iter().map(list_item).collect();
+    let now = Utc::now();
+    let manuals: Vec<Value> = page
+        .manuals
+        .iter()
+        .map(|manual| list_item(manual, &deps.config, now))
+        .collect();
     Ok(Json(json!({
         "count": manuals.len(),
         "manuals": manuals,
@@ -105,16 +112,17 @@ fn percent_decode(value: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn list_item(manual: &Manual) -> Value {
+fn list_item(manual: &Manual, config: &ManualsConfig, now: DateTime<Utc>) -> Value {
+    let (status, reason) = shown_status(manual, config, now);
     let mut item = json!({
         "id": manual.id,
         "name": manual.name,
         "upload_date": manual.created_at.to_rfc3339(),
         "size": manual.size_bytes,
         "pages": manual.pages,
-        "status": manual.status.as_str(),
+        "status": status.as_str(),
     });
-    if let (Some(reason), Some(map)) = (&manual.status_reason, item.as_object_mut()) {
+    if let (Some(reason), Some(map)) = (reason, item.as_object_mut()) {
         map.insert("status_reason".to_owned(), json!(reason));
     }
     item
@@ -136,15 +144,21 @@ pub(crate) async fn detail(
 ) -> Result<Json<Value>, ApiError> {
     let manual = owned_manual(&deps, &user, &id).await?;
     let ttl = deps.config.download_link_ttl;
-    let download_url = deps
-        .objects
-        .download_link(&manual.key, &manual.name, manual.kind.mime_type(), ttl)
-        .await?;
-    let mut body = list_item(&manual);
+    // Until an upload link's bytes arrive there is no file to link to.
+    let download_url = if manual.status == ManualStatus::Uploading {
+        None
+    } else {
+        Some(
+            deps.objects
+                .download_link(&manual.key, &manual.name, manual.kind.mime_type(), ttl)
+                .await?,
+        )
+    };
+    let mut body = list_item(&manual, &deps.config, Utc::now());
     if let Some(map) = body.as_object_mut() {
         map.insert("format".to_owned(), json!(manual.kind.as_str()));
         map.insert("content_type".to_owned(), json!(manual.kind.mime_type()));
-        map.insert("sha256".to_owned(), json!(manual.sha256));
+        map.insert("sha256".to_owned(), json!(manual.content_sha256()));
         map.insert(
             "updated_at".to_owned(),
             json!(manual.updated_at.to_rfc3339()),

@@ -4,6 +4,7 @@ mod download;
 pub mod fetch;
 mod handlers;
 mod upload;
+mod upload_link;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,10 @@ pub struct ManualsConfig {
     pub max_upload_bytes: usize,
     /// How long a download link stays valid.
     pub download_link_ttl: Duration,
+    /// The largest manual accepted through an upload link (`POST /api/manuals/upload-url`).
+    pub max_upload_link_bytes: u64,
+    /// How long an upload link stays valid.
+    pub upload_link_ttl: Duration,
 }
 
 impl Default for ManualsConfig {
@@ -32,6 +37,8 @@ impl Default for ManualsConfig {
         Self {
             max_upload_bytes: 25 * 1024 * 1024,
             download_link_ttl: Duration::from_secs(300),
+            max_upload_link_bytes: 100 * 1024 * 1024,
+            upload_link_ttl: Duration::from_secs(900),
         }
     }
 }
@@ -93,6 +100,7 @@ pub fn router(deps: ManualsDeps) -> Router {
         .route("/api/manuals", get(handlers::list))
         .route("/api/manuals/upload", post(upload::upload))
         .route("/api/manuals/download", post(download::download))
+        .route("/api/manuals/upload-url", post(upload_link::upload_link))
         .route(
             "/api/manuals/{id}",
             get(handlers::detail).delete(handlers::delete),

@@ -8,11 +8,19 @@ use manuel_manuals::{ManualsConfig, ManualsDeps, router};
 async fn app(init: &Init) -> Result<(Router, Security), ConfigError> {
     let objects = init.objects()?;
     let security = init.security().await?;
+    let defaults = ManualsConfig::default();
     let config = ManualsConfig {
         // A synchronous Lambda invocation carries at most 6 MB, base64 included; bigger
         // manuals go through a pre-signed upload.
         max_upload_bytes: init.env.parsed_or("MAX_UPLOAD_BYTES", 4 * 1024 * 1024)?,
-        ..ManualsConfig::default()
+        max_upload_link_bytes: init
+            .env
+            .parsed_or("MAX_UPLOAD_LINK_BYTES", defaults.max_upload_link_bytes)?,
+        upload_link_ttl: std::time::Duration::from_secs(init.env.parsed_or(
+            "UPLOAD_LINK_TTL_SECONDS",
+            defaults.upload_link_ttl.as_secs(),
+        )?),
+        ..defaults
     };
     let deps = ManualsDeps {
         objects: objects.clone(),

@@ -2,10 +2,16 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use manuel_core::PortError;
-use manuel_core::domain::{DocumentKind, Manual, ManualStatus, ProcessingOutcome, UserId};
-use manuel_core::ports::{DocumentReader, KnowledgeBase, ManualRepository, ObjectStore, ReadError};
+use manuel_core::domain::{
+    ArrivedUpload, DocumentKind, Manual, ManualStatus, ProcessingOutcome, UserId,
+};
+use manuel_core::ports::{
+    ArrivalOutcome, DocumentReader, KnowledgeBase, ManualRepository, ObjectStore, ReadError,
+};
 use manuel_core::telemetry::{self, Metric};
+use sha2::{Digest, Sha256};
 
 use crate::content::{SniffError, sniff};
 use crate::pages::split_text_pages;
@@ -30,10 +36,22 @@ impl Processor {
         let Some(manual) = self.manuals.get(user, manual_id).await? else {
             return Ok(None);
         };
-        if manual.status != ManualStatus::Processing {
-            return Ok(None);
-        }
-        let outcome = match self.objects.get(&manual.key).await? {
+        let (manual, stored) = match manual.status {
+            ManualStatus::Processing => {
+                let stored = self.objects.get(&manual.key).await?;
+                (manual, stored)
+            }
+            ManualStatus::Uploading => match self.objects.get(&manual.key).await? {
+                // Its upload link has not been used (yet).
+                None => return Ok(None),
+                Some(bytes) => match self.record_arrival(&manual, &bytes).await? {
+                    Some(manual) => (manual, Some(bytes)),
+                    None => return Ok(None),
+                },
+            },
+            ManualStatus::Ready | ManualStatus::Failed => return Ok(None),
+        };
+        let outcome = match stored {
             None => ProcessingOutcome::Failed {
                 reason: "The uploaded file is missing from storage.".to_owned(),
             },
@@ -79,6 +97,38 @@ impl Processor {
         }
         log_outcome(&manual, &outcome);
         Ok(Some(outcome))
+    }
+}
+
+impl Processor {
+    /// Records the content of an upload-link manual whose bytes arrived. `None` when there is
+    /// nothing more to do: the bytes duplicate another manual (the object is removed and the
+    /// manual says which one it duplicates), or the manual was deleted meanwhile.
+    async fn record_arrival(
+        &self,
+        manual: &Manual,
+        bytes: &Bytes,
+    ) -> Result<Option<Manual>, PortError> {
+        let arrived = ArrivedUpload {
+            sha256: hex::encode(Sha256::digest(bytes)),
+            size_bytes: bytes.len() as u64,
+            // Unreadable content keeps the declared kind; reading it fails with the reason.
+            kind: sniff(bytes).unwrap_or(manual.kind),
+        };
+        match self
+            .manuals
+            .upload_arrived(&manual.user_id, &manual.id, &arrived)
+            .await?
+        {
+            ArrivalOutcome::Processing(manual) => Ok(Some(manual)),
+            ArrivalOutcome::Duplicate(existing) => {
+                tracing::info!(manual_id = %manual.id, duplicate_of = %existing.id, "uploaded bytes duplicate another manual");
+                self.knowledge_base.remove(manual).await?;
+                self.objects.delete(&manual.key).await?;
+                Ok(None)
+            }
+            ArrivalOutcome::NotAwaited => Ok(None),
+        }
     }
 }
 

@@ -9,13 +9,16 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use manuel_core::PortError;
-use manuel_core::domain::{DocumentKind, Manual, ManualStatus, ProcessingOutcome, UserId};
-use manuel_core::ports::{InsertOutcome, ListError, ManualPage, ManualRepository};
+use manuel_core::domain::{
+    ArrivedUpload, DocumentKind, Manual, ManualStatus, ProcessingOutcome, UserId,
+    duplicate_upload_reason, pending_sha256,
+};
+use manuel_core::ports::{ArrivalOutcome, InsertOutcome, ListError, ManualPage, ManualRepository};
 
 use super::{Item, get_n, get_s, n, s, unavailable};
 
@@ -291,6 +294,100 @@ impl ManualRepository for DynamoManuals {
                 ) =>
             {
                 Ok(false)
+            }
+            Err(error) => Err(unavailable(error.into_service_error())),
+        }
+    }
+
+    async fn upload_arrived(
+        &self,
+        user: &UserId,
+        manual_id: &str,
+        arrived: &ArrivedUpload,
+    ) -> Result<ArrivalOutcome, PortError> {
+        let now = time(&Utc::now());
+        let record = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(user, manual_id)))
+            .condition_expression("#status = :uploading")
+            .update_expression(
+                "SET sha256 = :sha, size_bytes = :size, kind = :kind, #status = :processing, updated_at = :now",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":uploading", s(ManualStatus::Uploading.as_str()))
+            .expression_attribute_values(":processing", s(ManualStatus::Processing.as_str()))
+            .expression_attribute_values(":sha", s(&arrived.sha256))
+            .expression_attribute_values(":size", n(arrived.size_bytes))
+            .expression_attribute_values(":kind", s(arrived.kind.as_str()))
+            .expression_attribute_values(":now", s(&now))
+            .build()
+            .map_err(PortError::failed)?;
+        let mut marker = key(user, &sha_key(&arrived.sha256));
+        marker.insert("points_to".to_owned(), s(manual_id));
+        let marker = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(marker))
+            .condition_expression("attribute_not_exists(manual_id)")
+            .build()
+            .map_err(PortError::failed)?;
+        let placeholder = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(user, &sha_key(&pending_sha256(manual_id)))))
+            .build()
+            .map_err(PortError::failed)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(record).build())
+            .transact_items(TransactWriteItem::builder().put(marker).build())
+            .transact_items(TransactWriteItem::builder().delete(placeholder).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => match self.get(user, manual_id).await? {
+                Some(manual) => Ok(ArrivalOutcome::Processing(manual)),
+                None => Ok(ArrivalOutcome::NotAwaited),
+            },
+            Err(error) if cancelled(&error) => {
+                // Either the manual is no longer awaited or the bytes are a duplicate.
+                match self.get(user, manual_id).await? {
+                    Some(manual) if manual.status == ManualStatus::Uploading => {}
+                    _ => return Ok(ArrivalOutcome::NotAwaited),
+                }
+                let Some(existing) = self.find_by_sha256(user, &arrived.sha256).await? else {
+                    return Err(unavailable(
+                        "a conflicting manual vanished during an upload",
+                    ));
+                };
+                let failed = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(user, manual_id)))
+                    .condition_expression("#status = :uploading")
+                    .update_expression(
+                        "SET #status = :failed, status_reason = :reason, size_bytes = :size, updated_at = :now",
+                    )
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(":uploading", s(ManualStatus::Uploading.as_str()))
+                    .expression_attribute_values(":failed", s(ManualStatus::Failed.as_str()))
+                    .expression_attribute_values(":reason", s(duplicate_upload_reason(&existing)))
+                    .expression_attribute_values(":size", n(arrived.size_bytes))
+                    .expression_attribute_values(":now", s(&now))
+                    .send()
+                    .await;
+                match failed {
+                    Ok(_) => Ok(ArrivalOutcome::Duplicate(existing)),
+                    Err(SdkError::ServiceError(service))
+                        if matches!(
+                            service.err(),
+                            UpdateItemError::ConditionalCheckFailedException(_)
+                        ) =>
+                    {
+                        Ok(ArrivalOutcome::NotAwaited)
+                    }
+                    Err(error) => Err(unavailable(error.into_service_error())),
+                }
             }
             Err(error) => Err(unavailable(error.into_service_error())),
         }

@@ -1,0 +1,120 @@
+//! `PUT /uploads/<key>?type=…&length=…&expires=…&sig=…`: manuel-local's stand-in for an S3
+//! pre-signed PUT. The link is the credential (no token), so everything it grants is checked:
+//! the signature over key, type, length and expiry, the request's Content-Type, the exact body
+//! length, and that the manual is still waiting for its bytes. The bytes then start the same
+//! processing as any other upload.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::routing::put;
+use axum::{Router, extract::rejection::QueryRejection};
+use manuel_core::ApiError;
+use manuel_core::domain::ManualStatus;
+use manuel_core::ports::{IngestionQueue, ManualRepository, ObjectStore};
+use manuel_process_manual::s3_event::manual_object;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::objects::{FileObjectStore, UploadGrant};
+
+#[derive(Clone)]
+pub struct UploadRoutes {
+    pub objects: Arc<FileObjectStore>,
+    pub manuals: Arc<dyn ManualRepository>,
+    pub ingestion: Arc<dyn IngestionQueue>,
+    /// The largest body any link may grant.
+    pub max_bytes: usize,
+}
+
+#[derive(Deserialize)]
+struct UploadParams {
+    #[serde(rename = "type")]
+    content_type: String,
+    length: u64,
+    expires: i64,
+    sig: String,
+}
+
+pub fn router(routes: UploadRoutes) -> Router {
+    let limit = routes.max_bytes;
+    Router::new()
+        .route("/uploads/{*key}", put(receive))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(routes)
+}
+
+fn refused(message: &str) -> ApiError {
+    ApiError::Forbidden(message.to_owned())
+}
+
+async fn receive(
+    State(routes): State<UploadRoutes>,
+    Path(key): Path<String>,
+    params: Result<Query<UploadParams>, QueryRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let Ok(Query(params)) = params else {
+        return Err(refused("This upload link is not valid."));
+    };
+    let grant = UploadGrant {
+        key: &key,
+        content_type: &params.content_type,
+        length: params.length,
+        expires: params.expires,
+    };
+    routes
+        .objects
+        .links()
+        .verify_upload(&grant, &params.sig)
+        .map_err(|error| refused(&error.to_string()))?;
+    let sent_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    if sent_type != params.content_type {
+        return Err(refused(&format!(
+            "This link uploads `Content-Type: {}` only.",
+            params.content_type
+        )));
+    }
+    if body.len() as u64 != params.length {
+        return Err(ApiError::validation(
+            "body",
+            format!(
+                "The body is {} bytes; this link uploads exactly {}.",
+                body.len(),
+                params.length
+            ),
+        ));
+    }
+    let object = manual_object(&key).map_err(|_| refused("This upload link is not valid."))?;
+    let manual = routes
+        .manuals
+        .get(&object.user, &object.manual_id)
+        .await?
+        .filter(|manual| manual.key == object.key)
+        .ok_or_else(|| ApiError::not_found("This manual no longer exists."))?;
+    if manual.status != ManualStatus::Uploading {
+        return Err(ApiError::Conflict(
+            "This manual's file has already been uploaded.".to_owned(),
+        ));
+    }
+    routes
+        .objects
+        .put(&manual.key, body, &params.content_type)
+        .await?;
+    routes
+        .ingestion
+        .enqueue(&manual.user_id, &manual.id)
+        .await?;
+    tracing::info!(manual_id = %manual.id, size = params.length, "upload link used");
+    Ok(Json(json!({
+        "manual_id": manual.id,
+        "status": ManualStatus::Processing.as_str(),
+    })))
+}
