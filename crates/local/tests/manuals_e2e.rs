@@ -175,6 +175,27 @@ async fn manuals_answer_questions_with_cited_pages_and_stay_private() -> TestRes
     let tampered = link.replace("/alice/", "/bob/");
     let (status, body) = server.send(server.client.get(tampered)).await?;
     assert_error(status, &body, 403, "forbidden");
+    // A link signed with the server's own secret is still refused once it has expired.
+    let secret = std::fs::read(dir.path().join("keys/link-signing-secret"))?;
+    let key = link
+        .split("/files/")
+        .nth(1)
+        .and_then(|rest| rest.split('?').next())
+        .ok_or("no key in the link")?;
+    let short_lived = manuel_local::objects::LinkSigner::new(secret, &server.base).sign(
+        key,
+        "printer.pdf",
+        std::time::Duration::ZERO,
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, body) = server.send(server.client.get(short_lived)).await?;
+    assert_error(status, &body, 403, "forbidden");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("expired")),
+        "{body}"
+    );
 
     // Deleting removes it everywhere; Bob's copy is untouched.
     let (status, deleted) = server
