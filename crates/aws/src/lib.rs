@@ -9,6 +9,7 @@ pub mod dynamodb;
 pub mod gateway;
 pub mod lambda;
 pub mod s3;
+mod sdk_error;
 pub mod sns;
 pub mod sqs;
 pub mod transcribe;

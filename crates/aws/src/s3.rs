@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::types::ServerSideEncryption;
@@ -35,17 +35,11 @@ pub fn metadata_sidecar_key(key: &str) -> String {
 }
 
 /// A request the SDK could not even build is our mistake; anything after that is the service's.
-fn port_error<E, R>(error: SdkError<E, R>) -> PortError
+fn port_error<E>(error: SdkError<E, HttpResponse>) -> PortError
 where
-    E: std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    match error {
-        SdkError::ConstructionFailure(_) => {
-            PortError::failed(format!("s3 request: {}", DisplayErrorContext(&error)))
-        }
-        other => unavailable(DisplayErrorContext(&other)),
-    }
+    crate::sdk_error::sdk_error("s3", error)
 }
 
 fn unavailable(error: impl std::fmt::Display) -> PortError {

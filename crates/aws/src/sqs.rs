@@ -4,6 +4,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use manuel_core::PortError;
 use manuel_core::failure::FailureReport;
+use manuel_core::ports::DeadLetters;
 use manuel_core::telemetry::{self, Metric};
 
 pub struct DeadLetterQueue {
@@ -18,8 +19,11 @@ impl DeadLetterQueue {
             queue_url: queue_url.into(),
         }
     }
+}
 
-    pub async fn send(&self, report: &FailureReport) -> Result<(), PortError> {
+#[async_trait::async_trait]
+impl DeadLetters for DeadLetterQueue {
+    async fn send(&self, report: &FailureReport) -> Result<(), PortError> {
         let body = serde_json::to_string(report).map_err(PortError::failed)?;
         self.client
             .send_message()

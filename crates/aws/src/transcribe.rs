@@ -52,22 +52,14 @@ pub struct AwsTranscriber {
     settings: TranscribeSettings,
 }
 
-fn sdk_error<E, R>(service: &'static str, error: SdkError<E, R>) -> PortError
+fn sdk_error<E>(
+    service: &'static str,
+    error: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> PortError
 where
-    E: std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
 {
-    telemetry::record_dependency(Metric::DependencyErrors, service, 1.0);
-    match error {
-        SdkError::ConstructionFailure(_) => PortError::failed(format!(
-            "{service} request: {}",
-            DisplayErrorContext(&error)
-        )),
-        other => PortError::Unavailable {
-            service,
-            message: DisplayErrorContext(&other).to_string(),
-        },
-    }
+    crate::sdk_error::sdk_error(service, error)
 }
 
 fn media_format(format: AudioFormat) -> MediaFormat {

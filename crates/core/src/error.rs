@@ -176,10 +176,24 @@ impl IntoResponse for ApiError {
 /// What adapters report. Handlers turn it into an [`ApiError`] with `?`.
 #[derive(Debug, thiserror::Error)]
 pub enum PortError {
+    /// The dependency refused or failed in a way retrying will not fix soon (access denied,
+    /// a missing resource, a validation error on its side).
     #[error("{service} is unavailable: {message}")]
     Unavailable {
         service: &'static str,
         message: String,
+    },
+    /// Throttling, a 5xx or a timeout: worth retrying after a pause.
+    #[error("{service} failed transiently: {message}")]
+    Transient {
+        service: &'static str,
+        message: String,
+    },
+    /// The dependency's circuit breaker is open: it was not called.
+    #[error("{service} is failing; its circuit is open for {retry_after_secs} s")]
+    CircuitOpen {
+        service: &'static str,
+        retry_after_secs: u64,
     },
     #[error("{0}")]
     Failed(String),
@@ -194,11 +208,24 @@ impl PortError {
 impl From<PortError> for ApiError {
     fn from(error: PortError) -> Self {
         match error {
-            PortError::Unavailable { service, message } => {
+            PortError::Unavailable { service, message }
+            | PortError::Transient { service, message } => {
                 tracing::warn!(service, %message, "dependency unavailable");
                 ApiError::ServiceUnavailable {
                     message: "A service this request needs is temporarily unavailable. Please retry shortly.".to_owned(),
                     retry_after_secs: 5,
+                }
+            }
+            PortError::CircuitOpen {
+                service,
+                retry_after_secs,
+            } => {
+                tracing::warn!(service, retry_after_secs, "dependency circuit open");
+                ApiError::ServiceUnavailable {
+                    message: format!(
+                        "A service this request needs is failing; please retry in {retry_after_secs} seconds."
+                    ),
+                    retry_after_secs,
                 }
             }
             PortError::Failed(message) => ApiError::Internal(message),

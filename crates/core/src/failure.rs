@@ -4,6 +4,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::PortError;
+
 /// The dead-letter message (documented in MONITORING.md). The payload itself is not copied:
 /// `payload_ref` says where it is (an S3 URI or the original event's id).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -24,6 +26,67 @@ pub struct FailureReport {
     pub time: DateTime<Utc>,
     #[serde(default)]
     pub payload_ref: Option<String>,
+}
+
+impl FailureReport {
+    /// The report of `operation` giving up after `attempts` because of `error`.
+    pub fn from_error(operation: &str, error: &PortError, attempts: u32) -> Self {
+        Self {
+            service: error_service(error).to_owned(),
+            operation: operation.to_owned(),
+            error_kind: error_kind(error).to_owned(),
+            message: error.to_string(),
+            request_id: None,
+            user_hash: None,
+            attempts,
+            time: Utc::now(),
+            payload_ref: None,
+        }
+    }
+}
+
+/// The dependency a port error names (`internal` for our own failures).
+pub fn error_service(error: &PortError) -> &'static str {
+    match error {
+        PortError::Unavailable { service, .. }
+        | PortError::Transient { service, .. }
+        | PortError::CircuitOpen { service, .. } => service,
+        PortError::Failed(_) => "internal",
+    }
+}
+
+/// The `error_kind` of a port error, as error-processor's severity rules read it.
+pub fn error_kind(error: &PortError) -> &'static str {
+    let message = error.to_string().to_ascii_lowercase();
+    match error {
+        PortError::Transient { .. }
+            if message.contains("throttl")
+                || message.contains("toomanyrequests")
+                || message.contains("slowdown") =>
+        {
+            "throttled"
+        }
+        PortError::Transient { .. }
+            if message.contains("timeout") || message.contains("timed out") =>
+        {
+            "timeout"
+        }
+        PortError::Transient { .. } | PortError::CircuitOpen { .. } => "unavailable",
+        PortError::Unavailable { .. }
+            if message.contains("accessdenied")
+                || message.contains("access denied")
+                || message.contains("not authorized") =>
+        {
+            "access_denied"
+        }
+        PortError::Unavailable { .. }
+            if message.contains("resourcenotfound") || message.contains("nosuchbucket") =>
+        {
+            "configuration"
+        }
+        PortError::Unavailable { .. } => "unavailable",
+        PortError::Failed(_) => "failed",
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -66,4 +129,45 @@ pub struct ErrorOccurrence {
     pub seen_at: DateTime<Utc>,
     /// The record could not be read as a failure report.
     pub malformed: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_errors_become_the_kinds_the_severity_rules_read() {
+        let transient = |message: &str| PortError::Transient {
+            service: "bedrock-ingestion",
+            message: message.to_owned(),
+        };
+        let refused = |message: &str| PortError::Unavailable {
+            service: "s3",
+            message: message.to_owned(),
+        };
+        assert_eq!(
+            error_kind(&transient("ThrottlingException: slow down")),
+            "throttled"
+        );
+        assert_eq!(
+            error_kind(&transient("TimeoutError: read timed out")),
+            "timeout"
+        );
+        assert_eq!(
+            error_kind(&transient("InternalServerException")),
+            "unavailable"
+        );
+        assert_eq!(error_kind(&refused("AccessDenied: no")), "access_denied");
+        assert_eq!(error_kind(&refused("NoSuchBucket")), "configuration");
+        assert_eq!(error_kind(&PortError::failed("bug")), "failed");
+        let report = FailureReport::from_error("process-manual", &transient("Throttling"), 3);
+        assert_eq!(
+            (
+                report.service.as_str(),
+                report.error_kind.as_str(),
+                report.attempts
+            ),
+            ("bedrock-ingestion", "throttled", 3)
+        );
+    }
 }

@@ -19,6 +19,7 @@ pub fn serve_app(router: Router, security: &Security) -> Router {
         .method_not_allowed_fallback(method_not_allowed);
     security
         .outer_layers(router)
+        .layer(middleware::from_fn(crate::deadline::scope))
         .layer(middleware::from_fn(crate::telemetry::request_telemetry))
         .layer(middleware::from_fn(request_id_layer))
 }

@@ -248,6 +248,12 @@ pub trait ErrorStore: Send + Sync {
     ) -> Result<bool, PortError>;
 }
 
+/// Where work that failed for good is reported (the SQS dead-letter queue in AWS).
+#[async_trait]
+pub trait DeadLetters: Send + Sync {
+    async fn send(&self, report: &crate::failure::FailureReport) -> Result<(), PortError>;
+}
+
 /// Alerts for people on call (SNS in AWS).
 #[async_trait]
 pub trait Notifier: Send + Sync {

@@ -26,6 +26,17 @@ struct Shared {
     passages: Arc<Mutex<Vec<KbPassage>>>,
     requests: Arc<Mutex<Vec<(String, Value)>>>,
     ingested: Arc<Mutex<HashSet<String>>>,
+    faults: Arc<Mutex<Vec<Fault>>>,
+}
+
+/// An error the fake answers with instead of serving, for requests whose path contains `path`.
+#[derive(Clone, Debug)]
+struct Fault {
+    path: String,
+    status: u16,
+    code: String,
+    /// How many more requests get it; `None` for all of them.
+    remaining: Option<u32>,
 }
 
 pub struct FakeBedrock {
@@ -52,6 +63,10 @@ impl FakeBedrock {
                 post(delete_documents),
             )
             .route("/jwks.json", get(|| async { Json(json!({"keys": []})) }))
+            .layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                inject_faults,
+            ))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -61,6 +76,22 @@ impl FakeBedrock {
 
     pub fn add_passage(&self, passage: KbPassage) {
         self.shared.passages.lock().unwrap().push(passage);
+    }
+
+    /// The next `times` requests whose path contains `path` fail with `status` and the AWS
+    /// error `code` (e.g. 429 `ThrottlingException`); `None` fails them all until [`Self::heal`].
+    pub fn fail(&self, path: &str, status: u16, code: &str, times: Option<u32>) {
+        self.shared.faults.lock().unwrap().push(Fault {
+            path: path.to_owned(),
+            status,
+            code: code.to_owned(),
+            remaining: times,
+        });
+    }
+
+    /// Removes every fault.
+    pub fn heal(&self) {
+        self.shared.faults.lock().unwrap().clear();
     }
 
     /// Every request so far whose path contains `fragment`: (path, JSON body).
@@ -82,6 +113,40 @@ impl FakeBedrock {
             .map(|service| (format!("AWS_ENDPOINT_URL_{service}"), self.url.clone()))
             .collect()
     }
+}
+
+/// Answers with the first matching fault, as a Bedrock service error the SDK can classify;
+/// the request is recorded either way.
+async fn inject_faults(
+    State(shared): State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = request.uri().path().to_owned();
+    let fault = {
+        let mut faults = shared.faults.lock().unwrap();
+        let found = faults.iter_mut().find(|fault| {
+            path.contains(&fault.path) && fault.remaining.is_none_or(|left| left > 0)
+        });
+        found.map(|fault| {
+            if let Some(left) = fault.remaining.as_mut() {
+                *left -= 1;
+            }
+            fault.clone()
+        })
+    };
+    let Some(fault) = fault else {
+        return next.run(request).await;
+    };
+    record(&shared, path, &json!({"fault": fault.code}));
+    let status = axum::http::StatusCode::from_u16(fault.status).unwrap();
+    (
+        status,
+        [("x-amzn-ErrorType", fault.code.clone())],
+        Json(json!({"message": format!("injected {}", fault.code)})),
+    )
+        .into_response()
 }
 
 fn record(shared: &Shared, path: String, body: &Value) {

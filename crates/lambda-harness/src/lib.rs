@@ -1,12 +1,14 @@
 //! Runs a function binary the way Lambda does: a local Runtime API hands it events and collects
 //! its responses ([`Lambda`]), while a recording fake stands in for Bedrock, which moto lacks
-//! ([`FakeBedrock`]). Test support only: failing loudly (unwrap, panic) is what a harness should do.
+//! ([`FakeBedrock`]), and a proxy in front of moto injects AWS failures ([`FaultProxy`]). Test support only: failing loudly (unwrap, panic) is what a harness should do.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod bedrock;
+mod fault_proxy;
 mod runtime;
 
 pub use bedrock::{FakeBedrock, KbPassage};
+pub use fault_proxy::FaultProxy;
 pub use runtime::{Invocation, Lambda};
 
 /// Where the function binaries are (`MANUEL_TEST_LAMBDA_BIN_DIR`, set by `make test` after it

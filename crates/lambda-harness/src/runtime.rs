@@ -50,6 +50,7 @@ pub struct Lambda {
     init_error: Arc<Mutex<Option<Value>>>,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Lambda {
@@ -95,8 +96,8 @@ impl Lambda {
             command.env(name, value);
         }
         let mut child = command.spawn().unwrap();
-        let stdout = collect_lines(child.stdout.take().unwrap());
-        let stderr = collect_lines(child.stderr.take().unwrap());
+        let (stdout, stdout_reader) = collect_lines(child.stdout.take().unwrap());
+        let (stderr, stderr_reader) = collect_lines(child.stderr.take().unwrap());
         Lambda {
             child,
             events,
@@ -104,6 +105,7 @@ impl Lambda {
             init_error: state.init_error,
             stdout,
             stderr,
+            readers: vec![stdout_reader, stderr_reader],
         }
     }
 
@@ -126,13 +128,18 @@ impl Lambda {
         }
     }
 
-    /// Waits for the process to exit (for init failures); returns its exit code.
+    /// Waits for the process to exit (for init failures) and for everything it printed to be
+    /// read; returns its exit code.
     pub async fn exit_code(&mut self) -> Option<i32> {
-        tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+        let code = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
             .await
             .ok()
             .and_then(Result::ok)
-            .and_then(|status| status.code())
+            .and_then(|status| status.code());
+        for reader in self.readers.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
+        }
+        code
     }
 
     pub fn init_error(&self) -> Option<Value> {
@@ -152,16 +159,16 @@ impl Lambda {
 
 fn collect_lines<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
     reader: R,
-) -> Arc<Mutex<Vec<String>>> {
+) -> (Arc<Mutex<Vec<String>>>, tokio::task::JoinHandle<()>) {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&lines);
-    tokio::spawn(async move {
+    let reading = tokio::spawn(async move {
         let mut reader = BufReader::new(reader).lines();
         while let Ok(Some(line)) = reader.next_line().await {
             sink.lock().unwrap().push(line);
         }
     });
-    lines
+    (lines, reading)
 }
 
 async fn next(State(state): State<RuntimeState>) -> Response {

@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::{
     KeyType, Projection, ProjectionType, ScalarAttributeType,
 };
 use base64::Engine;
-use manuel_lambda_harness::{FakeBedrock, KbPassage, Lambda, binary};
+use manuel_lambda_harness::{FakeBedrock, FaultProxy, KbPassage, Lambda, binary};
 use serde_json::{Value, json};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -101,6 +101,7 @@ struct Stack {
     manuals_table: String,
     errors_table: String,
     alerts_queue: String,
+    dead_letters: String,
 }
 
 async fn stack(moto: &str, bedrock: &FakeBedrock) -> Stack {
@@ -135,6 +136,15 @@ async fn stack(moto: &str, bedrock: &FakeBedrock) -> Stack {
         .await
         .unwrap();
     let alerts_queue = queue.queue_url().unwrap().to_owned();
+    let dead_letters = sqs
+        .create_queue()
+        .queue_name(format!("dlq-{id}"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
     let queue_arn = sqs
         .get_queue_attributes()
         .queue_url(&alerts_queue)
@@ -190,6 +200,7 @@ async fn stack(moto: &str, bedrock: &FakeBedrock) -> Stack {
         ("JWT_AUDIENCE", "app-client-id"),
         ("VERIFY_JWT", "false"),
         ("ALERTS_TOPIC_ARN", &topic_arn),
+        ("DLQ_URL", &dead_letters),
         ("INGESTION_POLL_MILLISECONDS", "50"),
         ("RECORD_WAIT_SECONDS", "2"),
         ("DAILY_QUOTA_LIMIT", "20"),
@@ -208,6 +219,7 @@ async fn stack(moto: &str, bedrock: &FakeBedrock) -> Stack {
         manuals_table: manuals,
         errors_table: errors,
         alerts_queue,
+        dead_letters,
     }
 }
 
@@ -997,5 +1009,413 @@ async fn a_manual_put_to_its_upload_link_is_processed_from_the_s3_event() -> Tes
         .send()
         .await?;
     assert!(listed.contents().is_empty(), "{listed:?}");
+    Ok(())
+}
+
+/// A response header of an API Gateway proxy response, whichever header map carries it.
+fn header(response: &Value, name: &str) -> Option<String> {
+    let find = |map: &Value| {
+        map.as_object().and_then(|headers| {
+            headers
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.clone())
+        })
+    };
+    match find(&response["headers"]) {
+        Some(Value::String(value)) => Some(value),
+        _ => match find(&response["multiValueHeaders"]) {
+            Some(Value::Array(values)) => values.first().and_then(Value::as_str).map(str::to_owned),
+            _ => None,
+        },
+    }
+}
+
+async fn ask(query: &mut Lambda, question: &str) -> Value {
+    query
+        .invoke(api_event(
+            "POST",
+            "/api/query",
+            ALICE,
+            Some(json!({ "question": question })),
+        ))
+        .await
+        .response()
+}
+
+#[tokio::test]
+async fn bedrock_throttling_is_retried_and_a_persistent_failure_opens_the_circuit_until_it_recovers()
+-> TestResult {
+    let (Some(moto), Some(query_bin)) = (moto(), binary("manuel-query")) else {
+        return Ok(());
+    };
+    let bedrock = FakeBedrock::start().await;
+    let mut stack = stack(&moto, &bedrock).await;
+    for (name, value) in [
+        ("RETRY_BEDROCK", "exponential:3:20:100"),
+        ("CIRCUIT_FAILURE_THRESHOLD", "2"),
+        ("CIRCUIT_COOLDOWN_SECONDS", "2"),
+        ("CIRCUIT_SUCCESS_THRESHOLD", "1"),
+    ] {
+        stack.env.push((name.to_owned(), value.to_owned()));
+    }
+    // A ready manual of Alice's, and a passage of it in the knowledge base.
+    let manual_id = uuid::Uuid::new_v4().to_string();
+    let now = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    let text = |value: &str| AttributeValue::S(value.to_owned());
+    stack
+        .dynamodb
+        .put_item()
+        .table_name(&stack.manuals_table)
+        .item("user_id", text(ALICE))
+        .item("manual_id", text(&manual_id))
+        .item("name", text("router.pdf"))
+        .item(
+            "object_key",
+            text(&format!("manuals/{ALICE}/{manual_id}.pdf")),
+        )
+        .item("kind", text("pdf"))
+        .item("size_bytes", AttributeValue::N("1000".to_owned()))
+        .item("sha256", text(&"a".repeat(64)))
+        .item("status", text("ready"))
+        .item("pages", AttributeValue::N("4".to_owned()))
+        .item("created_at", text(&now))
+        .item("updated_at", text(&now))
+        .item("created_sk", text(&format!("{now}#{manual_id}")))
+        .send()
+        .await?;
+    bedrock.add_passage(KbPassage {
+        user_id: ALICE.into(),
+        manual_id,
+        page: 4,
+        text: "Hold the reset button for ten seconds to restore the factory settings.".into(),
+    });
+    let mut query = Lambda::start(&query_bin, "manuel-query", &stack.env).await;
+    let converse_calls = || bedrock.requests("/converse").len();
+    // Throttling that clears: retried inside the same request, which succeeds.
+    bedrock.fail("/converse", 429, "ThrottlingException", Some(2));
+    let response = ask(&mut query, "How do I reset it?").await;
+    let (status, answer) = http(&response);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["context_found"], true, "{answer}");
+    assert_eq!(
+        converse_calls(),
+        3,
+        "two throttled attempts and the one that worked"
+    );
+    assert_eq!(answer["usage"]["daily_used"], 1);
+
+    // A persistent failure: each request tries three times, then the breaker opens and the
+    // next request is refused without calling Bedrock, with a Retry-After.
+    bedrock.fail("/converse", 500, "InternalServerException", None);
+    for question in ["How do I restore it?", "What does reset do?"] {
+        let (status, body) = http(&ask(&mut query, question).await);
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (503, Some("service_unavailable")),
+            "{body}"
+        );
+    }
+    let calls_when_open = converse_calls();
+    assert_eq!(calls_when_open, 3 + 2 * 3);
+    let refused = ask(&mut query, "Is there a factory reset?").await;
+    let (status, body) = http(&refused);
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("service_unavailable")),
+        "{body}"
+    );
+    let retry_after: u64 = header(&refused, "retry-after").unwrap().parse()?;
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    assert_eq!(
+        converse_calls(),
+        calls_when_open,
+        "not called while the circuit is open"
+    );
+
+    let health = |deep: bool| {
+        let mut event = api_event("GET", "/health", ALICE, None);
+        if deep {
+            event["queryStringParameters"] = json!({"deep": "true"});
+            event["multiValueQueryStringParameters"] = json!({"deep": ["true"]});
+        }
+        event
+    };
+    let (status, report) = http(&query.invoke(health(true)).await.response());
+    assert_eq!(status, 503, "{report}");
+    assert_eq!(report["status"], "degraded");
+    assert_eq!(
+        report["dependencies"]["bedrock-converse"]["circuit"],
+        "open"
+    );
+    assert_eq!(
+        report["dependencies"]["bedrock-retrieve"]["circuit"],
+        "closed"
+    );
+    let (status, plain) = http(&query.invoke(health(false)).await.response());
+    assert_eq!((status, plain.get("dependencies")), (200, None));
+
+    // After the cooldown one probe goes through; it succeeds and the circuit closes. The failed
+    // questions were given back: two answers, two charged.
+    bedrock.heal();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (status, answer) = http(&ask(&mut query, "How long do I hold the reset button?").await);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["usage"]["daily_used"], 2, "{answer}");
+    let (status, report) = http(&query.invoke(health(true)).await.response());
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        report["dependencies"]["bedrock-converse"]["circuit"],
+        "closed"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_manual_that_still_fails_is_reported_to_the_dead_letter_queue_and_marked_failed()
+-> TestResult {
+    let (Some(moto), Some(manuals_bin), Some(process_bin)) = (
+        moto(),
+        binary("manuel-manuals"),
+        binary("manuel-process-manual"),
+    ) else {
+        return Ok(());
+    };
+    let bedrock = FakeBedrock::start().await;
+    let mut stack = stack(&moto, &bedrock).await;
+    for (name, value) in [
+        ("RETRY_BEDROCK", "fixed:2:10:10"),
+        ("PROCESSING_ATTEMPTS", "fixed:2:10:10"),
+    ] {
+        stack.env.push((name.to_owned(), value.to_owned()));
+    }
+    let mut manuals = Lambda::start(&manuals_bin, "manuel-manuals", &stack.env).await;
+    let pdf = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../local/tests/fixtures/printer-manual.pdf"
+    ))?;
+    let upload = json!({
+        "file_name": "Printer Manual.pdf",
+        "file_data": base64::engine::general_purpose::STANDARD.encode(&pdf),
+    });
+    let (status, body) = http(
+        &manuals
+            .invoke(api_event(
+                "POST",
+                "/api/manuals/upload",
+                ALICE,
+                Some(upload),
+            ))
+            .await
+            .response(),
+    );
+    assert_eq!(status, 201, "{body}");
+    let manual_id = body["manual_id"].as_str().unwrap().to_owned();
+    let key = body["key"].as_str().unwrap().to_owned();
+
+    // The knowledge base refuses every ingestion: each attempt's call is retried, then the
+    // attempts run out.
+    bedrock.fail("/documents", 500, "InternalServerException", None);
+    let mut process = Lambda::start(&process_bin, "manuel-process-manual", &stack.env).await;
+    let mut event: Value = serde_json::from_str(include_str!("fixtures/s3-object-created.json"))?;
+    event["Records"][0]["s3"]["bucket"]["name"] = json!(stack.bucket);
+    event["Records"][0]["s3"]["object"]["key"] = json!(key);
+    // Reported, so the invocation succeeds (Lambda does not retry it).
+    process.invoke(event).await.response();
+    assert_eq!(
+        bedrock.requests("/documents").len(),
+        4,
+        "2 attempts × 2 calls"
+    );
+
+    let (status, reason, _) = status_of(&stack, &manual_id).await;
+    assert_eq!(status, "failed");
+    assert!(reason.contains("upload it again"), "{reason}");
+    let received = stack
+        .sqs
+        .receive_message()
+        .queue_url(&stack.dead_letters)
+        .max_number_of_messages(10)
+        .send()
+        .await?;
+    let messages = received.messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let report: Value = serde_json::from_str(messages[0].body().unwrap())?;
+    assert_eq!(report["service"], "bedrock-ingestion", "{report}");
+    assert_eq!(report["operation"], "process-manual");
+    assert_eq!(report["error_kind"], "unavailable");
+    assert_eq!(report["attempts"], 2);
+    assert_eq!(
+        report["payload_ref"],
+        format!("s3://{}/{key}", stack.bucket).as_str()
+    );
+    let alice_hash = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(ALICE.as_bytes())[..8]);
+    assert_eq!(report["user_hash"], alice_hash.as_str());
+    assert!(
+        report["request_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()),
+        "{report}"
+    );
+    assert!(
+        report["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("InternalServerException")),
+        "{report}"
+    );
+    assert!(chrono::DateTime::parse_from_rfc3339(report["time"].as_str().unwrap()).is_ok());
+    // The user appears hashed; only the object key (the payload's address) holds the id.
+    let mut without_payload = report.clone();
+    without_payload["payload_ref"] = Value::Null;
+    assert!(!without_payload.to_string().contains(ALICE), "{report}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_dynamodb_outage_during_quota_reservation_is_a_503_and_never_free_usage() -> TestResult {
+    let (Some(moto), Some(query_bin)) = (moto(), binary("manuel-query")) else {
+        return Ok(());
+    };
+    let bedrock = FakeBedrock::start().await;
+    let proxy = FaultProxy::start(&moto).await;
+    let mut stack = stack(&moto, &bedrock).await;
+    stack.env.extend([
+        ("AWS_ENDPOINT_URL_DYNAMODB".to_owned(), proxy.url.clone()),
+        ("RETRY_DYNAMODB".to_owned(), "fixed:2:10:10".to_owned()),
+    ]);
+    let mut query = Lambda::start(&query_bin, "manuel-query", &stack.env).await;
+
+    // Every reservation (one transaction over the day and month counters) fails.
+    proxy.fail_target(
+        "DynamoDB_20120810.TransactWriteItems",
+        500,
+        "InternalServerError",
+        None,
+    );
+    let response = ask(&mut query, "How do I descale the machine?").await;
+    let (status, body) = http(&response);
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("service_unavailable")),
+        "{body}"
+    );
+    assert!(header(&response, "retry-after").is_some());
+    assert_eq!(
+        proxy.injected().len(),
+        2,
+        "tried twice: {:?}",
+        proxy.injected()
+    );
+    assert!(
+        bedrock.requests("/retrieve").is_empty(),
+        "no work without a reservation"
+    );
+    assert!(
+        bedrock.requests("/converse").is_empty(),
+        "no answer without a reservation"
+    );
+    let counters = stack
+        .dynamodb
+        .scan()
+        .table_name(
+            stack
+                .env
+                .iter()
+                .find(|(n, _)| n == "USAGE_TABLE")
+                .unwrap()
+                .1
+                .clone(),
+        )
+        .send()
+        .await?;
+    assert_eq!(
+        counters.count(),
+        0,
+        "nothing counted: {:?}",
+        counters.items()
+    );
+
+    // Once DynamoDB is back, the question is answered and counted once.
+    proxy.heal();
+    let (status, body) = http(&ask(&mut query, "How do I descale the machine?").await);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["usage"]["daily_used"], 1, "{body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_s3_failure_during_upload_leaves_no_manual_record() -> TestResult {
+    let (Some(moto), Some(manuals_bin)) = (moto(), binary("manuel-manuals")) else {
+        return Ok(());
+    };
+    let bedrock = FakeBedrock::start().await;
+    let proxy = FaultProxy::start(&moto).await;
+    let mut stack = stack(&moto, &bedrock).await;
+    stack.env.extend([
+        ("AWS_ENDPOINT_URL_S3".to_owned(), proxy.url.clone()),
+        ("RETRY_S3".to_owned(), "fixed:2:10:10".to_owned()),
+    ]);
+    let mut manuals = Lambda::start(&manuals_bin, "manuel-manuals", &stack.env).await;
+    // The manual's own PUT fails (its metadata sidecar is written first and succeeds).
+    proxy.fail_path_ending("PUT", ".pdf", 503, "SlowDown", None);
+    let upload = json!({
+        "file_name": "Printer Manual.pdf",
+        "file_data": base64::engine::general_purpose::STANDARD.encode(b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"),
+    });
+    let response = manuals
+        .invoke(api_event(
+            "POST",
+            "/api/manuals/upload",
+            ALICE,
+            Some(upload),
+        ))
+        .await
+        .response();
+    let (status, body) = http(&response);
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("service_unavailable")),
+        "{body}"
+    );
+    assert_eq!(
+        proxy
+            .injected()
+            .iter()
+            .filter(|what| what.ends_with(".pdf"))
+            .count(),
+        2,
+        "{:?}",
+        proxy.injected()
+    );
+    let rows = stack
+        .dynamodb
+        .query()
+        .table_name(&stack.manuals_table)
+        .key_condition_expression("user_id = :user")
+        .expression_attribute_values(":user", AttributeValue::S(ALICE.to_owned()))
+        .send()
+        .await?;
+    assert_eq!(rows.count(), 0, "no orphan record: {:?}", rows.items());
+    let objects = stack
+        .s3
+        .list_objects_v2()
+        .bucket(&stack.bucket)
+        .prefix(format!("manuals/{ALICE}/"))
+        .send()
+        .await?;
+    assert!(
+        objects.contents().is_empty(),
+        "no orphan sidecar: {:?}",
+        objects.contents()
+    );
+    let (status, list) = http(
+        &manuals
+            .invoke(api_event("GET", "/api/manuals", ALICE, None))
+            .await
+            .response(),
+    );
+    assert_eq!((status, list["count"].as_u64()), (200, Some(0)));
     Ok(())
 }

@@ -262,6 +262,7 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
         manuals: store.clone(),
         objects: objects.clone(),
         knowledge_base: index,
+        resilience: Arc::new(manuel_core::resilience::Resilience::none()),
         security: security.clone(),
     });
     let uploads = crate::uploads::router(crate::uploads::UploadRoutes {

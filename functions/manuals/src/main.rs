@@ -25,7 +25,7 @@ async fn app(init: &Init) -> Result<(Router, Security), ConfigError> {
     let deps = ManualsDeps {
         objects: objects.clone(),
         manuals: init.manuals()?,
-        knowledge_base: init.knowledge_base(objects)?,
+        knowledge_base: init.knowledge_base()?,
         // The stored object's S3 event starts process-manual.
         ingestion: std::sync::Arc::new(manuel_aws::s3::ProcessedOnObjectCreated),
         fetcher: manuel_manuals::fetcher_from_vars(init.env.vars())?,

@@ -92,9 +92,13 @@ pub(crate) async fn store_manual(
     };
     deps.knowledge_base.prepare(&manual).await?;
     // The file goes first, so a failed write never leaves a record pointing at nothing.
-    deps.objects
-        .put(&manual.key, bytes, kind.mime_type())
-        .await?;
+    if let Err(error) = deps.objects.put(&manual.key, bytes, kind.mime_type()).await {
+        // Whatever `prepare` wrote for it (Bedrock's metadata sidecar) goes too.
+        if let Err(cleanup) = deps.objects.delete(&manual.key).await {
+            tracing::warn!(error = %cleanup, key = %manual.key, "could not remove what a failed upload left");
+        }
+        return Err(error.into());
+    }
     match deps.manuals.insert(&manual).await {
         Ok(InsertOutcome::Inserted) => {}
         Ok(InsertOutcome::Duplicate(existing)) => {

@@ -1,9 +1,15 @@
 //! S3 `ObjectCreated` notifications for manuals: which manual an object key belongs to.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use manuel_core::PortError;
+use manuel_core::deadline;
 use manuel_core::domain::{ProcessingOutcome, UserId};
+use manuel_core::failure::FailureReport;
+use manuel_core::ports::DeadLetters;
+use manuel_core::resilience::RetryPolicy;
+use manuel_core::telemetry::user_hash;
 
 use crate::Processor;
 
@@ -59,15 +65,37 @@ pub fn manual_object(encoded_key: &str) -> Result<ManualObject, NotAManual> {
     })
 }
 
+/// How the manuals of one S3 event are processed.
+#[derive(Clone)]
+pub struct EventHandling {
+    /// How long a manual's record is waited for: the upload stores the file before the record,
+    /// so the event can arrive first.
+    pub record_wait: Duration,
+    /// Attempts at processing one manual, with pauses between them (each attempt's calls are
+    /// also retried per dependency).
+    pub attempts: RetryPolicy,
+    /// Where a manual that still fails is reported: its report goes there and the manual
+    /// becomes `failed`. `None` hands the failure back to the caller instead.
+    pub dead_letters: Option<Arc<dyn DeadLetters>>,
+    /// The bucket of the event's objects (for the report's payload reference).
+    pub bucket: Option<String>,
+    /// The invocation's request id (for the report).
+    pub request_id: Option<String>,
+}
+
+/// What a manual whose processing failed for good is told.
+pub const GAVE_UP_REASON: &str = "Processing could not finish because a service was unavailable; delete this manual and upload it again.";
+
 /// Processes the manuals named by the keys of one S3 event. Keys that are not manuals (metadata
-/// sidecars, other prefixes) are skipped. The upload stores the file before the record, so the
-/// event can arrive first: the record is waited for, at most `record_wait`. Returns the outcome
-/// per processed key; a dependency failure is returned after every key was tried, so the event
-/// is delivered again (processing a finished manual again does nothing).
+/// sidecars, other prefixes) are skipped. Returns the outcome per processed key. A manual that
+/// still fails after its attempts is reported to the dead letters and marked `failed`; only
+/// when that report cannot be sent (or there is nowhere to send it) is the failure returned,
+/// after every key was tried, so the event is delivered again (processing a finished manual
+/// again does nothing).
 pub async fn process_keys(
     processor: &Processor,
     encoded_keys: &[String],
-    record_wait: Duration,
+    handling: &EventHandling,
 ) -> Result<Vec<(String, Option<ProcessingOutcome>)>, PortError> {
     let mut outcomes = Vec::new();
     let mut failure = None;
@@ -79,18 +107,87 @@ pub async fn process_keys(
                 continue;
             }
         };
-        match process_object(processor, &object, record_wait).await {
-            Ok(outcome) => outcomes.push((object.key, outcome)),
-            Err(error) => {
-                tracing::error!(key = %object.key, %error, "processing failed; the event will be retried");
-                failure = Some(error);
+        let mut attempt = 1;
+        let result = loop {
+            match process_object(processor, &object, handling.record_wait).await {
+                Ok(outcome) => break Ok(outcome),
+                Err(error) => {
+                    let pause = handling.attempts.delay(attempt);
+                    if attempt < handling.attempts.max_attempts
+                        && deadline::leaves_time_for(pause, Duration::from_secs(5))
+                    {
+                        tracing::warn!(key = %object.key, attempt, %error, "processing failed; trying again");
+                        tokio::time::sleep(pause).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    break Err((error, attempt));
+                }
             }
+        };
+        match result {
+            Ok(outcome) => outcomes.push((object.key, outcome)),
+            Err((error, attempts)) => match &handling.dead_letters {
+                Some(dead_letters) => {
+                    match give_up(
+                        processor,
+                        dead_letters.as_ref(),
+                        &object,
+                        &error,
+                        attempts,
+                        handling,
+                    )
+                    .await
+                    {
+                        Ok(outcome) => outcomes.push((object.key, Some(outcome))),
+                        Err(unreported) => failure = Some(unreported),
+                    }
+                }
+                None => {
+                    tracing::error!(key = %object.key, %error, "processing failed; the event will be retried");
+                    failure = Some(error);
+                }
+            },
         }
     }
     match failure {
         Some(error) => Err(error),
         None => Ok(outcomes),
     }
+}
+
+/// Sends the documented failure report for `object`, then marks its manual `failed`. An error
+/// only when the report could not be sent: then the event must be retried.
+async fn give_up(
+    processor: &Processor,
+    dead_letters: &dyn DeadLetters,
+    object: &ManualObject,
+    error: &PortError,
+    attempts: u32,
+    handling: &EventHandling,
+) -> Result<ProcessingOutcome, PortError> {
+    let mut report = FailureReport::from_error("process-manual", error, attempts);
+    report.request_id = handling.request_id.clone();
+    report.user_hash = Some(user_hash(&object.user));
+    report.payload_ref = Some(match &handling.bucket {
+        Some(bucket) => format!("s3://{bucket}/{}", object.key),
+        None => object.key.clone(),
+    });
+    dead_letters.send(&report).await.inspect_err(|send_error| {
+        tracing::error!(key = %object.key, %error, %send_error, "processing failed and could not be reported; the event will be retried");
+    })?;
+    tracing::error!(key = %object.key, %error, attempts, "processing failed for good; reported to the dead-letter queue");
+    let outcome = ProcessingOutcome::Failed {
+        reason: GAVE_UP_REASON.to_owned(),
+    };
+    if let Err(status_error) = processor
+        .manuals
+        .finish_processing(&object.user, &object.manual_id, &outcome)
+        .await
+    {
+        tracing::warn!(key = %object.key, %status_error, "the manual could not be marked failed");
+    }
+    Ok(outcome)
 }
 
 async fn process_object(

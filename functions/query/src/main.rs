@@ -12,15 +12,23 @@ async fn app(init: &Init) -> Result<(Router, Security), ConfigError> {
     let objects = init.objects()?;
     let (answer_model, model_id) = init.answer_model()?;
     let security = init.security().await?;
+    let cache = manuel_redis::answer_cache(init.env.optional("REDIS_URL"))?;
+    // API Gateway sends /health to the usage function; invoked directly, this function reports
+    // its own breakers (Bedrock's are only here).
+    let health = manuel_core::health::router(manuel_core::health::HealthState {
+        version: env!("CARGO_PKG_VERSION"),
+        cache: cache.clone(),
+        resilience: init.resilience()?,
+    });
     let deps = QueryDeps {
-        cache: manuel_redis::answer_cache(init.env.optional("REDIS_URL"))?,
+        cache,
         usage: init.usage()?,
         quota: init.quota()?,
         pricing: init.pricing()?,
         model_id,
         clock: Arc::new(SystemClock),
         manuals: init.manuals()?,
-        knowledge_base: init.knowledge_base(objects.clone())?,
+        knowledge_base: init.knowledge_base()?,
         answer_model,
         objects,
         transcriber: Some(init.transcriber()?),
@@ -31,7 +39,7 @@ async fn app(init: &Init) -> Result<(Router, Security), ConfigError> {
             ..QueryConfig::default()
         },
     };
-    Ok((router(deps), security))
+    Ok((router(deps).merge(health), security))
 }
 
 #[tokio::main]

@@ -11,7 +11,9 @@ use axum::{Json, Router};
 use manuel_core::ApiError;
 use manuel_core::auth::AuthenticatedUser;
 use manuel_core::cache::Cache;
+use manuel_core::health::HealthState;
 use manuel_core::ports::{KnowledgeBase, ManualRepository, ObjectStore, UsageStore};
+use manuel_core::resilience::Resilience;
 use manuel_core::security::Security;
 use manuel_core::usage::{Clock, QuotaLimits};
 use serde_json::{Value, json};
@@ -27,6 +29,8 @@ pub struct UsageDeps {
     pub manuals: Arc<dyn ManualRepository>,
     pub objects: Arc<dyn ObjectStore>,
     pub knowledge_base: Arc<dyn KnowledgeBase>,
+    /// The breakers `GET /health?deep=true` reports.
+    pub resilience: Arc<Resilience>,
     pub security: Security,
 }
 
@@ -35,20 +39,12 @@ pub fn router(deps: UsageDeps) -> Router {
         .route("/api/user/usage", get(report::usage))
         .route("/api/user/quota", get(report::quota))
         .route("/api/user/data", delete(erase));
-    deps.security
-        .protect(api)
-        .route("/health", get(health))
-        .with_state(deps)
-}
-
-async fn health(State(deps): State<UsageDeps>) -> Json<Value> {
-    Json(json!({
-        "status": "healthy",
-        "service": "manuel-backend",
-        "version": deps.version,
-        "timestamp": chrono::Utc::now().timestamp(),
-        "cache": deps.cache.stats(),
-    }))
+    let health = manuel_core::health::router(HealthState {
+        version: deps.version,
+        cache: deps.cache.clone(),
+        resilience: deps.resilience.clone(),
+    });
+    deps.security.protect(api).with_state(deps).merge(health)
 }
 
 /// `DELETE /api/user/data`: every manual (file, index entries, record), every usage counter

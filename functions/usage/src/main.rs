@@ -20,8 +20,9 @@ async fn app(init: &Init) -> Result<(Router, Security), ConfigError> {
         currency: init.pricing()?.currency,
         clock: Arc::new(SystemClock),
         manuals: init.manuals()?,
-        knowledge_base: init.knowledge_base(objects.clone())?,
+        knowledge_base: init.knowledge_base()?,
         objects,
+        resilience: init.resilience()?,
         security: security.clone(),
     };
     Ok((router(deps), security))

@@ -15,7 +15,7 @@ use manuel_core::PortError;
 use manuel_core::failure::ErrorOccurrence;
 use manuel_core::ports::ErrorStore;
 
-use super::{get_n, n, s, unavailable};
+use super::{get_n, n, s, sdk_error, unavailable};
 
 pub struct DynamoErrors {
     client: Client,
@@ -83,11 +83,7 @@ impl ErrorStore for DynamoErrors {
             .return_values(ReturnValue::UpdatedNew)
             .send()
             .await
-            .map_err(|error| {
-                unavailable(aws_sdk_dynamodb::error::DisplayErrorContext(
-                    error.into_service_error(),
-                ))
-            })?;
+            .map_err(sdk_error)?;
         output
             .attributes
             .as_ref()
@@ -123,7 +119,7 @@ impl ErrorStore for DynamoErrors {
             {
                 Ok(false)
             }
-            Err(error) => Err(unavailable(error.into_service_error())),
+            Err(error) => Err(sdk_error(error)),
         }
     }
 }

@@ -10,7 +10,7 @@ use manuel_core::PortError;
 use manuel_core::idempotency::{COMPLETED, Claim, IN_PROGRESS, StoredResponse};
 use manuel_core::ports::IdempotencyStore;
 
-use super::{get_s, n, s, unavailable};
+use super::{get_s, n, s, sdk_error};
 
 pub struct DynamoIdempotency {
     client: Client,
@@ -55,7 +55,7 @@ impl IdempotencyStore for DynamoIdempotency {
                     service.err(),
                     PutItemError::ConditionalCheckFailedException(_)
                 ) => {}
-            Err(error) => return Err(unavailable(error.into_service_error())),
+            Err(error) => return Err(sdk_error(error)),
         }
         let existing = self
             .client
@@ -65,7 +65,7 @@ impl IdempotencyStore for DynamoIdempotency {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|error| unavailable(error.into_service_error()))?
+            .map_err(sdk_error)?
             .item
             .unwrap_or_default();
         Claim::from_record(
@@ -95,7 +95,7 @@ impl IdempotencyStore for DynamoIdempotency {
             .item("expires_at", n(expires_at))
             .send()
             .await
-            .map_err(|error| unavailable(error.into_service_error()))?;
+            .map_err(sdk_error)?;
         Ok(())
     }
 
@@ -106,7 +106,7 @@ impl IdempotencyStore for DynamoIdempotency {
             .key("key", s(key))
             .send()
             .await
-            .map_err(|error| unavailable(error.into_service_error()))?;
+            .map_err(sdk_error)?;
         Ok(())
     }
 
@@ -124,7 +124,7 @@ impl IdempotencyStore for DynamoIdempotency {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|error| unavailable(error.into_service_error()))?;
+            let page = page.map_err(sdk_error)?;
             for item in page.items() {
                 if let Some(key) = get_s(item, "key") {
                     self.release(key).await?;

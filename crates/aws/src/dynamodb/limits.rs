@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::ReturnValue;
 use manuel_core::PortError;
 use manuel_core::ports::{RateLimitStore, ReplayGuard};
 
-use super::{get_n, n, s, unavailable};
+use super::{get_n, n, s, sdk_error, unavailable};
 
 pub struct DynamoLimits {
     client: Client,
@@ -42,7 +42,7 @@ impl RateLimitStore for DynamoLimits {
             .return_values(ReturnValue::UpdatedNew)
             .send()
             .await
-            .map_err(|error| unavailable(error.into_service_error()))?;
+            .map_err(sdk_error)?;
         output
             .attributes
             .as_ref()
@@ -74,7 +74,7 @@ impl ReplayGuard for DynamoLimits {
             {
                 Ok(false)
             }
-            Err(error) => Err(unavailable(error.into_service_error())),
+            Err(error) => Err(sdk_error(error)),
         }
     }
 }

@@ -20,7 +20,7 @@ use manuel_core::domain::{
 };
 use manuel_core::ports::{ArrivalOutcome, InsertOutcome, ListError, ManualPage, ManualRepository};
 
-use super::{Item, get_n, get_s, n, s, unavailable};
+use super::{Item, get_n, get_s, n, s, sdk_error, unavailable};
 
 pub const CREATED_INDEX: &str = "by_created";
 
@@ -130,7 +130,7 @@ impl DynamoManuals {
             .send()
             .await
             .map(|output| output.item)
-            .map_err(|error| unavailable(error.into_service_error()))
+            .map_err(sdk_error)
     }
 }
 
@@ -183,7 +183,7 @@ impl ManualRepository for DynamoManuals {
                     None => Err(unavailable("a conflicting manual vanished during insert")),
                 }
             }
-            Err(error) => Err(unavailable(error.into_service_error())),
+            Err(error) => Err(sdk_error(error)),
         }
     }
 
@@ -220,7 +220,7 @@ impl ManualRepository for DynamoManuals {
             .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(|error| ListError::Port(unavailable(error.into_service_error())))?;
+            .map_err(|error| ListError::Port(sdk_error(error)))?;
         let manuals: Vec<Manual> = output
             .items
             .unwrap_or_default()
@@ -252,7 +252,7 @@ impl ManualRepository for DynamoManuals {
             .send()
             .try_collect()
             .await
-            .map_err(|error| unavailable(error.into_service_error()))?;
+            .map_err(sdk_error)?;
         Ok(items.iter().filter_map(from_item).collect())
     }
 
@@ -295,7 +295,7 @@ impl ManualRepository for DynamoManuals {
             {
                 Ok(false)
             }
-            Err(error) => Err(unavailable(error.into_service_error())),
+            Err(error) => Err(sdk_error(error)),
         }
     }
 
@@ -386,10 +386,10 @@ impl ManualRepository for DynamoManuals {
                     {
                         Ok(ArrivalOutcome::NotAwaited)
                     }
-                    Err(error) => Err(unavailable(error.into_service_error())),
+                    Err(error) => Err(sdk_error(error)),
                 }
             }
-            Err(error) => Err(unavailable(error.into_service_error())),
+            Err(error) => Err(sdk_error(error)),
         }
     }
 
@@ -412,7 +412,7 @@ impl ManualRepository for DynamoManuals {
             .send()
             .await
             .map(|_| true)
-            .map_err(|error| unavailable(error.into_service_error()))
+            .map_err(sdk_error)
     }
 }
 

@@ -20,6 +20,16 @@ pub use usage::DynamoUsageStore;
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
+/// An SDK failure of a DynamoDB call (see [`crate::sdk_error`]).
+pub(crate) fn sdk_error<E>(
+    error: aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> PortError
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    crate::sdk_error::sdk_error("dynamodb", error)
+}
+
 pub(crate) fn unavailable(error: impl std::fmt::Display) -> PortError {
     PortError::Unavailable {
         service: "dynamodb",

@@ -19,7 +19,7 @@ use manuel_core::usage::{
     CostRecord, Operation, QuotaLimits, QuotaWindows, Reservation, UsageNumbers,
 };
 
-use super::{Item, get_n, get_s, n, s, unavailable};
+use super::{Item, get_n, get_s, n, s, sdk_error, unavailable};
 
 /// Counters outlive the windows they count, long enough for the usage history.
 const DAY_COUNTER_TTL_DAYS: i64 = 60;
@@ -90,7 +90,7 @@ impl DynamoUsageStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|error| unavailable(error.into_service_error()))?;
+            .map_err(sdk_error)?;
         Ok(output.item)
     }
 
@@ -130,7 +130,7 @@ impl DynamoUsageStore {
             .send()
             .try_collect()
             .await
-            .map_err(|error| unavailable(error.into_service_error()))
+            .map_err(sdk_error)
     }
 }
 
@@ -247,7 +247,7 @@ impl UsageStore for DynamoUsageStore {
                     Some(_) if attempt < CONFLICT_ATTEMPTS => {
                         tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt))).await;
                     }
-                    _ => return Err(unavailable(error.into_service_error())),
+                    _ => return Err(sdk_error(error)),
                 },
             }
         }
@@ -269,11 +269,7 @@ impl UsageStore for DynamoUsageStore {
                 .map_err(PortError::failed)?;
             request = request.transact_items(TransactWriteItem::builder().update(update).build());
         }
-        request
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|error| unavailable(error.into_service_error()))
+        request.send().await.map(|_| ()).map_err(sdk_error)
     }
 
     async fn usage(
@@ -316,7 +312,7 @@ impl UsageStore for DynamoUsageStore {
             .request_items(&self.table, request)
             .send()
             .await
-            .map_err(|error| unavailable(error.into_service_error()))?;
+            .map_err(sdk_error)?;
         let found: HashMap<String, u64> = output
             .responses
             .and_then(|mut tables| tables.remove(&self.table))
@@ -343,7 +339,7 @@ impl UsageStore for DynamoUsageStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|error| unavailable(error.into_service_error()))
+            .map_err(sdk_error)
     }
 
     async fn costs_since(
@@ -368,7 +364,7 @@ impl UsageStore for DynamoUsageStore {
             .send()
             .try_collect()
             .await
-            .map_err(|error| unavailable(error.into_service_error()))?;
+            .map_err(sdk_error)?;
         Ok(items.iter().filter_map(cost_from_item).collect())
     }
 
@@ -396,7 +392,7 @@ impl UsageStore for DynamoUsageStore {
                     .request_items(&self.table, pending)
                     .send()
                     .await
-                    .map_err(|error| unavailable(error.into_service_error()))?;
+                    .map_err(sdk_error)?;
                 pending = output
                     .unprocessed_items
                     .and_then(|mut tables| tables.remove(&self.table))

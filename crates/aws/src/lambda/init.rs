@@ -6,6 +6,12 @@ use std::time::Duration;
 use axum::Router;
 use manuel_core::auth::IdentityConfig;
 use manuel_core::http::serve_app;
+use manuel_core::ports::{
+    AnswerModel, IdempotencyStore, KnowledgeBase, ManualRepository, ObjectStore, RateLimitStore,
+    ReplayGuard, Transcriber, UsageStore,
+};
+use manuel_core::resilience::Resilience;
+use manuel_core::resilience::guarded::{Guarded, GuardedKnowledgeBase};
 use manuel_core::security::{ConfigError, Security, SecurityConfig};
 use manuel_core::telemetry;
 use manuel_core::usage::{Pricing, QuotaLimits};
@@ -30,6 +36,7 @@ pub struct Init {
     pub env: Env,
     pub sdk: aws_config::SdkConfig,
     dynamodb: OnceLock<aws_sdk_dynamodb::Client>,
+    resilience: OnceLock<Arc<Resilience>>,
 }
 
 impl Init {
@@ -46,7 +53,18 @@ impl Init {
             env: Env::from_process(),
             sdk: crate::config::load().await,
             dynamodb: OnceLock::new(),
+            resilience: OnceLock::new(),
         }
+    }
+
+    /// Retry policies and circuit breakers for this container (`RETRY_<SERVICE>`,
+    /// `CIRCUIT_*`), shared by every port built here.
+    pub fn resilience(&self) -> Result<Arc<Resilience>, ConfigError> {
+        if let Some(resilience) = self.resilience.get() {
+            return Ok(resilience.clone());
+        }
+        let built = Arc::new(Resilience::from_vars(self.env.vars())?);
+        Ok(self.resilience.get_or_init(|| built).clone())
     }
 
     /// Logs a configuration error so the init failure names the variable, and hands it on.
@@ -63,22 +81,36 @@ impl Init {
             .clone()
     }
 
-    pub fn manuals(&self) -> Result<Arc<DynamoManuals>, ConfigError> {
-        Ok(Arc::new(DynamoManuals::new(
+    pub fn manuals(&self) -> Result<Arc<dyn ManualRepository>, ConfigError> {
+        let table: Arc<dyn ManualRepository> = Arc::new(DynamoManuals::new(
             self.dynamodb(),
             self.env.required("MANUALS_TABLE")?,
-        )))
+        ));
+        Ok(Guarded::new(
+            table,
+            self.resilience()?.dependency("dynamodb"),
+        ))
     }
 
-    pub fn usage(&self) -> Result<Arc<DynamoUsageStore>, ConfigError> {
-        Ok(Arc::new(DynamoUsageStore::new(
+    pub fn usage(&self) -> Result<Arc<dyn UsageStore>, ConfigError> {
+        let table: Arc<dyn UsageStore> = Arc::new(DynamoUsageStore::new(
             self.dynamodb(),
             self.env.required("USAGE_TABLE")?,
-        )))
+        ));
+        Ok(Guarded::new(
+            table,
+            self.resilience()?.dependency("dynamodb"),
+        ))
     }
 
     /// `MANUALS_BUCKET`; `S3_FORCE_PATH_STYLE=true` for emulators.
-    pub fn objects(&self) -> Result<Arc<S3ObjectStore>, ConfigError> {
+    /// The manuals bucket, guarded as the `s3` dependency.
+    pub fn objects(&self) -> Result<Arc<dyn ObjectStore>, ConfigError> {
+        let bucket: Arc<dyn ObjectStore> = self.manuals_bucket()?;
+        Ok(Guarded::new(bucket, self.resilience()?.dependency("s3")))
+    }
+
+    fn manuals_bucket(&self) -> Result<Arc<S3ObjectStore>, ConfigError> {
         let bucket = self.env.required("MANUALS_BUCKET")?;
         let path_style = self.env.flag("S3_FORCE_PATH_STYLE", false)?;
         Ok(Arc::new(S3ObjectStore::new(
@@ -90,10 +122,7 @@ impl Init {
     /// `KNOWLEDGE_BASE_ID`, `KNOWLEDGE_BASE_DATA_SOURCE_ID`, and how long ingestion may be
     /// waited for (`INGESTION_WAIT_SECONDS`, 600 by default, cut to the invocation's deadline
     /// by the caller).
-    pub fn knowledge_base(
-        &self,
-        objects: Arc<S3ObjectStore>,
-    ) -> Result<Arc<BedrockKnowledgeBase>, ConfigError> {
+    pub fn knowledge_base(&self) -> Result<Arc<dyn KnowledgeBase>, ConfigError> {
         let settings = KnowledgeBaseSettings {
             knowledge_base_id: self.env.required("KNOWLEDGE_BASE_ID")?,
             data_source_id: self.env.required("KNOWLEDGE_BASE_DATA_SOURCE_ID")?,
@@ -102,17 +131,21 @@ impl Init {
                 self.env.parsed_or("INGESTION_POLL_MILLISECONDS", 2000)?,
             ),
         };
-        Ok(Arc::new(BedrockKnowledgeBase::new(
+        let knowledge_base: Arc<dyn KnowledgeBase> = Arc::new(BedrockKnowledgeBase::new(
             aws_sdk_bedrockagentruntime::Client::new(&self.sdk),
             aws_sdk_bedrockagent::Client::new(&self.sdk),
-            objects,
+            self.manuals_bucket()?,
             settings,
-        )))
+        ));
+        Ok(GuardedKnowledgeBase::new(
+            knowledge_base,
+            &*self.resilience()?,
+        ))
     }
 
     /// `BEDROCK_MODEL_ID` (a model or inference profile), `BEDROCK_TEMPERATURE` (0.1),
     /// `BEDROCK_MAX_TOKENS` (1000).
-    pub fn answer_model(&self) -> Result<(Arc<BedrockAnswerModel>, String), ConfigError> {
+    pub fn answer_model(&self) -> Result<(Arc<dyn AnswerModel>, String), ConfigError> {
         let model_id = self.env.required("BEDROCK_MODEL_ID")?;
         let temperature: f32 = self.env.parsed_or("BEDROCK_TEMPERATURE", 0.1)?;
         if !(0.0..=1.0).contains(&temperature) {
@@ -133,11 +166,12 @@ impl Init {
             temperature,
             max_tokens,
         };
+        let model: Arc<dyn AnswerModel> = Arc::new(BedrockAnswerModel::new(
+            aws_sdk_bedrockruntime::Client::new(&self.sdk),
+            settings,
+        ));
         Ok((
-            Arc::new(BedrockAnswerModel::new(
-                aws_sdk_bedrockruntime::Client::new(&self.sdk),
-                settings,
-            )),
+            Guarded::new(model, self.resilience()?.dependency("bedrock-converse")),
             model_id,
         ))
     }
@@ -165,7 +199,7 @@ impl Init {
 
     /// Amazon Transcribe with clips and transcripts in `AUDIO_BUCKET`; `TRANSCRIBE_LANGUAGE`
     /// (`en-US`) and `TRANSCRIBE_MAX_WAIT_SECONDS` (25, cut to the invocation's deadline).
-    pub fn transcriber(&self) -> Result<Arc<AwsTranscriber>, ConfigError> {
+    pub fn transcriber(&self) -> Result<Arc<dyn Transcriber>, ConfigError> {
         let language = self
             .env
             .optional("TRANSCRIBE_LANGUAGE")
@@ -185,11 +219,15 @@ impl Init {
             max_wait: Duration::from_secs(self.env.parsed_or("TRANSCRIBE_MAX_WAIT_SECONDS", 25)?),
             ..TranscribeSettings::default()
         };
-        Ok(Arc::new(AwsTranscriber::new(
+        let transcriber: Arc<dyn Transcriber> = Arc::new(AwsTranscriber::new(
             aws_sdk_transcribe::Client::new(&self.sdk),
             crate::s3::client(&self.sdk, path_style),
             settings,
-        )))
+        ));
+        Ok(Guarded::new(
+            transcriber,
+            self.resilience()?.dependency("transcribe"),
+        ))
     }
 
     /// `MAX_AUDIO_DURATION_SECONDS` and `MAX_AUDIO_BYTES`.
@@ -221,15 +259,19 @@ impl Init {
             self.dynamodb(),
             self.env.required("RATE_LIMITS_TABLE")?,
         ));
+        let dynamodb = self.resilience()?.dependency("dynamodb");
+        let rate_limits: Arc<dyn RateLimitStore> = limits.clone();
+        let replay_guard: Arc<dyn ReplayGuard> = limits;
+        let idempotency: Arc<dyn IdempotencyStore> = Arc::new(DynamoIdempotency::new(
+            self.dynamodb(),
+            self.env.required("IDEMPOTENCY_TABLE")?,
+        ));
         Ok(Security {
             config: Arc::new(config),
             verifier: Arc::new(verifier),
-            rate_limits: limits.clone(),
-            replay_guard: limits,
-            idempotency: Arc::new(DynamoIdempotency::new(
-                self.dynamodb(),
-                self.env.required("IDEMPOTENCY_TABLE")?,
-            )),
+            rate_limits: Guarded::new(rate_limits, dynamodb.clone()),
+            replay_guard: Guarded::new(replay_guard, dynamodb.clone()),
+            idempotency: Guarded::new(idempotency, dynamodb),
             idempotency_config: IdempotencyConfig::from_vars(self.env.vars())?,
         })
     }

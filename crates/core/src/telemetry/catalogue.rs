@@ -98,8 +98,12 @@ pub enum Metric {
     CacheMisses,
     /// L2 (Redis) failures that were bypassed.
     CacheL2Errors,
-    /// Calls to a dependency that failed (after the SDK's own retries).
+    /// Calls to a dependency that failed (after retries).
     DependencyErrors,
+    /// Retries of a dependency call after a transient failure (throttling, 5xx, timeout).
+    DependencyRetries,
+    /// A dependency's circuit breaker opened (calls to it are refused until a probe succeeds).
+    CircuitOpened,
     /// Time spent in one call to a dependency.
     DependencyLatency,
     /// Manuals that finished processing and are searchable.
@@ -129,6 +133,8 @@ impl Metric {
         Self::CacheMisses,
         Self::CacheL2Errors,
         Self::DependencyErrors,
+        Self::DependencyRetries,
+        Self::CircuitOpened,
         Self::DependencyLatency,
         Self::ManualsReady,
         Self::ManualsFailed,
@@ -151,6 +157,8 @@ impl Metric {
             Self::CacheMisses => "CacheMisses",
             Self::CacheL2Errors => "CacheL2Errors",
             Self::DependencyErrors => "DependencyErrors",
+            Self::DependencyRetries => "DependencyRetries",
+            Self::CircuitOpened => "CircuitOpened",
             Self::DependencyLatency => "DependencyLatency",
             Self::ManualsReady => "ManualsReady",
             Self::ManualsFailed => "ManualsFailed",
@@ -173,7 +181,10 @@ impl Metric {
     /// The one dimension set this metric is emitted with.
     pub const fn dimensions(self) -> &'static [Dimension] {
         match self {
-            Self::DependencyErrors | Self::DependencyLatency => BY_DEPENDENCY,
+            Self::DependencyErrors
+            | Self::DependencyRetries
+            | Self::CircuitOpened
+            | Self::DependencyLatency => BY_DEPENDENCY,
             Self::ErrorsRecorded => BY_SEVERITY,
             _ => BY_FUNCTION,
         }
