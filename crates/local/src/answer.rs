@@ -36,6 +36,17 @@ pub const NOT_FOUND_TEXT: &str = "I couldn't find this in your manuals. Try reph
 /// matching half a question ("paper cassette" in "does alcohol damage the paper
 /// cassette?") is not taken for an answer.
 const COVERAGE_MIN: f32 = 0.6;
+/// A passage this close in meaning to the question (cosine of their embeddings) is a candidate
+/// even when it shares few of the question's words: "how long is the guarantee" and "the
+/// warranty period is two years".
+const SEMANTIC_MIN: f32 = 0.5;
+/// ...but it must still share some of them: similarity alone also joins neighbouring topics
+/// of the same appliance.
+const SEMANTIC_COVERAGE_MIN: f32 = 0.2;
+/// A step list in a passage at least this close passes whatever its words.
+const SEMANTIC_LIST_MIN: f32 = 0.6;
+/// How much a passage's similarity counts towards the score of its sentences.
+const SEMANTIC_WEIGHT: f32 = 0.5;
 /// Extra sentences must score at least this share of the best one.
 const EXTRA_SENTENCE_RATIO: f32 = 0.5;
 /// An extra sentence that adds no new question term must be nearly as good as the best.
@@ -80,17 +91,36 @@ long much many often way ways need needs needed able possible tell know explain 
 meaning happen happens want wants help get go goes make use using thing things something anything \
 properly correctly exactly actually really manual manuals say says said work";
 
-pub fn extract_answer(question: &str, passages: &[&str], weights: &dyn TermWeights) -> Extract {
+/// `similarities[i]` is the cosine similarity of the question's and passage i's embeddings (0
+/// or missing when unknown). A passage is an answer candidate when it covers enough of the
+/// question's words, or when its meaning is close enough although its words differ.
+pub fn extract_answer(
+    question: &str,
+    passages: &[&str],
+    similarities: &[f32],
+    weights: &dyn TermWeights,
+) -> Extract {
     let query = Query::new(question, weights);
     if query.terms.is_empty() || query.total <= 0.0 {
         return not_found();
     }
+    let similarity = |i: usize| {
+        similarities
+            .get(i)
+            .copied()
+            .filter(|s| s.is_finite())
+            .unwrap_or(0.0)
+    };
     let passage_terms: Vec<HashSet<String>> = passages
         .iter()
         .map(|p| weights.terms(p).into_iter().collect())
         .collect();
     let passing: Vec<usize> = (0..passages.len())
-        .filter(|&i| query.coverage(&passage_terms[i]) >= COVERAGE_MIN)
+        .filter(|&i| {
+            query.coverage(&passage_terms[i]) >= COVERAGE_MIN
+                || (similarity(i) >= SEMANTIC_MIN
+                    && query.coverage(&passage_terms[i]) >= SEMANTIC_COVERAGE_MIN)
+        })
         .collect();
     if passing.is_empty() {
         return not_found();
@@ -100,11 +130,19 @@ pub fn extract_answer(question: &str, passages: &[&str], weights: &dyn TermWeigh
         .map(|&i| query.coverage(&passage_terms[i]))
         .fold(0.0, f32::max);
     if is_how_to(question)
-        && let Some(answer) = answer_with_steps(&query, passages, &passing, best_coverage, weights)
+        && let Some(answer) = answer_with_steps(
+            &query,
+            passages,
+            &passing,
+            best_coverage,
+            &similarity,
+            weights,
+        )
     {
         return answer;
     }
-    answer_with_sentences(&query, passages, &passing, weights).unwrap_or_else(not_found)
+    answer_with_sentences(&query, passages, &passing, &similarity, weights)
+        .unwrap_or_else(not_found)
 }
 
 fn not_found() -> Extract {
@@ -357,6 +395,7 @@ fn answer_with_steps(
     passages: &[&str],
     passing: &[usize],
     best_coverage: f32,
+    similarity: &dyn Fn(usize) -> f32,
     weights: &dyn TermWeights,
 ) -> Option<Extract> {
     // A list about a neighbouring task ("replace the cartridge" when asked to
@@ -375,11 +414,12 @@ fn answer_with_steps(
                 .chain(lines[list.context_start..list.end].iter().map(|l| l.text))
                 .collect();
             let coverage = query.coverage(&term_set(weights, &context.join("\n")));
-            if coverage < needed {
+            if coverage < needed && similarity(p) < SEMANTIC_LIST_MIN {
                 continue;
             }
             let lead_coverage = query.coverage(&term_set(weights, &list.lead.join("\n")));
-            let score = (coverage + 0.5 * lead_coverage) * rank_factor(p);
+            let score =
+                (coverage + 0.5 * lead_coverage + SEMANTIC_WEIGHT * similarity(p)) * rank_factor(p);
             if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
                 let mut out: Vec<String> = list.lead.clone();
                 if out.is_empty() {
@@ -420,6 +460,7 @@ fn answer_with_sentences(
     query: &Query,
     passages: &[&str],
     passing: &[usize],
+    similarity: &dyn Fn(usize) -> f32,
     weights: &dyn TermWeights,
 ) -> Option<Extract> {
     let mut candidates: Vec<Candidate<'_>> = Vec::new();
@@ -448,7 +489,9 @@ fn answer_with_sentences(
                 }
                 let terms = term_set(weights, sentence);
                 let own = query.matched(&terms);
-                if own <= 0.0 {
+                // In a passage close in meaning, a sentence may answer in other words.
+                let semantic = SEMANTIC_WEIGHT * similarity(p) * query.total;
+                if own <= 0.0 && similarity(p) < SEMANTIC_MIN {
                     continue;
                 }
                 let from_heading: f32 = query
@@ -463,7 +506,7 @@ fn answer_with_sentences(
                     text: sentence,
                     words: plain_words(sentence),
                     terms,
-                    score: (own + HEADING_WEIGHT * from_heading)
+                    score: (own + HEADING_WEIGHT * from_heading + semantic)
                         * rank_factor(p)
                         * definition_factor(query, sentence, weights),
                 });
@@ -863,7 +906,7 @@ mod tests {
 
     fn ask(question: &str, passages: &[&str]) -> Extract {
         let weights = FakeWeights::new(&corpus());
-        extract_answer(question, passages, &weights)
+        extract_answer(question, passages, &[], &weights)
     }
 
     #[test]
@@ -889,7 +932,12 @@ mod tests {
     fn how_to_prefers_matching_list_over_rank() {
         let descale = "Descaling\n1. Fill the tank with descaler.\n2. Run the descaling program.\n3. Rinse the tank with water.";
         let weights = FakeWeights::new(&[descale, INK, WARRANTY]);
-        let answer = extract_answer("How to replace an ink cartridge", &[descale, INK], &weights);
+        let answer = extract_answer(
+            "How to replace an ink cartridge",
+            &[descale, INK],
+            &[],
+            &weights,
+        );
         assert_eq!(answer.cited, vec![1], "{answer:?}");
         assert!(answer.text.contains("9. Press the OK button"));
     }
@@ -907,13 +955,18 @@ mod tests {
     fn how_to_uses_titles_above_the_section() {
         let manual = "Coffee Maker CM-2\nDescaling\nDescale the machine every three months.\nTo descale the machine:\nStep 1: Fill the water tank and add the descaler.\nStep 2: Place a container under the spout.\nStep 3: Press and hold the descale button.";
         let weights = FakeWeights::new(&[manual, WARRANTY, PAPER, INK]);
-        let answer = extract_answer("How do I descale the coffee maker?", &[manual], &weights);
+        let answer = extract_answer(
+            "How do I descale the coffee maker?",
+            &[manual],
+            &[],
+            &weights,
+        );
         assert_eq!(
             answer.text,
             "Descaling\nTo descale the machine:\nStep 1: Fill the water tank and add the descaler.\nStep 2: Place a container under the spout.\nStep 3: Press and hold the descale button. [1]"
         );
         // Without a list-shaped question, the intro line is never quoted on its own.
-        let answer = extract_answer("descale coffee maker", &[manual], &weights);
+        let answer = extract_answer("descale coffee maker", &[manual], &[], &weights);
         assert!(
             !answer.text.contains("To descale the machine:"),
             "{}",
@@ -925,7 +978,7 @@ mod tests {
     fn single_term_question_does_not_pad_with_unrelated_sentences() {
         let text = "Descaling\nDescale the machine every three months. Use the supplied descaler only.\n\nCleaning\nPress the descale button to stop the descale program.";
         let weights = FakeWeights::new(&[text, WARRANTY, PAPER]);
-        let answer = extract_answer("How often should I descale?", &[text], &weights);
+        let answer = extract_answer("How often should I descale?", &[text], &[], &weights);
         assert_eq!(answer.text, "Descale the machine every three months. [1]");
     }
 
@@ -933,7 +986,7 @@ mod tests {
     fn how_to_without_lead_uses_neutral_framing() {
         let steps = "1. Open the lid of the water tank.\n2. Fill the water tank with fresh water.\n3. Close the lid.";
         let weights = FakeWeights::new(&[steps, WARRANTY, PAPER]);
-        let answer = extract_answer("How do I fill the water tank?", &[steps], &weights);
+        let answer = extract_answer("How do I fill the water tank?", &[steps], &[], &weights);
         assert!(answer.found);
         assert_eq!(
             answer.text,
@@ -966,19 +1019,19 @@ mod tests {
     #[test]
     fn question_words_kept_by_the_analyser_do_not_block_answers() {
         let weights = FakeWeights::with_stops(&corpus(), LUCENE_STOP_WORDS);
-        let answer = extract_answer("How do I replace the ink cartridge?", &[INK], &weights);
+        let answer = extract_answer("How do I replace the ink cartridge?", &[INK], &[], &weights);
         assert!(
             answer.found && answer.text.contains("\n9. Press"),
             "{answer:?}"
         );
-        let answer = extract_answer("What is the warranty period?", &[WARRANTY], &weights);
+        let answer = extract_answer("What is the warranty period?", &[WARRANTY], &[], &weights);
         assert!(
             answer.text.starts_with("The warranty period is two years"),
             "{answer:?}"
         );
-        let answer = extract_answer("How do I replace the toner?", &[INK], &weights);
+        let answer = extract_answer("How do I replace the toner?", &[INK], &[], &weights);
         assert!(!answer.found);
-        assert!(!extract_answer("What is it?", &[INK], &weights).found);
+        assert!(!extract_answer("What is it?", &[INK], &[], &weights).found);
     }
 
     #[test]
@@ -1011,7 +1064,7 @@ mod tests {
         let b = "Water tank\nMix the descaler with water before use.";
         let weights = FakeWeights::new(&[a, b, WARRANTY, PAPER]);
         let question = "How much water and descaler go in the tank?";
-        let answer = extract_answer(question, &[a, b], &weights);
+        let answer = extract_answer(question, &[a, b], &[], &weights);
         assert!(answer.found, "{answer:?}");
         assert_eq!(answer.cited, vec![0, 1]);
         assert_eq!(
@@ -1019,7 +1072,7 @@ mod tests {
             "Add the descaler to the tank. [1] Mix the descaler with water before use. [2]"
         );
         // Numbers follow retriever rank, whichever passage holds the best sentence.
-        let answer = extract_answer(question, &[b, a], &weights);
+        let answer = extract_answer(question, &[b, a], &[], &weights);
         assert_eq!(answer.cited, vec![0, 1]);
         assert_eq!(
             answer.text,
@@ -1115,10 +1168,12 @@ mod tests {
     #[test]
     fn empty_inputs_do_not_panic() {
         let weights = FakeWeights::new(&[]);
-        assert!(!extract_answer("", &[], &weights).found);
-        assert!(!extract_answer("How do I replace the ink?", &[], &weights).found);
-        assert!(!extract_answer("How do I replace the ink?", &["", "  \n\n "], &weights).found);
-        assert!(!extract_answer("", &[INK], &weights).found);
+        assert!(!extract_answer("", &[], &[], &weights).found);
+        assert!(!extract_answer("How do I replace the ink?", &[], &[], &weights).found);
+        assert!(
+            !extract_answer("How do I replace the ink?", &["", "  \n\n "], &[], &weights).found
+        );
+        assert!(!extract_answer("", &[INK], &[], &weights).found);
     }
 
     #[test]
@@ -1128,7 +1183,7 @@ mod tests {
         let passages = [long.as_str(), weird, "1. ink\n1. ink\n2. ink"];
         let weights = FakeWeights::new(&passages);
         for q in ["How do I ink?", "ink cartridge", "日本語", "🙂", "1. 2. 3."] {
-            let answer = extract_answer(q, &passages, &weights);
+            let answer = extract_answer(q, &passages, &[], &weights);
             if answer.found {
                 assert!(!answer.cited.is_empty());
             }
@@ -1147,7 +1202,7 @@ mod tests {
 
     #[test]
     fn nan_idf_refuses_instead_of_panicking() {
-        assert!(!extract_answer("warranty period", &[WARRANTY], &BrokenWeights).found);
+        assert!(!extract_answer("warranty period", &[WARRANTY], &[], &BrokenWeights).found);
     }
 
     #[test]
@@ -1209,6 +1264,7 @@ mod tests {
         let answer = extract_answer(
             "ISP connection attempts fail after flashing firmware",
             &[faq],
+            &[],
             &weights,
         );
         assert!(answer.found);
@@ -1229,6 +1285,7 @@ mod tests {
         let answer = extract_answer(
             "ISP connection attempts fail after flashing firmware",
             &[unresolved],
+            &[],
             &weights,
         );
         assert!(

@@ -44,6 +44,13 @@ pub struct ServeConfig {
         default_value = "./.tools/pdfium/libpdfium.so"
     )]
     pub pdfium_lib: PathBuf,
+    /// The sentence-embedding model for hybrid retrieval (installed by `make setup`).
+    #[arg(
+        long,
+        env = "MANUEL_EMBEDDING_MODEL",
+        default_value = "./.tools/models/all-MiniLM-L6-v2"
+    )]
+    pub embedding_model: PathBuf,
     /// The largest manual accepted, in MiB.
     #[arg(long, env = "MANUEL_MAX_UPLOAD_MB", default_value_t = 25)]
     pub max_upload_mb: usize,

@@ -41,18 +41,19 @@ impl AnswerModel for ExtractiveAnswerModel {
         tokio::task::spawn_blocking(move || {
             let weights = index.term_weights(&user);
             let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let extract = extract_answer(&question, &borrowed, &weights);
+            let similarities = index.similarities(&user, &question, &borrowed)?;
+            let extract = extract_answer(&question, &borrowed, &similarities, &weights);
             let input_tokens = approximate_tokens(&question)
                 + texts.iter().map(|t| approximate_tokens(t)).sum::<u64>();
-            Answer {
+            Ok(Answer {
                 output_tokens: approximate_tokens(&extract.text),
                 text: extract.text,
                 cited: extract.cited,
                 found: extract.found,
                 input_tokens,
-            }
+            })
         })
         .await
-        .map_err(PortError::failed)
+        .map_err(PortError::failed)?
     }
 }

@@ -1,6 +1,8 @@
-//! The local knowledge base: a tantivy BM25 index of chunks, each carrying its owner's user id.
-//! Every search has the owner as a required clause.
+//! The local knowledge base, hybrid: a tantivy BM25 index of chunks and a dense embedding of
+//! each chunk (all-MiniLM-L6-v2, stored with it), fused by reciprocal rank. Every chunk carries
+//! its owner's user id; both searches only ever see the asking user's chunks.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -8,11 +10,13 @@ use async_trait::async_trait;
 use manuel_core::PortError;
 use manuel_core::domain::{Manual, RetrievedChunk, UserId};
 use manuel_core::ports::KnowledgeBase;
+use tantivy::collector::DocSetCollector;
 use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
-    Field, IndexRecordOption, NumericOptions, STRING, Schema, TextFieldIndexing, TextOptions, Value,
+    BytesOptions, Field, IndexRecordOption, NumericOptions, STRING, Schema, TextFieldIndexing,
+    TextOptions, Value,
 };
 use tantivy::tokenizer::{
     Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
@@ -23,11 +27,20 @@ use tantivy::{
 
 use crate::answer::TermWeights;
 use crate::chunk::chunk_pages;
+use crate::embedding::{self, Embedder};
 
 const ANALYZER: &str = "manuel_en";
 const WRITER_MEMORY_BYTES: usize = 30_000_000;
 /// A manual's name matters less than its text, but helps "the printer manual says…" questions.
 const TITLE_BOOST: f32 = 0.3;
+/// Reciprocal rank fusion: a chunk's score is the sum of `1 / (RRF_K + rank)` over the two
+/// rankings; 60 is the usual constant, which keeps one list's top hit from dominating.
+const RRF_K: f32 = 60.0;
+/// Each ranking contributes this many candidates per result asked for (at least `MIN_POOL`).
+const POOL_FACTOR: usize = 4;
+const MIN_POOL: usize = 40;
+/// Recent question embeddings kept, so the answerer does not embed the question again.
+const QUESTION_CACHE: usize = 64;
 
 #[derive(Clone, Copy)]
 struct Fields {
@@ -37,6 +50,8 @@ struct Fields {
     page: Field,
     text: Field,
     title: Field,
+    chunk: Field,
+    vector: Field,
 }
 
 pub struct LocalIndex {
@@ -48,6 +63,31 @@ struct Inner {
     writer: Mutex<IndexWriter>,
     fields: Fields,
     analyzer: TextAnalyzer,
+    embedder: Arc<Embedder>,
+    /// Each user's chunks with their embeddings, loaded on first search, dropped when the
+    /// user's manuals change.
+    dense: Mutex<DenseCache>,
+    questions: Mutex<VecDeque<(String, Arc<Vec<f32>>)>>,
+}
+
+/// Each user's dense chunks, by user id.
+type DenseCache = HashMap<String, Arc<Vec<DenseChunk>>>;
+
+/// One chunk as the dense search sees it.
+struct DenseChunk {
+    manual_id: String,
+    chunk: u64,
+    page: u32,
+    text: String,
+    vector: Vec<f32>,
+}
+
+/// A chunk found by one of the two searches, before fusion.
+struct Hit {
+    manual_id: String,
+    chunk: u64,
+    page: u32,
+    text: String,
 }
 
 fn analyzer() -> TextAnalyzer {
@@ -82,6 +122,8 @@ fn schema() -> (Schema, Fields) {
             "title",
             TextOptions::default().set_indexing_options(analysed),
         ),
+        chunk: builder.add_u64_field("chunk", NumericOptions::default().set_stored()),
+        vector: builder.add_bytes_field("vector", BytesOptions::default().set_stored()),
     };
     (builder.build(), fields)
 }
@@ -90,12 +132,36 @@ fn owner_manual(user: &UserId, manual_id: &str) -> String {
     format!("{}/{}", user.as_str(), manual_id)
 }
 
+/// What opening the index found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opened {
+    /// The index was there in the current format (or is new and empty).
+    Current,
+    /// An index in an older format was replaced by an empty one: every manual must be
+    /// indexed again.
+    Rebuilt,
+}
+
 impl LocalIndex {
-    pub fn open(dir: &Path) -> Result<Self, PortError> {
+    pub fn open(dir: &Path, embedder: Arc<Embedder>) -> Result<(Self, Opened), PortError> {
         std::fs::create_dir_all(dir).map_err(PortError::failed)?;
         let (schema, fields) = schema();
+        let mut opened = Opened::Current;
         let directory = MmapDirectory::open(dir).map_err(PortError::failed)?;
-        let index = Index::open_or_create(directory, schema).map_err(PortError::failed)?;
+        let index = match Index::open_or_create(directory, schema.clone()) {
+            Ok(index) => index,
+            // An index written by an older version (another schema): it is rebuilt from the
+            // stored manuals rather than refused.
+            Err(tantivy::TantivyError::SchemaError(reason)) => {
+                tracing::warn!(%reason, "the search index has an older format; rebuilding it");
+                std::fs::remove_dir_all(dir).map_err(PortError::failed)?;
+                std::fs::create_dir_all(dir).map_err(PortError::failed)?;
+                opened = Opened::Rebuilt;
+                let directory = MmapDirectory::open(dir).map_err(PortError::failed)?;
+                Index::open_or_create(directory, schema).map_err(PortError::failed)?
+            }
+            Err(error) => return Err(PortError::failed(error)),
+        };
         index.tokenizers().register(ANALYZER, analyzer());
         let writer = index
             .writer_with_num_threads(1, WRITER_MEMORY_BYTES)
@@ -105,14 +171,41 @@ impl LocalIndex {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(PortError::failed)?;
-        Ok(Self {
+        let index = Self {
             inner: Arc::new(Inner {
                 reader,
                 writer: Mutex::new(writer),
                 fields,
                 analyzer: analyzer(),
+                embedder,
+                dense: Mutex::new(HashMap::new()),
+                questions: Mutex::new(VecDeque::new()),
             }),
-        })
+        };
+        Ok((index, opened))
+    }
+
+    /// The cosine similarity of `question` to each passage (0 for a passage this user's index
+    /// does not hold), for the answerer.
+    pub fn similarities(
+        &self,
+        user: &UserId,
+        question: &str,
+        passages: &[&str],
+    ) -> Result<Vec<f32>, PortError> {
+        let inner = &self.inner;
+        let question = inner.question_vector(question)?;
+        let chunks = inner.dense_chunks(user)?;
+        let by_text: HashMap<&str, &DenseChunk> =
+            chunks.iter().map(|c| (c.text.as_str(), c)).collect();
+        Ok(passages
+            .iter()
+            .map(|text| {
+                by_text
+                    .get(text)
+                    .map_or(0.0, |c| embedding::similarity(&question, &c.vector))
+            })
+            .collect())
     }
 
     /// Question-word weights over `user`'s chunks only, for the extractive answerer.
@@ -160,9 +253,120 @@ impl Inner {
         terms
     }
 
-    fn commit(&self, writer: &mut IndexWriter) -> Result<(), PortError> {
+    fn commit(&self, writer: &mut IndexWriter, user: &UserId) -> Result<(), PortError> {
         writer.commit().map_err(PortError::failed)?;
-        self.reader.reload().map_err(PortError::failed)
+        self.reader.reload().map_err(PortError::failed)?;
+        self.lock_dense()?.remove(user.as_str());
+        Ok(())
+    }
+
+    fn lock_dense(&self) -> Result<std::sync::MutexGuard<'_, DenseCache>, PortError> {
+        self.dense
+            .lock()
+            .map_err(|_| PortError::failed("the dense cache lock was poisoned"))
+    }
+
+    fn question_vector(&self, question: &str) -> Result<Arc<Vec<f32>>, PortError> {
+        let recent = self
+            .questions
+            .lock()
+            .map_err(|_| PortError::failed("the question cache lock was poisoned"))?;
+        if let Some((_, vector)) = recent.iter().find(|(q, _)| q == question) {
+            return Ok(Arc::clone(vector));
+        }
+        drop(recent);
+        let vector = self
+            .embedder
+            .embed(&[question])
+            .map_err(PortError::failed)?
+            .pop()
+            .map(Arc::new)
+            .ok_or_else(|| PortError::failed("no embedding for the question"))?;
+        let mut recent = self
+            .questions
+            .lock()
+            .map_err(|_| PortError::failed("the question cache lock was poisoned"))?;
+        recent.push_front((question.to_owned(), Arc::clone(&vector)));
+        recent.truncate(QUESTION_CACHE);
+        Ok(vector)
+    }
+
+    /// `user`'s chunks with their embeddings, read from the index once and kept.
+    fn dense_chunks(&self, user: &UserId) -> Result<Arc<Vec<DenseChunk>>, PortError> {
+        if let Some(chunks) = self.lock_dense()?.get(user.as_str()) {
+            return Ok(Arc::clone(chunks));
+        }
+        let fields = self.fields;
+        let searcher = self.reader.searcher();
+        let addresses = searcher
+            .search(
+                &TermQuery::new(
+                    Term::from_field_text(fields.user, user.as_str()),
+                    IndexRecordOption::Basic,
+                ),
+                &DocSetCollector,
+            )
+            .map_err(PortError::failed)?;
+        let mut chunks = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            let document: TantivyDocument = searcher.doc(address).map_err(PortError::failed)?;
+            let text_of = |field: Field| {
+                document
+                    .get_first(field)
+                    .and_then(|value| value.as_str())
+                    .map(str::to_owned)
+            };
+            let vector = document
+                .get_first(fields.vector)
+                .and_then(|value| value.as_bytes())
+                .and_then(embedding::from_bytes);
+            let (Some(manual_id), Some(text), Some(vector)) =
+                (text_of(fields.manual_id), text_of(fields.text), vector)
+            else {
+                continue;
+            };
+            let number = |field: Field| document.get_first(field).and_then(|v| v.as_u64());
+            chunks.push(DenseChunk {
+                manual_id,
+                chunk: number(fields.chunk).unwrap_or(0),
+                page: number(fields.page)
+                    .and_then(|page| u32::try_from(page).ok())
+                    .unwrap_or(1),
+                text,
+                vector,
+            });
+        }
+        let chunks = Arc::new(chunks);
+        self.lock_dense()?
+            .insert(user.as_str().to_owned(), Arc::clone(&chunks));
+        Ok(chunks)
+    }
+
+    /// The best `n` chunks of `user` by similarity to the question's embedding.
+    fn dense_search(
+        &self,
+        user: &UserId,
+        question: &[f32],
+        manual_ids: Option<&[String]>,
+        n: usize,
+    ) -> Result<Vec<Hit>, PortError> {
+        let chunks = self.dense_chunks(user)?;
+        let mut scored: Vec<(f32, &DenseChunk)> = chunks
+            .iter()
+            .filter(|c| manual_ids.is_none_or(|ids| ids.contains(&c.manual_id)))
+            .map(|c| (embedding::similarity(question, &c.vector), c))
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        Ok(scored
+            .into_iter()
+            .take(n)
+            .map(|(_, c)| Hit {
+                manual_id: c.manual_id.clone(),
+                chunk: c.chunk,
+                page: c.page,
+                text: c.text.clone(),
+            })
+            .collect())
     }
 
     fn lock_writer(&self) -> Result<std::sync::MutexGuard<'_, IndexWriter>, PortError> {
@@ -172,33 +376,160 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// The best `n` chunks of `user` by BM25 over text (and, a little, the manual's name).
+    fn bm25_search(
+        &self,
+        user: &UserId,
+        question: &str,
+        manual_ids: Option<&[String]>,
+        n: usize,
+    ) -> Result<Vec<Hit>, PortError> {
+        let fields = self.fields;
+        let terms = self.analyse(question);
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut words: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for term in &terms {
+            words.push((
+                Occur::Should,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(fields.text, term),
+                    IndexRecordOption::WithFreqs,
+                )),
+            ));
+            words.push((
+                Occur::Should,
+                Box::new(BoostQuery::new(
+                    Box::new(TermQuery::new(
+                        Term::from_field_text(fields.title, term),
+                        IndexRecordOption::WithFreqs,
+                    )),
+                    TITLE_BOOST,
+                )),
+            ));
+        }
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(fields.user, user.as_str()),
+                    IndexRecordOption::Basic,
+                )),
+            ),
+            (Occur::Must, Box::new(BooleanQuery::new(words))),
+        ];
+        if let Some(ids) = manual_ids {
+            let within: Vec<(Occur, Box<dyn Query>)> = ids
+                .iter()
+                .map(|id| {
+                    (
+                        Occur::Should,
+                        Box::new(TermQuery::new(
+                            Term::from_field_text(fields.manual_id, id),
+                            IndexRecordOption::Basic,
+                        )) as Box<dyn Query>,
+                    )
+                })
+                .collect();
+            clauses.push((Occur::Must, Box::new(BooleanQuery::new(within))));
+        }
+        let query = BooleanQuery::new(clauses);
+        let searcher = self.reader.searcher();
+        let top = searcher
+            .search(&query, &TopDocs::with_limit(n).order_by_score())
+            .map_err(PortError::failed)?;
+        let mut hits = Vec::with_capacity(top.len());
+        for (_, address) in top {
+            let document: TantivyDocument = searcher.doc(address).map_err(PortError::failed)?;
+            let text_of = |field: Field| {
+                document
+                    .get_first(field)
+                    .and_then(|value| value.as_str())
+                    .map(str::to_owned)
+            };
+            let (Some(manual_id), Some(text)) = (text_of(fields.manual_id), text_of(fields.text))
+            else {
+                continue;
+            };
+            let number = |field: Field| document.get_first(field).and_then(|v| v.as_u64());
+            hits.push(Hit {
+                manual_id,
+                chunk: number(fields.chunk).unwrap_or(0),
+                page: number(fields.page)
+                    .and_then(|page| u32::try_from(page).ok())
+                    .unwrap_or(1),
+                text,
+            });
+        }
+        Ok(hits)
+    }
+}
+
+/// Reciprocal rank fusion of rankings of the same chunks: best first, with the fused score.
+fn fuse(rankings: Vec<Vec<Hit>>, limit: usize) -> Vec<RetrievedChunk> {
+    let mut fused: HashMap<(String, u64), (f32, usize, Hit)> = HashMap::new();
+    let mut order = 0;
+    for ranking in rankings {
+        for (rank, hit) in ranking.into_iter().enumerate() {
+            let contribution = 1.0 / (RRF_K + rank as f32 + 1.0);
+            let key = (hit.manual_id.clone(), hit.chunk);
+            order += 1;
+            fused
+                .entry(key)
+                .and_modify(|(score, _, _)| *score += contribution)
+                .or_insert((contribution, order, hit));
+        }
+    }
+    let mut chunks: Vec<(f32, usize, Hit)> = fused.into_values().collect();
+    // Ties keep the order the rankings gave (BM25's first), so results are deterministic.
+    chunks.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    chunks
+        .into_iter()
+        .take(limit)
+        .map(|(score, _, hit)| RetrievedChunk {
+            manual_id: hit.manual_id,
+            page: hit.page,
+            text: hit.text,
+            score,
+        })
+        .collect()
+}
+
 #[async_trait]
 impl KnowledgeBase for LocalIndex {
+    /// Chunks the pages, embeds every chunk, and replaces what was indexed for the manual. The
+    /// manual stays `processing` until this returns, vectors included.
     async fn ingest(&self, manual: &Manual, pages: &[String]) -> Result<(), PortError> {
         let chunks = chunk_pages(pages);
         let user = manual.user_id.clone();
         let manual_id = manual.id.clone();
         let title = manual.name.clone();
         self.blocking(move |inner| {
+            let texts: Vec<&str> = chunks.iter().map(|chunk| chunk.text.as_str()).collect();
+            let vectors = inner.embedder.embed(&texts).map_err(PortError::failed)?;
             let fields = inner.fields;
             let mut writer = inner.lock_writer()?;
             writer.delete_term(Term::from_field_text(
                 fields.owner_manual,
                 &owner_manual(&user, &manual_id),
             ));
-            for chunk in chunks {
+            for (number, (chunk, vector)) in chunks.iter().zip(&vectors).enumerate() {
                 writer
                     .add_document(doc!(
                         fields.user => user.as_str(),
                         fields.owner_manual => owner_manual(&user, &manual_id),
                         fields.manual_id => manual_id.as_str(),
                         fields.page => u64::from(chunk.page),
-                        fields.text => chunk.text,
+                        fields.text => chunk.text.as_str(),
                         fields.title => title.as_str(),
+                        fields.chunk => number as u64,
+                        fields.vector => embedding::to_bytes(vector),
                     ))
                     .map_err(PortError::failed)?;
             }
-            inner.commit(&mut writer)
+            inner.commit(&mut writer, &user)
         })
         .await
     }
@@ -214,98 +545,29 @@ impl KnowledgeBase for LocalIndex {
         let question = question.to_owned();
         let manual_ids: Option<Vec<String>> = manual_ids.map(<[String]>::to_vec);
         self.blocking(move |inner| {
-            let fields = inner.fields;
-            let terms = inner.analyse(&question);
-            if terms.is_empty() || limit == 0 || manual_ids.as_ref().is_some_and(Vec::is_empty) {
+            if question.trim().is_empty()
+                || limit == 0
+                || manual_ids.as_ref().is_some_and(Vec::is_empty)
+            {
                 return Ok(Vec::new());
             }
-            let mut words: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-            for term in &terms {
-                words.push((
-                    Occur::Should,
-                    Box::new(TermQuery::new(
-                        Term::from_field_text(fields.text, term),
-                        IndexRecordOption::WithFreqs,
-                    )),
-                ));
-                words.push((
-                    Occur::Should,
-                    Box::new(BoostQuery::new(
-                        Box::new(TermQuery::new(
-                            Term::from_field_text(fields.title, term),
-                            IndexRecordOption::WithFreqs,
-                        )),
-                        TITLE_BOOST,
-                    )),
-                ));
-            }
-            let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
-                (
-                    Occur::Must,
-                    Box::new(TermQuery::new(
-                        Term::from_field_text(fields.user, user.as_str()),
-                        IndexRecordOption::Basic,
-                    )),
-                ),
-                (Occur::Must, Box::new(BooleanQuery::new(words))),
-            ];
-            if let Some(ids) = &manual_ids {
-                let within: Vec<(Occur, Box<dyn Query>)> = ids
-                    .iter()
-                    .map(|id| {
-                        (
-                            Occur::Should,
-                            Box::new(TermQuery::new(
-                                Term::from_field_text(fields.manual_id, id),
-                                IndexRecordOption::Basic,
-                            )) as Box<dyn Query>,
-                        )
-                    })
-                    .collect();
-                clauses.push((Occur::Must, Box::new(BooleanQuery::new(within))));
-            }
-            let query = BooleanQuery::new(clauses);
-            let searcher = inner.reader.searcher();
-            let top = searcher
-                .search(&query, &TopDocs::with_limit(limit).order_by_score())
-                .map_err(PortError::failed)?;
-            let mut chunks = Vec::with_capacity(top.len());
-            for (score, address) in top {
-                let document: TantivyDocument = searcher.doc(address).map_err(PortError::failed)?;
-                let text_of = |field: Field| {
-                    document
-                        .get_first(field)
-                        .and_then(|value| value.as_str())
-                        .map(str::to_owned)
-                };
-                let (Some(manual_id), Some(text)) =
-                    (text_of(fields.manual_id), text_of(fields.text))
-                else {
-                    continue;
-                };
-                let page = document
-                    .get_first(fields.page)
-                    .and_then(|value| value.as_u64())
-                    .and_then(|page| u32::try_from(page).ok())
-                    .unwrap_or(1);
-                chunks.push(RetrievedChunk {
-                    manual_id,
-                    page,
-                    text,
-                    score,
-                });
-            }
-            Ok(chunks)
+            let pool = (limit * POOL_FACTOR).max(MIN_POOL);
+            let ids = manual_ids.as_deref();
+            let lexical = inner.bm25_search(&user, &question, ids, pool)?;
+            let vector = inner.question_vector(&question)?;
+            let semantic = inner.dense_search(&user, &vector, ids, pool)?;
+            Ok(fuse(vec![lexical, semantic], limit))
         })
         .await
     }
 
     async fn remove(&self, manual: &Manual) -> Result<(), PortError> {
         let key = owner_manual(&manual.user_id, &manual.id);
+        let user = manual.user_id.clone();
         self.blocking(move |inner| {
             let mut writer = inner.lock_writer()?;
             writer.delete_term(Term::from_field_text(inner.fields.owner_manual, &key));
-            inner.commit(&mut writer)
+            inner.commit(&mut writer, &user)
         })
         .await
     }

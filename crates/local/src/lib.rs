@@ -4,6 +4,7 @@
 pub mod answer;
 pub mod chunk;
 pub mod config;
+pub mod embedding;
 pub mod extractive;
 mod idempotency_store;
 pub mod identity;

@@ -167,10 +167,19 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
         SqliteStore::open(&data_dir.join("manuel.sqlite3"))
             .map_err(|error| config_error("cannot open the database")(error.to_string()))?,
     );
-    let index = Arc::new(
-        LocalIndex::open(&data_dir.join("index"))
-            .map_err(|error| config_error("cannot open the search index")(error.to_string()))?,
+    let embedder = Arc::new(
+        crate::embedding::Embedder::load(&config.embedding_model)
+            .map_err(|error| StartError::Config(error.to_string()))?,
     );
+    let (index, opened) = LocalIndex::open(&data_dir.join("index"), embedder)
+        .map_err(|error| config_error("cannot open the search index")(error.to_string()))?;
+    let index = Arc::new(index);
+    if opened == crate::index::Opened::Rebuilt {
+        let count = store.reprocess_all().map_err(|error| {
+            config_error("cannot queue manuals for re-indexing")(error.to_string())
+        })?;
+        tracing::info!(count, "manuals queued to be indexed again");
+    }
     let security = Security {
         config: Arc::new(security_config),
         verifier,

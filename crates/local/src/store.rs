@@ -136,6 +136,18 @@ impl SqliteStore {
             .map_err(PortError::failed)
     }
 
+    /// Moves every `ready` manual back to `processing` (the search index was rebuilt, so they
+    /// must be indexed again); they are then resumed like any unfinished manual. Returns how many.
+    pub fn reprocess_all(&self) -> Result<usize, PortError> {
+        let connection = self.lock()?;
+        connection
+            .execute(
+                "UPDATE manuals SET status = 'processing', pages = NULL WHERE status = 'ready'",
+                [],
+            )
+            .map_err(PortError::failed)
+    }
+
     pub(crate) fn sweep_if_due(&self, connection: &Connection) -> Result<(), PortError> {
         if !self
             .writes

@@ -1,6 +1,8 @@
 //! The query router in-process, with an injected clock and an answer model that fails: quota
 //! windows follow the clock, and a failure on our side gives the reservation back.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -79,7 +81,11 @@ async fn windows_follow_the_clock_and_failures_are_refunded() -> TestResult {
         "2026-01-31T23:59:00Z",
     ))));
     let model = Arc::new(FlakyModel(AtomicBool::new(false)));
-    let index = Arc::new(LocalIndex::open(&dir.path().join("index"))?);
+    let embedder = Arc::new(manuel_local::embedding::Embedder::load(
+        &common::embedding_model(),
+    )?);
+    let (index, _) = LocalIndex::open(&dir.path().join("index"), embedder)?;
+    let index = Arc::new(index);
     let limits = QuotaLimits {
         daily: 1,
         monthly: 2,

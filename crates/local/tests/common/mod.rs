@@ -20,6 +20,15 @@ pub fn pdfium_lib() -> PathBuf {
         })
 }
 
+/// The embedding model `make setup` installs.
+pub fn embedding_model() -> PathBuf {
+    std::env::var_os("MANUEL_EMBEDDING_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/models/all-MiniLM-L6-v2")
+        })
+}
+
 pub fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -50,6 +59,7 @@ impl Server {
             .args(extra_args)
             .envs(env.iter().copied())
             .env("MANUEL_PDFIUM_LIB", pdfium_lib())
+            .env("MANUEL_EMBEDDING_MODEL", embedding_model())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Answer-quality evaluation against a freshly started manuel-local (what `make eval` runs).
+#
+# Usage: scripts/eval-local.sh [EXTRA eval.py ARGUMENTS...]     e.g. --check, --only gp01,av03
+#
+# Starts manuel-local on a free port with an empty temporary data directory, raised question
+# quotas and no rate limits, gets a token for the user `eval`, fetches the manuals
+# (scripts/eval-manuals.sh), runs scripts/eval.py against the server, and stops the server.
+# The report goes to eval/report/ (report.md, report.json; EVAL_REPORT_DIR to change it).
+#
+# Environment:
+#   MANUEL_LOCAL_BIN   the manuel-local binary (default: $CARGO_TARGET_DIR/debug/manuel-local, or
+#                      target/debug/manuel-local; built with `cargo build -p manuel-local` when
+#                      missing)
+#   MANUEL_PDFIUM_LIB  libpdfium.so (default: .tools/pdfium/libpdfium.so, installed by
+#                      scripts/setup-pdfium.sh when missing)
+#   EVAL_REPORT_DIR    where the reports go (default: eval/report)
+#
+# Exits with eval.py's status: 0 (1 with --check when below target, 2 when the run failed).
+set -euo pipefail
+
+script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo_root="$(cd "$script_dir/.." && pwd)"
+cd "$repo_root"
+
+die() {
+    echo "eval-local: error: $*" >&2
+    exit 2
+}
+
+command -v python3 >/dev/null 2>&1 || die "python3 not found"
+
+bin="${MANUEL_LOCAL_BIN:-${CARGO_TARGET_DIR:-$repo_root/target}/debug/manuel-local}"
+if [[ ! -x "$bin" ]]; then
+    if [[ -n "${MANUEL_LOCAL_BIN:-}" ]]; then
+        die "MANUEL_LOCAL_BIN=$bin is not an executable"
+    fi
+    echo "eval-local: no manuel-local at $bin; building it (cargo build -p manuel-local)" >&2
+    "${CARGO:-cargo}" build -p manuel-local || die "cargo build -p manuel-local failed"
+    [[ -x "$bin" ]] || die "no manuel-local binary at $bin after the build"
+fi
+
+if [[ -z "${MANUEL_PDFIUM_LIB:-}" ]]; then
+    MANUEL_PDFIUM_LIB="$repo_root/.tools/pdfium/libpdfium.so"
+    [[ -f "$MANUEL_PDFIUM_LIB" ]] || "$repo_root/scripts/setup-pdfium.sh"
+fi
+[[ -f "$MANUEL_PDFIUM_LIB" ]] || die "no pdfium library at $MANUEL_PDFIUM_LIB"
+export MANUEL_PDFIUM_LIB
+
+"$script_dir/eval-manuals.sh"
+
+# The caller's settings must not change what is measured: dev-stage defaults, except that the
+# rate limits are off and the question quotas out of reach (the default 50 questions a day is
+# fewer than the evaluation asks).
+unset MANUEL_HOST MANUEL_PORT MANUEL_DATA_DIR MANUEL_MAX_UPLOAD_MB MANUEL_PUBLIC_URL \
+    STAGE CORS_ALLOWED_ORIGINS CORS_ALLOW_CREDENTIALS IP_ALLOWLIST TRUSTED_PROXIES \
+    HMAC_SIGNING_KEY MAX_REQUEST_BODY_BYTES REDIS_URL
+export RATE_LIMIT_PER_IP_PER_MINUTE=0 RATE_LIMIT_PER_USER_PER_MINUTE=0
+export DAILY_QUOTA_LIMIT=1000000 MONTHLY_QUOTA_LIMIT=1000000
+
+tmp="$(mktemp -d "${TMPDIR:-/tmp}/manuel-eval.XXXXXX")"
+server_pid=""
+# shellcheck disable=SC2317  # called by the EXIT trap
+cleanup() {
+    local status=$?
+    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
+        kill -TERM "$server_pid" 2>/dev/null || true
+        for _ in $(seq 50); do
+            kill -0 "$server_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    if [[ $status -ne 0 && $status -ne 1 && -s "$tmp/server.log" ]]; then
+        echo "eval-local: last lines of the server log:" >&2
+        tail -n 20 "$tmp/server.log" >&2
+    fi
+    rm -rf "$tmp"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+data_dir="$tmp/data"
+: >"$tmp/server.out"
+"$bin" --host 127.0.0.1 --port 0 --data-dir "$data_dir" >"$tmp/server.out" 2>"$tmp/server.log" &
+server_pid=$!
+
+port=""
+for _ in $(seq 300); do
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        cat "$tmp/server.log" >&2
+        die "manuel-local exited before listening"
+    fi
+    line="$(head -n 1 "$tmp/server.out" 2>/dev/null || true)"
+    if [[ "$line" =~ ^manuel-local\ listening\ on\ http://127\.0\.0\.1:([0-9]+) ]]; then
+        port="${BASH_REMATCH[1]}"
+        break
+    fi
+    sleep 0.1
+done
+[[ -n "$port" ]] || die "manuel-local did not print its address within 30 s"
+
+token="$("$bin" token --user eval --data-dir "$data_dir")" || die "could not get a token"
+
+echo "eval-local: manuel-local ($bin) on port $port" >&2
+status=0
+python3 "$script_dir/eval.py" --api "http://127.0.0.1:$port" --token "$token" \
+    --report-dir "${EVAL_REPORT_DIR:-$repo_root/eval/report}" "$@" || status=$?
+exit "$status"
