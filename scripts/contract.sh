@@ -75,49 +75,10 @@ export RATE_LIMIT_PER_IP_PER_MINUTE=0 RATE_LIMIT_PER_USER_PER_MINUTE=0
 export DAILY_QUOTA_LIMIT=1000000 MONTHLY_QUOTA_LIMIT=1000000
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/manuel-contract.XXXXXX")"
-server_pid=""
-cleanup() {
-    local status=$?
-    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -TERM "$server_pid" 2>/dev/null || true
-        for _ in $(seq 50); do
-            kill -0 "$server_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
-    if [[ $status -ne 0 && -s "$tmp/server.log" ]]; then
-        echo "contract: last lines of the server log:" >&2
-        tail -n 20 "$tmp/server.log" >&2
-    fi
-    rm -rf "$tmp"
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-data_dir="$tmp/data"
-: >"$tmp/server.out"
-"$bin" --host 127.0.0.1 --port 0 --data-dir "$data_dir" >"$tmp/server.out" 2>"$tmp/server.log" &
-server_pid=$!
-
-port=""
-for _ in $(seq 300); do
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-        cat "$tmp/server.log" >&2
-        die "manuel-local exited before listening"
-    fi
-    line="$(head -n 1 "$tmp/server.out" 2>/dev/null || true)"
-    if [[ "$line" =~ ^manuel-local\ listening\ on\ http://127\.0\.0\.1:([0-9]+) ]]; then
-        port="${BASH_REMATCH[1]}"
-        break
-    fi
-    sleep 0.1
-done
-[[ -n "$port" ]] || die "manuel-local did not print its address within 30 s"
-base_url="http://127.0.0.1:$port"
+# shellcheck source=scripts/lib/local-server.sh
+source "$script_dir/lib/local-server.sh"
+on_exit_keep_log_for 0
+start_local_server contract
 
 token="$("$bin" token --user contract --data-dir "$data_dir")" || die "could not get a token"
 
