@@ -115,6 +115,15 @@ pub fn extract_answer(
         .iter()
         .map(|p| weights.terms(p).into_iter().collect())
         .collect();
+    // What the gate sees, for tuning it against `make eval` (RUST_LOG=manuel_local::answer=debug).
+    for (i, terms) in passage_terms.iter().enumerate() {
+        tracing::debug!(
+            passage = i,
+            coverage = query.coverage(terms),
+            similarity = similarity(i),
+            "answer candidate"
+        );
+    }
     let passing: Vec<usize> = (0..passages.len())
         .filter(|&i| {
             query.coverage(&passage_terms[i]) >= COVERAGE_MIN
