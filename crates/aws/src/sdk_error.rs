@@ -36,7 +36,16 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     telemetry::record_dependency(Metric::DependencyErrors, dependency, 1.0);
-    let message = DisplayErrorContext(&error).to_string();
+    // A service's own words ("ThrottlingException: Rate exceeded") say it all; the full context
+    // (with the raw response) only for failures that never got that far.
+    let message = match &error {
+        SdkError::ServiceError(context) => match (context.err().code(), context.err().message()) {
+            (Some(code), Some(text)) => format!("{code}: {text} (HTTP {})", context.raw().status()),
+            (Some(code), None) => format!("{code} (HTTP {})", context.raw().status()),
+            _ => DisplayErrorContext(&error).to_string(),
+        },
+        _ => DisplayErrorContext(&error).to_string(),
+    };
     let transient = match &error {
         SdkError::ConstructionFailure(_) => {
             return PortError::failed(format!("{dependency} request: {message}"));

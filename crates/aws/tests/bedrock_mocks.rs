@@ -173,11 +173,17 @@ async fn retrieve_always_filters_by_user_with_hybrid_search_and_maps_pages() -> 
 }
 
 #[tokio::test]
-async fn a_throttled_retrieve_is_an_unavailable_dependency() -> TestResult {
+async fn a_throttled_retrieve_is_a_transient_failure_worth_retrying() -> TestResult {
     let retrieve = mock!(aws_sdk_bedrockagentruntime::Client::retrieve).then_error(|| {
         aws_sdk_bedrockagentruntime::operation::retrieve::RetrieveError::ThrottlingException(
             aws_sdk_bedrockagentruntime::types::error::ThrottlingException::builder()
                 .message("Rate exceeded")
+                .meta(
+                    aws_sdk_bedrockagentruntime::error::ErrorMetadata::builder()
+                        .code("ThrottlingException")
+                        .message("Rate exceeded")
+                        .build(),
+                )
                 .build(),
         )
     });
@@ -195,7 +201,7 @@ async fn a_throttled_retrieve_is_an_unavailable_dependency() -> TestResult {
     assert!(
         matches!(
             error,
-            PortError::Unavailable {
+            PortError::Transient {
                 service: "bedrock-retrieve",
                 ..
             }
