@@ -11,8 +11,13 @@ use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 /// The embedding size of all-MiniLM-L6-v2.
 pub const DIMENSIONS: usize = 384;
-/// The model was trained on at most 256 word pieces; longer text is cut there.
-const MAX_TOKENS: usize = 256;
+/// all-MiniLM-L6-v2 was trained on 128 word pieces; [`windows`] keeps texts within that.
+const MAX_TOKENS: usize = 128;
+/// Words per embedded window of a chunk (about 105 word pieces), and how far windows advance:
+/// a fact embedded with a few sentences around it stays recognisable, where in a whole chunk
+/// it is diluted by its neighbours.
+const WINDOW_WORDS: usize = 80;
+const WINDOW_STEP: usize = 60;
 /// Texts embedded together: big enough to keep the matrix kernels busy, small enough that the
 /// padding to the longest text in a batch costs little.
 const BATCH: usize = 16;
@@ -140,24 +145,59 @@ impl Embedder {
     }
 }
 
+/// The overlapping word windows a chunk is embedded as (one for a short chunk).
+pub fn windows(text: &str) -> Vec<String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if words.len() <= WINDOW_WORDS + WINDOW_WORDS / 4 {
+        return vec![words.join(" ")];
+    }
+    let mut out = Vec::new();
+    let mut start = 0;
+    loop {
+        let end = (start + WINDOW_WORDS).min(words.len());
+        out.push(words[start..end].join(" "));
+        if end == words.len() {
+            return out;
+        }
+        start += WINDOW_STEP;
+    }
+}
+
+/// The similarity of a question to a chunk: that of its closest window.
+pub fn best_similarity(question: &[f32], windows: &[Vec<f32>]) -> f32 {
+    windows
+        .iter()
+        .map(|window| similarity(question, window))
+        .fold(f32::MIN, f32::max)
+}
+
 /// The dot product of two normalised embeddings: their cosine similarity.
 pub fn similarity(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// An embedding as stored with its chunk (little-endian f32s).
-pub fn to_bytes(vector: &[f32]) -> Vec<u8> {
-    vector.iter().flat_map(|v| v.to_le_bytes()).collect()
+/// A chunk's window embeddings as stored with it (little-endian f32s, one after another).
+pub fn to_bytes(vectors: &[Vec<f32>]) -> Vec<u8> {
+    vectors
+        .iter()
+        .flatten()
+        .flat_map(|v| v.to_le_bytes())
+        .collect()
 }
 
-pub fn from_bytes(bytes: &[u8]) -> Option<Vec<f32>> {
-    if bytes.len() != DIMENSIONS * 4 {
+pub fn from_bytes(bytes: &[u8]) -> Option<Vec<Vec<f32>>> {
+    if bytes.is_empty() || bytes.len() % (DIMENSIONS * 4) != 0 {
         return None;
     }
     Some(
         bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .chunks_exact(DIMENSIONS * 4)
+            .map(|vector| {
+                vector
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect()
+            })
             .collect(),
     )
 }
@@ -196,7 +236,20 @@ mod tests {
         // A batch gives the same vector as the text alone (padding is masked out).
         let alone = embedder.embed(&texts[..1]).unwrap();
         assert!(similarity(&alone[0], &vectors[0]) > 0.9999);
-        assert_eq!(from_bytes(&to_bytes(&vectors[1])), Some(vectors[1].clone()));
+        let stored = to_bytes(&vectors[1..]);
+        assert_eq!(from_bytes(&stored), Some(vectors[1..].to_vec()));
+        assert_eq!(from_bytes(&stored[1..]), None);
+    }
+
+    #[test]
+    fn long_chunks_are_embedded_as_overlapping_windows() {
+        assert_eq!(windows("short text"), vec!["short text".to_owned()]);
+        let text: Vec<String> = (0..200).map(|n| format!("w{n}")).collect();
+        let parts = windows(&text.join(" "));
+        assert_eq!(parts.len(), 3);
+        assert!(parts[0].starts_with("w0 ") && parts[0].ends_with(" w79"));
+        assert!(parts[1].starts_with("w60 "));
+        assert!(parts[2].ends_with(" w199"));
     }
 
     #[test]

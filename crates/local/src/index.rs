@@ -79,7 +79,8 @@ struct DenseChunk {
     chunk: u64,
     page: u32,
     text: String,
-    vector: Vec<f32>,
+    /// One embedding per window of the text ([`embedding::windows`]).
+    vectors: Vec<Vec<f32>>,
 }
 
 /// A chunk found by one of the two searches, before fusion.
@@ -203,7 +204,7 @@ impl LocalIndex {
             .map(|text| {
                 by_text
                     .get(text)
-                    .map_or(0.0, |c| embedding::similarity(&question, &c.vector))
+                    .map_or(0.0, |c| embedding::best_similarity(&question, &c.vectors))
             })
             .collect())
     }
@@ -316,12 +317,12 @@ impl Inner {
                     .and_then(|value| value.as_str())
                     .map(str::to_owned)
             };
-            let vector = document
+            let vectors = document
                 .get_first(fields.vector)
                 .and_then(|value| value.as_bytes())
                 .and_then(embedding::from_bytes);
-            let (Some(manual_id), Some(text), Some(vector)) =
-                (text_of(fields.manual_id), text_of(fields.text), vector)
+            let (Some(manual_id), Some(text), Some(vectors)) =
+                (text_of(fields.manual_id), text_of(fields.text), vectors)
             else {
                 continue;
             };
@@ -333,7 +334,7 @@ impl Inner {
                     .and_then(|page| u32::try_from(page).ok())
                     .unwrap_or(1),
                 text,
-                vector,
+                vectors,
             });
         }
         let chunks = Arc::new(chunks);
@@ -354,7 +355,7 @@ impl Inner {
         let mut scored: Vec<(f32, &DenseChunk)> = chunks
             .iter()
             .filter(|c| manual_ids.is_none_or(|ids| ids.contains(&c.manual_id)))
-            .map(|c| (embedding::similarity(question, &c.vector), c))
+            .map(|c| (embedding::best_similarity(question, &c.vectors), c))
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
         Ok(scored
@@ -507,8 +508,20 @@ impl KnowledgeBase for LocalIndex {
         let manual_id = manual.id.clone();
         let title = manual.name.clone();
         self.blocking(move |inner| {
-            let texts: Vec<&str> = chunks.iter().map(|chunk| chunk.text.as_str()).collect();
-            let vectors = inner.embedder.embed(&texts).map_err(PortError::failed)?;
+            let windows: Vec<Vec<String>> = chunks
+                .iter()
+                .map(|chunk| embedding::windows(&chunk.text))
+                .collect();
+            let flat: Vec<&str> = windows.iter().flatten().map(String::as_str).collect();
+            let mut embedded = inner
+                .embedder
+                .embed(&flat)
+                .map_err(PortError::failed)?
+                .into_iter();
+            let vectors: Vec<Vec<Vec<f32>>> = windows
+                .iter()
+                .map(|of_chunk| embedded.by_ref().take(of_chunk.len()).collect())
+                .collect();
             let fields = inner.fields;
             let mut writer = inner.lock_writer()?;
             writer.delete_term(Term::from_field_text(
