@@ -186,7 +186,7 @@ pub fn to_bytes(vectors: &[Vec<f32>]) -> Vec<u8> {
 }
 
 pub fn from_bytes(bytes: &[u8]) -> Option<Vec<Vec<f32>>> {
-    if bytes.is_empty() || bytes.len() % (DIMENSIONS * 4) != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(DIMENSIONS * 4) {
         return None;
     }
     Some(
