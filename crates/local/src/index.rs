@@ -629,3 +629,33 @@ impl TermWeights for UserTermWeights {
         (1.0 + (self.total - frequency + 0.5) / (frequency + 0.5)).ln()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(manual: &str, chunk: u64) -> Hit {
+        Hit {
+            manual_id: manual.to_owned(),
+            chunk,
+            page: u32::try_from(chunk).unwrap_or(1),
+            text: format!("{manual}-{chunk}"),
+        }
+    }
+
+    #[test]
+    fn reciprocal_rank_fusion_rewards_agreement_and_keeps_order_on_ties() {
+        let lexical = vec![hit("a", 1), hit("a", 2), hit("b", 7)];
+        let semantic = vec![hit("b", 7), hit("a", 2), hit("c", 3)];
+        let fused = fuse(vec![lexical, semantic], 10);
+        let order: Vec<&str> = fused.iter().map(|c| c.text.as_str()).collect();
+        // a-2 and b-7 are in both lists: ranks (3, 1) beat (2, 2) by a hair, and both beat a
+        // chunk only one list found, however high.
+        assert_eq!(order, ["b-7", "a-2", "a-1", "c-3"]);
+        assert!(fused.windows(2).all(|pair| pair[0].score >= pair[1].score));
+        assert_eq!(fuse(vec![vec![hit("a", 1)], Vec::new()], 0).len(), 0);
+        // The same chunk from both lists is one result.
+        let once = fuse(vec![vec![hit("a", 1)], vec![hit("a", 1)]], 10);
+        assert_eq!(once.len(), 1);
+    }
+}

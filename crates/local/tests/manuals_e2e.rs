@@ -122,6 +122,21 @@ async fn manuals_answer_questions_with_cited_pages_and_stay_private() -> TestRes
     assert_eq!(answer["context_found"], false, "{answer}");
     assert_eq!(answer["sources"], json!([]));
 
+    // Asked in other words than the manuals use: found by meaning (dense retrieval), not words.
+    let answer = server
+        .ask(
+            &alice,
+            "My espresso machine stays cold and won't warm up. What should I check?",
+        )
+        .await?;
+    assert_eq!(answer["context_found"], true, "{answer}");
+    assert_eq!(first_source(&answer)["manual_id"], coffee["id"], "{answer}");
+    assert_eq!(first_source(&answer)["page_number"], 4, "{answer}");
+    let answer = server
+        .ask(&alice, "How long is the guarantee on the Acme LaserJet?")
+        .await?;
+    assert_eq!(first_source(&answer)["page_number"], 5, "{answer}");
+
     // Bob sees nothing of Alice's: not in the list, not by id, not in answers, not by delete.
     let (status, list) = server.get(&bob, "/api/manuals").await?;
     assert_eq!(status, 200);
