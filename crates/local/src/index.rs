@@ -75,20 +75,39 @@ type DenseCache = HashMap<String, Arc<Vec<DenseChunk>>>;
 
 /// One chunk as the dense search sees it.
 struct DenseChunk {
-    manual_id: String,
-    chunk: u64,
-    page: u32,
-    text: String,
+    hit: Hit,
     /// One embedding per window of the text ([`embedding::windows`]).
     vectors: Vec<Vec<f32>>,
 }
 
 /// A chunk found by one of the two searches, before fusion.
+#[derive(Clone)]
 struct Hit {
     manual_id: String,
     chunk: u64,
     page: u32,
     text: String,
+}
+
+impl Hit {
+    /// The chunk a stored document holds; `None` for a document missing its id or text.
+    fn read(document: &TantivyDocument, fields: Fields) -> Option<Self> {
+        let text_of = |field: Field| {
+            document
+                .get_first(field)
+                .and_then(|value| value.as_str())
+                .map(str::to_owned)
+        };
+        let number = |field: Field| document.get_first(field).and_then(|v| v.as_u64());
+        Some(Self {
+            manual_id: text_of(fields.manual_id)?,
+            chunk: number(fields.chunk).unwrap_or(0),
+            page: number(fields.page)
+                .and_then(|page| u32::try_from(page).ok())
+                .unwrap_or(1),
+            text: text_of(fields.text)?,
+        })
+    }
 }
 
 fn analyzer() -> TextAnalyzer {
@@ -198,7 +217,7 @@ impl LocalIndex {
         let question = inner.question_vector(question)?;
         let chunks = inner.dense_chunks(user)?;
         let by_text: HashMap<&str, &DenseChunk> =
-            chunks.iter().map(|c| (c.text.as_str(), c)).collect();
+            chunks.iter().map(|c| (c.hit.text.as_str(), c)).collect();
         Ok(passages
             .iter()
             .map(|text| {
@@ -311,31 +330,13 @@ impl Inner {
         let mut chunks = Vec::with_capacity(addresses.len());
         for address in addresses {
             let document: TantivyDocument = searcher.doc(address).map_err(PortError::failed)?;
-            let text_of = |field: Field| {
-                document
-                    .get_first(field)
-                    .and_then(|value| value.as_str())
-                    .map(str::to_owned)
-            };
             let vectors = document
                 .get_first(fields.vector)
                 .and_then(|value| value.as_bytes())
                 .and_then(embedding::from_bytes);
-            let (Some(manual_id), Some(text), Some(vectors)) =
-                (text_of(fields.manual_id), text_of(fields.text), vectors)
-            else {
-                continue;
-            };
-            let number = |field: Field| document.get_first(field).and_then(|v| v.as_u64());
-            chunks.push(DenseChunk {
-                manual_id,
-                chunk: number(fields.chunk).unwrap_or(0),
-                page: number(fields.page)
-                    .and_then(|page| u32::try_from(page).ok())
-                    .unwrap_or(1),
-                text,
-                vectors,
-            });
+            if let (Some(hit), Some(vectors)) = (Hit::read(&document, fields), vectors) {
+                chunks.push(DenseChunk { hit, vectors });
+            }
         }
         let chunks = Arc::new(chunks);
         self.lock_dense()?
@@ -354,19 +355,14 @@ impl Inner {
         let chunks = self.dense_chunks(user)?;
         let mut scored: Vec<(f32, &DenseChunk)> = chunks
             .iter()
-            .filter(|c| manual_ids.is_none_or(|ids| ids.contains(&c.manual_id)))
+            .filter(|c| manual_ids.is_none_or(|ids| ids.contains(&c.hit.manual_id)))
             .map(|c| (embedding::best_similarity(question, &c.vectors), c))
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
         Ok(scored
             .into_iter()
             .take(n)
-            .map(|(_, c)| Hit {
-                manual_id: c.manual_id.clone(),
-                chunk: c.chunk,
-                page: c.page,
-                text: c.text.clone(),
-            })
+            .map(|(_, c)| c.hit.clone())
             .collect())
     }
 
@@ -444,25 +440,7 @@ impl Inner {
         let mut hits = Vec::with_capacity(top.len());
         for (_, address) in top {
             let document: TantivyDocument = searcher.doc(address).map_err(PortError::failed)?;
-            let text_of = |field: Field| {
-                document
-                    .get_first(field)
-                    .and_then(|value| value.as_str())
-                    .map(str::to_owned)
-            };
-            let (Some(manual_id), Some(text)) = (text_of(fields.manual_id), text_of(fields.text))
-            else {
-                continue;
-            };
-            let number = |field: Field| document.get_first(field).and_then(|v| v.as_u64());
-            hits.push(Hit {
-                manual_id,
-                chunk: number(fields.chunk).unwrap_or(0),
-                page: number(fields.page)
-                    .and_then(|page| u32::try_from(page).ok())
-                    .unwrap_or(1),
-                text,
-            });
+            hits.extend(Hit::read(&document, fields));
         }
         Ok(hits)
     }
