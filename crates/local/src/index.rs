@@ -71,7 +71,42 @@ struct Inner {
 }
 
 /// Each user's dense chunks, by user id.
-type DenseCache = HashMap<String, Arc<Vec<DenseChunk>>>;
+type DenseCache = HashMap<String, Arc<UserChunks>>;
+
+/// One user's dense chunks, and where each text is among them (built once per load, so the
+/// answerer's lookups do not rehash every chunk on each question).
+struct UserChunks {
+    chunks: Vec<DenseChunk>,
+    by_text: HashMap<u64, Vec<usize>>,
+}
+
+fn text_key(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl UserChunks {
+    fn new(chunks: Vec<DenseChunk>) -> Self {
+        let mut by_text: HashMap<u64, Vec<usize>> = HashMap::new();
+        for (index, chunk) in chunks.iter().enumerate() {
+            by_text
+                .entry(text_key(&chunk.hit.text))
+                .or_default()
+                .push(index);
+        }
+        Self { chunks, by_text }
+    }
+
+    fn find(&self, text: &str) -> Option<&DenseChunk> {
+        self.by_text
+            .get(&text_key(text))?
+            .iter()
+            .map(|&index| &self.chunks[index])
+            .find(|chunk| chunk.hit.text == text)
+    }
+}
 
 /// One chunk as the dense search sees it.
 struct DenseChunk {
@@ -216,13 +251,11 @@ impl LocalIndex {
         let inner = &self.inner;
         let question = inner.question_vector(question)?;
         let chunks = inner.dense_chunks(user)?;
-        let by_text: HashMap<&str, &DenseChunk> =
-            chunks.iter().map(|c| (c.hit.text.as_str(), c)).collect();
         Ok(passages
             .iter()
             .map(|text| {
-                by_text
-                    .get(text)
+                chunks
+                    .find(text)
                     .map_or(0.0, |c| embedding::best_similarity(&question, &c.vectors))
             })
             .collect())
@@ -312,7 +345,7 @@ impl Inner {
     }
 
     /// `user`'s chunks with their embeddings, read from the index once and kept.
-    fn dense_chunks(&self, user: &UserId) -> Result<Arc<Vec<DenseChunk>>, PortError> {
+    fn dense_chunks(&self, user: &UserId) -> Result<Arc<UserChunks>, PortError> {
         if let Some(chunks) = self.lock_dense()?.get(user.as_str()) {
             return Ok(Arc::clone(chunks));
         }
@@ -338,7 +371,7 @@ impl Inner {
                 chunks.push(DenseChunk { hit, vectors });
             }
         }
-        let chunks = Arc::new(chunks);
+        let chunks = Arc::new(UserChunks::new(chunks));
         self.lock_dense()?
             .insert(user.as_str().to_owned(), Arc::clone(&chunks));
         Ok(chunks)
@@ -354,6 +387,7 @@ impl Inner {
     ) -> Result<Vec<Hit>, PortError> {
         let chunks = self.dense_chunks(user)?;
         let mut scored: Vec<(f32, &DenseChunk)> = chunks
+            .chunks
             .iter()
             .filter(|c| manual_ids.is_none_or(|ids| ids.contains(&c.hit.manual_id)))
             .map(|c| (embedding::best_similarity(question, &c.vectors), c))
