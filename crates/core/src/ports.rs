@@ -263,6 +263,11 @@ pub trait Notifier: Send + Sync {
 /// Speech to text (Amazon Transcribe in AWS, Whisper locally).
 #[async_trait]
 pub trait Transcriber: Send + Sync {
+    /// Whether this transcriber can hear `format` (the AWS one hears every format
+    /// [`crate::audio::check`] accepts; the offline one decodes fewer).
+    fn accepts(&self, _format: crate::audio::AudioFormat) -> bool {
+        true
+    }
     /// The words spoken in `audio`, which [`crate::audio::check`] has already accepted as
     /// `clip`. Gives up with [`PortError::Unavailable`] rather than run past `deadline`.
     async fn transcribe(

@@ -51,6 +51,14 @@ pub struct ServeConfig {
         default_value = "./.tools/models/all-MiniLM-L6-v2"
     )]
     pub embedding_model: PathBuf,
+    /// Whisper tiny.en for spoken questions (installed by `make setup`); loaded on the first
+    /// spoken question. Ignored in builds without the `speech` feature.
+    #[arg(
+        long,
+        env = "MANUEL_SPEECH_MODEL",
+        default_value = "./.tools/models/whisper-tiny.en"
+    )]
+    pub speech_model: PathBuf,
     /// The largest manual accepted, in MiB.
     #[arg(long, env = "MANUEL_MAX_UPLOAD_MB", default_value_t = 25)]
     pub max_upload_mb: usize,

@@ -15,6 +15,8 @@ pub mod reader;
 pub mod secrets;
 mod sentences;
 pub mod server;
+#[cfg(feature = "speech")]
+pub mod speech;
 pub mod store;
 pub mod uploads;
 pub mod usage_store;

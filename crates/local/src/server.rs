@@ -234,6 +234,7 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
     .map_err(|error| StartError::Config(error.to_string()))?;
     let audio_limits = manuel_core::audio::AudioLimits::from_vars(&env)
         .map_err(|error| StartError::Config(error.to_string()))?;
+    let transcriber = speech_recognition(config, store.clone(), &audio_limits)?;
     let query = manuel_query::router(manuel_query::QueryDeps {
         cache: cache.clone(),
         usage: store.clone(),
@@ -245,7 +246,7 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
         knowledge_base: index.clone(),
         answer_model: Arc::new(ExtractiveAnswerModel::new(index.clone())),
         objects: objects.clone(),
-        transcriber: None,
+        transcriber: transcriber.clone(),
         audio_limits,
         security: security.clone(),
         config: manuel_query::QueryConfig::default(),
@@ -255,9 +256,7 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
         quota,
         pricing: pricing.clone(),
         clock: clock.clone(),
-        // Offline speech recognition is not built into manuel-local yet: /api/transcribe
-        // checks the audio, then answers 503 saying so.
-        transcriber: None,
+        transcriber,
         limits: audio_limits,
         security: security.clone(),
     });
@@ -301,6 +300,33 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
 
 /// The API contract, as served to clients and contract tests.
 const OPENAPI: &str = include_str!("../../../openapi.yaml");
+
+/// Offline speech recognition, in builds with the `speech` feature; without it the transcribe
+/// routes check the audio and answer 503.
+#[cfg(feature = "speech")]
+fn speech_recognition(
+    config: &ServeConfig,
+    manuals: Arc<dyn manuel_core::ports::ManualRepository>,
+    limits: &manuel_core::audio::AudioLimits,
+) -> Result<Option<Arc<dyn manuel_core::ports::Transcriber>>, StartError> {
+    let transcriber = crate::speech::LocalTranscriber::new(
+        &config.speech_model,
+        manuals,
+        limits.max_duration.as_secs_f64(),
+    )
+    .map_err(|error| StartError::Config(error.to_string()))?;
+    Ok(Some(Arc::new(transcriber)))
+}
+
+#[cfg(not(feature = "speech"))]
+fn speech_recognition(
+    _config: &ServeConfig,
+    _manuals: Arc<dyn manuel_core::ports::ManualRepository>,
+    _limits: &manuel_core::audio::AudioLimits,
+) -> Result<Option<Arc<dyn manuel_core::ports::Transcriber>>, StartError> {
+    tracing::warn!("built without the `speech` feature: spoken questions get a 503");
+    Ok(None)
+}
 
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI).into_response()

@@ -190,6 +190,12 @@ pub async fn charged_transcription(
     clip: &AudioClip,
     deadline: Option<Deadline>,
 ) -> Result<ChargedTranscript, ApiError> {
+    if !transcriber.accepts(clip.format) {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "This server cannot transcribe {} audio; record WAV, FLAC or M4A (AAC) instead.",
+            clip.format.as_str()
+        )));
+    }
     let at = clock.now();
     let windows = QuotaWindows::at(at);
     let numbers = match usage

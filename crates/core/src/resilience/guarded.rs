@@ -328,6 +328,10 @@ impl IdempotencyStore for Guarded<dyn IdempotencyStore> {
 
 #[async_trait]
 impl Transcriber for Guarded<dyn Transcriber> {
+    fn accepts(&self, format: crate::audio::AudioFormat) -> bool {
+        self.inner.accepts(format)
+    }
+
     /// A retry starts a new job (the adapter cleans up a failed one), within the deadline.
     async fn transcribe(
         &self,

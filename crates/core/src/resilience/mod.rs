@@ -85,7 +85,9 @@ impl Dependency {
                 PortError::Transient { .. } | PortError::Unavailable { .. } => {
                     self.note(self.breaker.record_failure(Instant::now()));
                 }
-                PortError::Failed(_) | PortError::CircuitOpen { .. } => {
+                PortError::Failed(_)
+                | PortError::Rejected { .. }
+                | PortError::CircuitOpen { .. } => {
                     self.breaker.record_neutral();
                 }
             }

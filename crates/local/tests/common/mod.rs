@@ -29,6 +29,15 @@ pub fn embedding_model() -> PathBuf {
         })
 }
 
+/// The speech model `make setup` installs.
+pub fn speech_model() -> PathBuf {
+    std::env::var_os("MANUEL_SPEECH_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/models/whisper-tiny.en")
+        })
+}
+
 pub fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -60,6 +69,7 @@ impl Server {
             .envs(env.iter().copied())
             .env("MANUEL_PDFIUM_LIB", pdfium_lib())
             .env("MANUEL_EMBEDDING_MODEL", embedding_model())
+            .env("MANUEL_SPEECH_MODEL", speech_model())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

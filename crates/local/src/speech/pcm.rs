@@ -1,0 +1,226 @@
+//! A spoken clip turned into what Whisper hears: mono samples in [-1, 1] at 16 kHz. The
+//! container and codec are decoded by symphonia (WAV, FLAC, MP4/M4A with AAC), the channels
+//! averaged, and the rate converted by rubato.
+
+use std::io::Cursor;
+
+use bytes::Bytes;
+use rubato::{FftFixedIn, Resampler};
+use symphonia::core::audio::SampleBuffer;
+use symphonia::core::codecs::{CODEC_TYPE_NULL, DecoderOptions};
+use symphonia::core::errors::Error as DecodeError;
+use symphonia::core::formats::FormatOptions;
+use symphonia::core::io::{MediaSourceStream, MediaSourceStreamOptions};
+use symphonia::core::meta::MetadataOptions;
+use symphonia::core::probe::Hint;
+
+/// Whisper's input rate.
+pub const SAMPLE_RATE: u32 = 16_000;
+/// Input frames per resampler call.
+const RESAMPLE_CHUNK: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PcmError {
+    #[error("the audio could not be decoded: {0}")]
+    Decode(String),
+    #[error("the audio has no sample rate")]
+    NoSampleRate,
+    #[error("the audio could not be resampled: {0}")]
+    Resample(String),
+}
+
+fn decode_error(error: DecodeError) -> PcmError {
+    PcmError::Decode(error.to_string())
+}
+
+/// Decodes `audio` to mono 16 kHz samples, keeping at most `max_seconds` of it.
+pub fn mono_16k(audio: Bytes, max_seconds: f64) -> Result<Vec<f32>, PcmError> {
+    let (samples, rate) = decode_mono(audio, max_seconds)?;
+    resample(&samples, rate)
+}
+
+/// Every sample of the first audio track, channels averaged, and its rate.
+fn decode_mono(audio: Bytes, max_seconds: f64) -> Result<(Vec<f32>, u32), PcmError> {
+    let source = MediaSourceStream::new(
+        Box::new(Cursor::new(audio)),
+        MediaSourceStreamOptions::default(),
+    );
+    let probed = symphonia::default::get_probe()
+        .format(
+            &Hint::new(),
+            source,
+            &FormatOptions::default(),
+            &MetadataOptions::default(),
+        )
+        .map_err(decode_error)?;
+    let mut format = probed.format;
+    let track = format
+        .tracks()
+        .iter()
+        .find(|track| track.codec_params.codec != CODEC_TYPE_NULL)
+        .ok_or_else(|| PcmError::Decode("no audio track".to_owned()))?;
+    let track_id = track.id;
+    let mut rate = track.codec_params.sample_rate;
+    let mut decoder = symphonia::default::get_codecs()
+        .make(&track.codec_params, &DecoderOptions::default())
+        .map_err(decode_error)?;
+    let mut mono = Vec::new();
+    loop {
+        let packet = match format.next_packet() {
+            Ok(packet) => packet,
+            Err(DecodeError::IoError(error))
+                if error.kind() == std::io::ErrorKind::UnexpectedEof =>
+            {
+                break;
+            }
+            Err(error) => return Err(decode_error(error)),
+        };
+        if packet.track_id() != track_id {
+            continue;
+        }
+        let decoded = match decoder.decode(&packet) {
+            Ok(decoded) => decoded,
+            // A damaged packet is skipped, as players do; the rest may still be speech.
+            Err(DecodeError::DecodeError(_)) => continue,
+            Err(error) => return Err(decode_error(error)),
+        };
+        let spec = *decoded.spec();
+        rate = rate.or(Some(spec.rate));
+        let channels = spec.channels.count().max(1);
+        let mut buffer = SampleBuffer::<f32>::new(decoded.capacity() as u64, spec);
+        buffer.copy_interleaved_ref(decoded);
+        mono.extend(
+            buffer
+                .samples()
+                .chunks(channels)
+                .map(|frame| frame.iter().sum::<f32>() / channels as f32),
+        );
+        let rate = f64::from(rate.unwrap_or(SAMPLE_RATE));
+        if mono.len() as f64 > max_seconds * rate {
+            mono.truncate((max_seconds * rate) as usize);
+            break;
+        }
+    }
+    let rate = rate
+        .filter(|rate| *rate > 0)
+        .ok_or(PcmError::NoSampleRate)?;
+    Ok((mono, rate))
+}
+
+/// `samples` at `rate` converted to [`SAMPLE_RATE`].
+fn resample(samples: &[f32], rate: u32) -> Result<Vec<f32>, PcmError> {
+    if rate == SAMPLE_RATE || samples.is_empty() {
+        return Ok(samples.to_vec());
+    }
+    let failed = |error: &dyn std::fmt::Display| PcmError::Resample(error.to_string());
+    let mut resampler =
+        FftFixedIn::<f32>::new(rate as usize, SAMPLE_RATE as usize, RESAMPLE_CHUNK, 1, 1)
+            .map_err(|error| failed(&error))?;
+    let delay = resampler.output_delay();
+    let expected = samples.len() * SAMPLE_RATE as usize / rate as usize;
+    let mut out = Vec::with_capacity(expected + delay + RESAMPLE_CHUNK);
+    let mut chunks = samples.chunks_exact(RESAMPLE_CHUNK);
+    for chunk in chunks.by_ref() {
+        let frames = resampler
+            .process(&[chunk], None)
+            .map_err(|error| failed(&error))?;
+        out.extend_from_slice(&frames[0]);
+    }
+    let rest = chunks.remainder();
+    // Flush: the remainder, then silence until the filter's delay has come out.
+    let frames = resampler
+        .process_partial(Some(&[rest]), None)
+        .map_err(|error| failed(&error))?;
+    out.extend_from_slice(&frames[0]);
+    while out.len() < expected + delay {
+        let frames = resampler
+            .process_partial::<&[f32]>(None, None)
+            .map_err(|error| failed(&error))?;
+        if frames[0].is_empty() {
+            break;
+        }
+        out.extend_from_slice(&frames[0]);
+    }
+    Ok(out
+        .into_iter()
+        .skip(delay)
+        .take(expected)
+        .collect::<Vec<_>>())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// A 16-bit PCM WAV of `samples` at `rate` with `channels` interleaved channels.
+    pub(crate) fn wav(samples: &[i16], rate: u32, channels: u16) -> Bytes {
+        let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let mut out = Vec::new();
+        out.extend_from_slice(b"RIFF");
+        out.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+        out.extend_from_slice(b"WAVEfmt ");
+        out.extend_from_slice(&16u32.to_le_bytes());
+        out.extend_from_slice(&1u16.to_le_bytes());
+        out.extend_from_slice(&channels.to_le_bytes());
+        out.extend_from_slice(&rate.to_le_bytes());
+        out.extend_from_slice(&(rate * u32::from(channels) * 2).to_le_bytes());
+        out.extend_from_slice(&(channels * 2).to_le_bytes());
+        out.extend_from_slice(&16u16.to_le_bytes());
+        out.extend_from_slice(b"data");
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&data);
+        Bytes::from(out)
+    }
+
+    fn tone(rate: u32, hz: f32, seconds: f32, channels: u16) -> Vec<i16> {
+        (0..(rate as f32 * seconds) as usize)
+            .flat_map(|i| {
+                let value = (2.0 * std::f32::consts::PI * hz * i as f32 / rate as f32).sin();
+                std::iter::repeat_n((value * 16_000.0) as i16, usize::from(channels))
+            })
+            .collect()
+    }
+
+    /// Zero crossings per second: twice the frequency of a pure tone.
+    fn frequency(samples: &[f32]) -> f32 {
+        let crossings = samples
+            .windows(2)
+            .filter(|pair| (pair[0] < 0.0) != (pair[1] < 0.0))
+            .count();
+        crossings as f32 / 2.0 / (samples.len() as f32 / SAMPLE_RATE as f32)
+    }
+
+    #[test]
+    fn a_16k_mono_wav_comes_out_as_it_went_in() {
+        let samples = mono_16k(wav(&tone(16_000, 440.0, 1.0, 1), 16_000, 1), 60.0).unwrap();
+        assert_eq!(samples.len(), 16_000);
+        assert!((frequency(&samples) - 440.0).abs() < 5.0);
+    }
+
+    #[test]
+    fn a_44_1k_stereo_wav_is_downmixed_and_resampled_keeping_its_pitch_and_length() {
+        let samples = mono_16k(wav(&tone(44_100, 440.0, 2.0, 2), 44_100, 2), 60.0).unwrap();
+        assert_eq!(samples.len(), 32_000);
+        assert!(
+            (frequency(&samples) - 440.0).abs() < 5.0,
+            "{}",
+            frequency(&samples)
+        );
+        let peak = samples.iter().fold(0f32, |max, s| max.max(s.abs()));
+        assert!((0.4..0.6).contains(&peak), "{peak}");
+    }
+
+    #[test]
+    fn only_the_allowed_length_is_decoded() {
+        let samples = mono_16k(wav(&tone(16_000, 440.0, 3.0, 1), 16_000, 1), 1.0).unwrap();
+        assert_eq!(samples.len(), 16_000);
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        let error = mono_16k(Bytes::from_static(b"not audio at all"), 60.0).unwrap_err();
+        assert!(matches!(error, PcmError::Decode(_)), "{error}");
+    }
+}
