@@ -1,6 +1,19 @@
-//! Amazon Transcribe, batch: the clip goes to the audio bucket, a job transcribes it into a
-//! transcript object in the same bucket, polled with backoff within the invocation's remaining
-//! time. The audio, the transcript and the job are removed afterwards, whatever happened.
+//! Amazon Transcribe, by the fastest path the clip allows:
+//!
+//! - streaming ([`streaming`]) for what StartStreamTranscription takes: WAV (sent as 16-bit PCM),
+//!   FLAC and Ogg/Opus with one channel. No upload, no job, no polling: the transcript arrives
+//!   while the audio is still being sent.
+//! - batch for the rest (MP4/M4A, WebM, multi-channel FLAC or Opus), or for every clip when
+//!   streaming is off (`TRANSCRIBE_STREAMING=false`) or the language has no streaming model: the
+//!   clip goes to the audio bucket, a job transcribes it into a transcript object in the same
+//!   bucket, polled with backoff. The audio, the transcript and the job are removed afterwards,
+//!   whatever happened.
+//!
+//! Either path stops at the invocation's deadline (the one passed in, else the task's
+//! [`deadline::current`]) less a margin, and reports its latency as `TranscriptionPathLatency`
+//! with the path as a dimension, next to the `transcribe` dependency's `DependencyLatency`.
+
+mod streaming;
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +24,7 @@ use aws_sdk_transcribe::types::{LanguageCode, Media, MediaFormat, TranscriptionJ
 use bytes::Bytes;
 use manuel_core::PortError;
 use manuel_core::audio::{AudioClip, AudioFormat};
-use manuel_core::deadline::Deadline;
+use manuel_core::deadline::{self, Deadline};
 use manuel_core::domain::UserId;
 use manuel_core::ports::Transcriber;
 use manuel_core::telemetry::{self, Metric};
@@ -33,6 +46,22 @@ pub struct TranscribeSettings {
     pub deadline_margin: Duration,
 }
 
+/// The two ways a clip reaches Amazon Transcribe (the `Path` metric dimension).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TranscriptionPath {
+    Streaming,
+    Batch,
+}
+
+impl TranscriptionPath {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Streaming => "streaming",
+            Self::Batch => "batch",
+        }
+    }
+}
+
 impl Default for TranscribeSettings {
     fn default() -> Self {
         Self {
@@ -50,6 +79,12 @@ pub struct AwsTranscriber {
     transcribe: aws_sdk_transcribe::Client,
     s3: aws_sdk_s3::Client,
     settings: TranscribeSettings,
+    /// The streaming client and the language in its terms, when streaming is on and Transcribe
+    /// streams that language.
+    streaming: Option<(
+        aws_sdk_transcribestreaming::Client,
+        aws_sdk_transcribestreaming::types::LanguageCode,
+    )>,
 }
 
 fn sdk_error<E>(
@@ -119,6 +154,76 @@ impl AwsTranscriber {
             transcribe,
             s3,
             settings,
+            streaming: None,
+        }
+    }
+
+    /// Streams the clips Transcribe streaming takes through `client`; the others (and all of
+    /// them, if the language has no streaming model) still go to batch jobs.
+    pub fn with_streaming(mut self, client: aws_sdk_transcribestreaming::Client) -> Self {
+        let language = self.settings.language.as_str();
+        if aws_sdk_transcribestreaming::types::LanguageCode::values().contains(&language) {
+            let language = aws_sdk_transcribestreaming::types::LanguageCode::from(language);
+            self.streaming = Some((client, language));
+        } else {
+            tracing::warn!(
+                language,
+                "Amazon Transcribe has no streaming model for this language; every clip goes to a batch job"
+            );
+        }
+        self
+    }
+
+    /// The path `clip` takes, with what streaming would send.
+    fn path(&self, audio: &Bytes, clip: &AudioClip) -> Option<streaming::StreamPlan> {
+        self.streaming.as_ref()?;
+        match streaming::plan(audio, clip) {
+            Ok(plan) => Some(plan),
+            Err(reason) => {
+                tracing::debug!(
+                    format = clip.format.as_str(),
+                    reason,
+                    "transcribing with a batch job"
+                );
+                None
+            }
+        }
+    }
+
+    async fn batch(
+        &self,
+        user: &UserId,
+        audio: Bytes,
+        clip: &AudioClip,
+        until: Instant,
+    ) -> Result<String, PortError> {
+        let files = JobFiles::new(user, clip.format);
+        let result = self.run(&files, audio, clip, until).await;
+        self.clean_up(&files).await;
+        result
+    }
+
+    async fn stream(
+        &self,
+        plan: streaming::StreamPlan,
+        until: Instant,
+    ) -> Result<String, PortError> {
+        let Some((client, language)) = &self.streaming else {
+            return Err(PortError::failed(
+                "streaming chosen without a streaming client",
+            ));
+        };
+        let session = streaming::transcribe(client, language.clone(), plan);
+        match tokio::time::timeout_at(until.into(), session).await {
+            Ok(result) => result,
+            Err(_) => {
+                telemetry::record_dependency(Metric::DependencyErrors, DEPENDENCY, 1.0);
+                Err(PortError::Unavailable {
+                    service: DEPENDENCY,
+                    message: "the streaming transcription did not finish in the time left"
+                        .to_owned(),
+                })
+            }
         }
     }
 
@@ -260,19 +365,32 @@ impl Transcriber for AwsTranscriber {
         clip: &AudioClip,
         deadline: Option<Deadline>,
     ) -> Result<String, PortError> {
-        let allowed = deadline.map_or(self.settings.max_wait, |deadline| {
+        let allowed =
             deadline
-                .remaining(self.settings.deadline_margin)
-                .min(self.settings.max_wait)
-        });
+                .or_else(deadline::current)
+                .map_or(self.settings.max_wait, |deadline| {
+                    deadline
+                        .remaining(self.settings.deadline_margin)
+                        .min(self.settings.max_wait)
+                });
         let started = Instant::now();
-        let files = JobFiles::new(user, clip.format);
-        let result = self.run(&files, audio, clip, started + allowed).await;
-        self.clean_up(&files).await;
-        telemetry::record_dependency(
-            Metric::DependencyLatency,
-            DEPENDENCY,
-            started.elapsed().as_secs_f64() * 1000.0,
+        let until = started + allowed;
+        let (path, result) = match self.path(&audio, clip) {
+            Some(plan) => (TranscriptionPath::Streaming, self.stream(plan, until).await),
+            None => (
+                TranscriptionPath::Batch,
+                self.batch(user, audio, clip, until).await,
+            ),
+        };
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        telemetry::record_dependency(Metric::DependencyLatency, DEPENDENCY, latency_ms);
+        telemetry::record_path(Metric::TranscriptionPathLatency, path.as_str(), latency_ms);
+        tracing::info!(
+            path = path.as_str(),
+            format = clip.format.as_str(),
+            latency_ms,
+            succeeded = result.is_ok(),
+            "amazon transcribe finished"
         );
         result
     }

@@ -84,11 +84,20 @@ fn play_transcribe(
 async fn setup(
     url: &str,
 ) -> Result<(Arc<AwsTranscriber>, aws_sdk_s3::Client, String), Box<dyn std::error::Error>> {
+    setup_with(url, false).await
+}
+
+/// With `streaming`, the transcriber also has a streaming client (pointed at moto, which has
+/// no Transcribe streaming: a clip that went there would fail).
+async fn setup_with(
+    url: &str,
+    streaming: bool,
+) -> Result<(Arc<AwsTranscriber>, aws_sdk_s3::Client, String), Box<dyn std::error::Error>> {
     let config = sdk(url).await;
     let s3 = manuel_aws::s3::client(&config, true);
     let bucket = format!("audio-{}", uuid::Uuid::new_v4());
     s3.create_bucket().bucket(&bucket).send().await?;
-    let transcriber = AwsTranscriber::new(
+    let mut transcriber = AwsTranscriber::new(
         aws_sdk_transcribe::Client::new(&config),
         s3.clone(),
         TranscribeSettings {
@@ -97,6 +106,9 @@ async fn setup(
             ..TranscribeSettings::default()
         },
     );
+    if streaming {
+        transcriber = transcriber.with_streaming(aws_sdk_transcribestreaming::Client::new(&config));
+    }
     Ok((Arc::new(transcriber), s3, bucket))
 }
 
@@ -171,6 +183,46 @@ async fn a_job_that_cannot_finish_before_the_deadline_is_unavailable_and_cleaned
         ),
         "{error:?}"
     );
+    assert_eq!(remaining_keys(&s3, &bucket).await, Vec::<String>::new());
+    Ok(())
+}
+
+/// An M4A clip: Transcribe streaming does not take MP4.
+fn m4a_clip() -> Vec<u8> {
+    fn mp4_box(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut bytes = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+        bytes.extend_from_slice(kind);
+        bytes.extend_from_slice(body);
+        bytes
+    }
+    let mut mvhd = vec![0u8; 100];
+    mvhd[12..16].copy_from_slice(&1000u32.to_be_bytes());
+    mvhd[16..20].copy_from_slice(&2500u32.to_be_bytes());
+    let mut bytes = mp4_box(b"ftyp", b"M4A \0\0\0\0isom");
+    bytes.extend(mp4_box(b"moov", &mp4_box(b"mvhd", &mvhd)));
+    bytes.extend(mp4_box(b"mdat", &[0; 256]));
+    bytes
+}
+
+#[tokio::test]
+async fn an_m4a_clip_goes_to_a_batch_job_when_streaming_is_on() -> TestResult {
+    let Some(url) = moto() else { return Ok(()) };
+    let (transcriber, s3, bucket) = setup_with(&url, true).await?;
+    let seen = Arc::default();
+    let service = play_transcribe(s3.clone(), bucket.clone(), Arc::clone(&seen));
+    let audio = m4a_clip();
+    let clip = check(&audio, "audio/x-m4a", &AudioLimits::default())?;
+    let user = UserId::parse("7d8f2a10-1c2b-4e5f-9a8b-0c1d2e3f4a5b").ok_or("user")?;
+    let deadline = Deadline(SystemTime::now() + Duration::from_secs(20));
+
+    let text = transcriber
+        .transcribe(&user, Bytes::from(audio), &clip, Some(deadline))
+        .await?;
+    service.abort();
+
+    assert_eq!(text, SPOKEN);
+    let ids = seen.lock().map(|ids| ids.clone()).unwrap_or_default();
+    assert_eq!(ids.len(), 1, "one batch job: {ids:?}");
     assert_eq!(remaining_keys(&s3, &bucket).await, Vec::<String>::new());
     Ok(())
 }

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+
 /// The containers speech recognition accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AudioFormat {
@@ -586,6 +588,105 @@ fn webm(bytes: &[u8]) -> Result<AudioClip, AudioError> {
     })
 }
 
+/// Linear PCM as streaming speech recognition takes it (Amazon Transcribe's `pcm` encoding):
+/// signed 16-bit little-endian samples, one channel, no header.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pcm16Mono {
+    pub sample_rate: u32,
+    /// Two bytes per sample.
+    pub samples: Bytes,
+}
+
+/// The `data` chunk of a linear PCM WAV (one [`check`] accepted) as [`Pcm16Mono`] at the WAV's
+/// own sample rate. 16-bit mono data is handed on as it is, without a copy; 8-, 24- and 32-bit
+/// samples keep their 16 most significant bits, and several channels are averaged into one (a
+/// downmix: a stereo question is still one voice, so it can still be streamed).
+pub fn wav_pcm16_mono(wav: &Bytes) -> Result<Pcm16Mono, AudioError> {
+    let damaged = AudioError::Damaged("WAV");
+    let bytes = &wav[..];
+    if !(bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WAVE")) {
+        return Err(AudioError::Unrecognised);
+    }
+    let mut at = 12;
+    // (format tag, channels, rate, bytes per frame)
+    let mut format: Option<(u16, u16, u32, u16)> = None;
+    let (start, length) = loop {
+        let (Some(id), Some(size)) = (bytes.get(at..at + 4), u32_le(bytes, at + 4)) else {
+            return Err(damaged);
+        };
+        let body = at + 8;
+        if id == b"fmt " {
+            let tag = u16_le(bytes, body).ok_or(damaged.clone())?;
+            let tag = if tag == EXTENSIBLE {
+                u16_le(bytes, body + 24).ok_or(damaged.clone())?
+            } else {
+                tag
+            };
+            format = Some((
+                tag,
+                u16_le(bytes, body + 2).ok_or(damaged.clone())?,
+                u32_le(bytes, body + 4).ok_or(damaged.clone())?,
+                u16_le(bytes, body + 12).ok_or(damaged.clone())?,
+            ));
+        } else if id == b"data" {
+            let present = bytes.len().saturating_sub(body);
+            let length = if size >= STREAMING_SIZE || size == 0 {
+                present
+            } else {
+                (size as usize).min(present)
+            };
+            break (body, length);
+        }
+        at = body
+            .checked_add(size as usize + (size as usize & 1))
+            .ok_or(damaged.clone())?;
+    };
+    let (tag, channels, sample_rate, frame) = format.ok_or(damaged.clone())?;
+    if tag != PCM {
+        return Err(AudioError::Unsupported(
+            "Only linear PCM WAV is accepted; this WAV is compressed.".to_owned(),
+        ));
+    }
+    let channels = usize::from(channels);
+    let frame = usize::from(frame);
+    if channels == 0 || frame == 0 || frame % channels != 0 {
+        return Err(damaged);
+    }
+    let width = frame / channels;
+    if !(1..=4).contains(&width) {
+        return Err(AudioError::Unsupported(format!(
+            "WAV samples of {width} bytes cannot be converted to 16-bit PCM."
+        )));
+    }
+    // A trailing partial frame is dropped.
+    let data = wav.slice(start..start + length - length % frame);
+    if width == 2 && channels == 1 {
+        return Ok(Pcm16Mono {
+            sample_rate,
+            samples: data,
+        });
+    }
+    let sample = |bytes: &[u8]| -> i32 {
+        // Samples are little-endian and left-justified: the last two bytes are the loudest.
+        match *bytes {
+            [unsigned] => (i32::from(unsigned) - 128) << 8,
+            [.., low, high] => i32::from(i16::from_le_bytes([low, high])),
+            [] => 0,
+        }
+    };
+    let mut samples = Vec::with_capacity(data.len() / frame * 2);
+    for frame in data.chunks_exact(frame) {
+        let sum: i32 = frame.chunks_exact(width).map(sample).sum();
+        // The mean of i16 values is an i16.
+        let mean = (sum / channels as i32).clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16;
+        samples.extend_from_slice(&mean.to_le_bytes());
+    }
+    Ok(Pcm16Mono {
+        sample_rate,
+        samples: Bytes::from(samples),
+    })
+}
+
 /// `seconds` of 16-bit mono PCM silence at `rate` Hz as a WAV file, for tests of the code
 /// that checks and transcribes clips.
 #[cfg(any(test, feature = "test-support"))]
@@ -604,6 +705,36 @@ pub fn silent_wav(rate: u32, seconds: f64) -> Vec<u8> {
     bytes.extend_from_slice(b"data");
     bytes.extend_from_slice(&data.to_le_bytes());
     bytes.resize(bytes.len() + data as usize, 0);
+    bytes
+}
+
+/// A linear PCM WAV of `channels` interleaved channels of `bits`-bit samples with `data` as its
+/// `data` chunk, after a `LIST` chunk as ffmpeg writes one, for tests of the code that reads
+/// clips.
+#[cfg(any(test, feature = "test-support"))]
+pub fn pcm_wav(rate: u32, channels: u16, bits: u16, data: &[u8]) -> Vec<u8> {
+    let frame = channels * bits.div_ceil(8);
+    let list = b"INFOISFT\x0e\x00\x00\x00Lavf61.7.100\x00\x00";
+    let mut bytes = b"RIFF".to_vec();
+    let riff_size = 4 + (8 + 16) + (8 + list.len()) + 8 + data.len() + (data.len() & 1);
+    bytes.extend_from_slice(&(riff_size as u32).to_le_bytes());
+    bytes.extend_from_slice(b"WAVEfmt ");
+    bytes.extend_from_slice(&16u32.to_le_bytes());
+    bytes.extend_from_slice(&PCM.to_le_bytes());
+    bytes.extend_from_slice(&channels.to_le_bytes());
+    bytes.extend_from_slice(&rate.to_le_bytes());
+    bytes.extend_from_slice(&(rate * u32::from(frame)).to_le_bytes());
+    bytes.extend_from_slice(&frame.to_le_bytes());
+    bytes.extend_from_slice(&bits.to_le_bytes());
+    bytes.extend_from_slice(b"LIST");
+    bytes.extend_from_slice(&(list.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(list);
+    bytes.extend_from_slice(b"data");
+    bytes.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(data);
+    if data.len() & 1 == 1 {
+        bytes.push(0);
+    }
     bytes
 }
 
@@ -810,5 +941,84 @@ mod tests {
         live.extend_from_slice(&[0x1F, 0x43, 0xB6, 0x75, 0x80]);
         let clip = check(&live, "audio/webm", &limits()).unwrap();
         assert_eq!(clip.duration, None);
+    }
+
+    fn le16(samples: &[i16]) -> Vec<u8> {
+        samples.iter().flat_map(|s| s.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn a_16_bit_mono_wav_is_its_data_chunk_without_a_copy() {
+        let data = le16(&[0, 1000, -1000, i16::MAX, i16::MIN]);
+        let wav = Bytes::from(pcm_wav(16_000, 1, 16, &data));
+        assert!(
+            check(
+                &wav,
+                "audio/wav",
+                &AudioLimits {
+                    min_duration: Duration::ZERO,
+                    ..limits()
+                }
+            )
+            .is_ok()
+        );
+        let pcm = wav_pcm16_mono(&wav).unwrap();
+        assert_eq!(pcm.sample_rate, 16_000);
+        assert_eq!(pcm.samples, data);
+        // A slice of the clip's own buffer.
+        let start = wav.as_ptr() as usize;
+        let at = pcm.samples.as_ptr() as usize;
+        assert!(at > start && at < start + wav.len());
+
+        let silent = Bytes::from(silent_wav(8_000, 1.0));
+        let pcm = wav_pcm16_mono(&silent).unwrap();
+        assert_eq!((pcm.sample_rate, pcm.samples.len()), (8_000, 16_000));
+        assert_eq!(&pcm.samples[..], &silent[44..]);
+    }
+
+    #[test]
+    fn stereo_and_other_sample_sizes_become_16_bit_mono() {
+        // Stereo: the channels are averaged.
+        let stereo = le16(&[1000, 3000, -2000, -4000, i16::MAX, i16::MAX]);
+        let pcm = wav_pcm16_mono(&Bytes::from(pcm_wav(44_100, 2, 16, &stereo))).unwrap();
+        assert_eq!(pcm.sample_rate, 44_100);
+        assert_eq!(pcm.samples, le16(&[2000, -3000, i16::MAX]));
+        // 8-bit samples are unsigned around 128.
+        let pcm = wav_pcm16_mono(&Bytes::from(pcm_wav(8_000, 1, 8, &[128, 255, 0]))).unwrap();
+        assert_eq!(pcm.samples, le16(&[0, 127 << 8, -128 << 8]));
+        // 24-bit: the two most significant bytes; a trailing partial frame is dropped.
+        let pcm = wav_pcm16_mono(&Bytes::from(pcm_wav(
+            48_000,
+            1,
+            24,
+            &[0x11, 0x34, 0x12, 0xFF, 0x00, 0x80, 0x01],
+        )))
+        .unwrap();
+        assert_eq!(pcm.samples, le16(&[0x1234, i16::MIN]));
+        // 32-bit stereo.
+        let pcm = wav_pcm16_mono(&Bytes::from(pcm_wav(
+            16_000,
+            2,
+            32,
+            &[0, 0, 0x10, 0x00, 0, 0, 0x30, 0x00],
+        )))
+        .unwrap();
+        assert_eq!(pcm.samples, le16(&[0x20]));
+    }
+
+    #[test]
+    fn only_linear_pcm_wavs_convert() {
+        assert_eq!(
+            wav_pcm16_mono(&Bytes::from_static(b"fLaC\0\0\0\x22")),
+            Err(AudioError::Unrecognised)
+        );
+        let mut float = pcm_wav(16_000, 1, 32, &[0; 8]);
+        float[20] = 3;
+        assert!(matches!(
+            wav_pcm16_mono(&Bytes::from(float)),
+            Err(AudioError::Unsupported(_))
+        ));
+        let truncated = Bytes::from(pcm_wav(16_000, 1, 16, &[0; 8])[..30].to_vec());
+        assert_eq!(wav_pcm16_mono(&truncated), Err(AudioError::Damaged("WAV")));
     }
 }

@@ -198,7 +198,9 @@ impl Init {
     }
 
     /// Amazon Transcribe with clips and transcripts in `AUDIO_BUCKET`; `TRANSCRIBE_LANGUAGE`
-    /// (`en-US`) and `TRANSCRIBE_MAX_WAIT_SECONDS` (25, cut to the invocation's deadline).
+    /// (`en-US`), `TRANSCRIBE_MAX_WAIT_SECONDS` (25, cut to the invocation's deadline) and
+    /// `TRANSCRIBE_STREAMING` (`true`: WAV, FLAC and Ogg/Opus are streamed, the rest go to batch
+    /// jobs; `false`: every clip goes to a batch job).
     pub fn transcriber(&self) -> Result<Arc<dyn Transcriber>, ConfigError> {
         let language = self
             .env
@@ -213,17 +215,23 @@ impl Init {
         }
         let language = aws_sdk_transcribe::types::LanguageCode::from(language.as_str());
         let path_style = self.env.flag("S3_FORCE_PATH_STYLE", false)?;
+        let streaming = self.env.flag("TRANSCRIBE_STREAMING", true)?;
         let settings = TranscribeSettings {
             bucket: self.env.required("AUDIO_BUCKET")?,
             language,
             max_wait: Duration::from_secs(self.env.parsed_or("TRANSCRIBE_MAX_WAIT_SECONDS", 25)?),
             ..TranscribeSettings::default()
         };
-        let transcriber: Arc<dyn Transcriber> = Arc::new(AwsTranscriber::new(
+        let mut transcriber = AwsTranscriber::new(
             aws_sdk_transcribe::Client::new(&self.sdk),
             crate::s3::client(&self.sdk, path_style),
             settings,
-        ));
+        );
+        if streaming {
+            transcriber =
+                transcriber.with_streaming(aws_sdk_transcribestreaming::Client::new(&self.sdk));
+        }
+        let transcriber: Arc<dyn Transcriber> = Arc::new(transcriber);
         Ok(Guarded::new(
             transcriber,
             self.resilience()?.dependency("transcribe"),

@@ -31,11 +31,16 @@ pub const DEPENDENCIES: &[&str] = &[
 /// The values of the `Severity` dimension (error-processor's classification).
 pub const SEVERITIES: &[&str] = &["critical", "high", "medium", "low"];
 
+/// The values of the `Path` dimension: how Amazon Transcribe heard a clip (a streaming session
+/// for PCM, FLAC and Ogg/Opus, a batch job for MP4 and WebM or when streaming is off).
+pub const TRANSCRIPTION_PATHS: &[&str] = &["streaming", "batch"];
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Dimension {
     Function,
     Dependency,
     Severity,
+    Path,
 }
 
 impl Dimension {
@@ -44,6 +49,7 @@ impl Dimension {
             Self::Function => "Function",
             Self::Dependency => "Dependency",
             Self::Severity => "Severity",
+            Self::Path => "Path",
         }
     }
 
@@ -53,6 +59,7 @@ impl Dimension {
             Self::Function => FUNCTIONS,
             Self::Dependency => DEPENDENCIES,
             Self::Severity => SEVERITIES,
+            Self::Path => TRANSCRIPTION_PATHS,
         }
     }
 }
@@ -75,6 +82,7 @@ impl Unit {
 const BY_FUNCTION: &[Dimension] = &[Dimension::Function];
 const BY_DEPENDENCY: &[Dimension] = &[Dimension::Function, Dimension::Dependency];
 const BY_SEVERITY: &[Dimension] = &[Dimension::Function, Dimension::Severity];
+const BY_PATH: &[Dimension] = &[Dimension::Function, Dimension::Path];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Metric {
@@ -112,6 +120,8 @@ pub enum Metric {
     ManualsFailed,
     /// Time spent transcribing one audio clip.
     TranscriptionLatency,
+    /// Time Amazon Transcribe took over one attempt at a clip, by path (streaming or batch).
+    TranscriptionPathLatency,
     /// Error reports stored by error-processor, by severity.
     ErrorsRecorded,
     /// Alerts error-processor published to SNS.
@@ -139,6 +149,7 @@ impl Metric {
         Self::ManualsReady,
         Self::ManualsFailed,
         Self::TranscriptionLatency,
+        Self::TranscriptionPathLatency,
         Self::ErrorsRecorded,
         Self::AlertsPublished,
         Self::BatchItemFailures,
@@ -163,6 +174,7 @@ impl Metric {
             Self::ManualsReady => "ManualsReady",
             Self::ManualsFailed => "ManualsFailed",
             Self::TranscriptionLatency => "TranscriptionLatency",
+            Self::TranscriptionPathLatency => "TranscriptionPathLatency",
             Self::ErrorsRecorded => "ErrorsRecorded",
             Self::AlertsPublished => "AlertsPublished",
             Self::BatchItemFailures => "BatchItemFailures",
@@ -171,9 +183,10 @@ impl Metric {
 
     pub const fn unit(self) -> Unit {
         match self {
-            Self::Latency | Self::DependencyLatency | Self::TranscriptionLatency => {
-                Unit::Milliseconds
-            }
+            Self::Latency
+            | Self::DependencyLatency
+            | Self::TranscriptionLatency
+            | Self::TranscriptionPathLatency => Unit::Milliseconds,
             _ => Unit::Count,
         }
     }
@@ -186,6 +199,7 @@ impl Metric {
             | Self::CircuitOpened
             | Self::DependencyLatency => BY_DEPENDENCY,
             Self::ErrorsRecorded => BY_SEVERITY,
+            Self::TranscriptionPathLatency => BY_PATH,
             _ => BY_FUNCTION,
         }
     }

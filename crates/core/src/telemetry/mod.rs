@@ -12,7 +12,9 @@ mod request;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use catalogue::{DEPENDENCIES, Dimension, FUNCTIONS, Metric, NAMESPACE, SEVERITIES, Unit};
+pub use catalogue::{
+    DEPENDENCIES, Dimension, FUNCTIONS, Metric, NAMESPACE, SEVERITIES, TRANSCRIPTION_PATHS, Unit,
+};
 pub use emf::emf_line;
 pub use logs::{init_json_logs, user_hash};
 pub use request::{ErrorCode, request_telemetry};
@@ -78,6 +80,12 @@ pub fn record_dependency(metric: Metric, dependency: &'static str, value: f64) {
 /// Records a metric by error severity (`ErrorsRecorded`).
 pub fn record_severity(metric: Metric, severity: &'static str, value: f64) {
     emit(&[(Dimension::Severity, severity)], &[(metric, value)]);
+}
+
+/// Records a metric about one transcription path (`TranscriptionPathLatency`: `streaming` or
+/// `batch`).
+pub fn record_path(metric: Metric, path: &'static str, value: f64) {
+    emit(&[(Dimension::Path, path)], &[(metric, value)]);
 }
 
 /// `extra` are the dimensions besides `Function`; a metric whose catalogue dimensions differ is
