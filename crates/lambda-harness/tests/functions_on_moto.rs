@@ -618,6 +618,11 @@ async fn a_spoken_clip_is_transcribed_and_charged_and_bad_audio_refused_through_
     stack
         .env
         .push(("AUDIO_BUCKET".to_owned(), stack.bucket.clone()));
+    // moto has no Transcribe streaming: every clip goes to a batch job, whose part this test
+    // plays (the streaming path is tested in crates/aws/tests/transcribe_streaming.rs).
+    stack
+        .env
+        .push(("TRANSCRIBE_STREAMING".to_owned(), "false".to_owned()));
     let service = play_transcribe(stack.s3.clone(), stack.bucket.clone());
     let mut transcribe = Lambda::start(&transcribe_bin, "manuel-transcribe", &stack.env).await;
     let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
