@@ -703,3 +703,32 @@ async fn the_resilience_guard_retries_a_transient_stream_failure() {
     assert_eq!(seen.len(), 2, "one retry");
     assert_eq!(seen[0].chunks.concat(), seen[1].chunks.concat());
 }
+
+#[tokio::test]
+async fn each_attempt_reports_its_latency_by_path() {
+    static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    manuel_core::telemetry::install(
+        "transcribe",
+        Box::new(|line| LINES.lock().unwrap().push(line.to_owned())),
+    );
+    let setup = setup(vec![spoken()]).await;
+    transcribe(&setup, pcm_wav(16_000, 1, 16, &tone(16_000)), "audio/wav")
+        .await
+        .unwrap();
+    let _ = transcribe(&setup, mp4_clip(), "audio/mp4").await;
+
+    let paths: Vec<String> = LINES
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|line| line["Function"] == "transcribe")
+        .filter_map(|line| {
+            let latency = line["TranscriptionPathLatency"].as_f64()?;
+            assert!(latency >= 0.0);
+            line["Path"].as_str().map(str::to_owned)
+        })
+        .collect();
+    assert!(paths.contains(&"streaming".to_owned()), "{paths:?}");
+    assert!(paths.contains(&"batch".to_owned()), "{paths:?}");
+}
