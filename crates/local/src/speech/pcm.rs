@@ -107,6 +107,19 @@ fn decode_mono(audio: Bytes, max_seconds: f64) -> Result<(Vec<f32>, u32), PcmErr
     Ok((mono, rate))
 }
 
+/// The quietest loudness that can be speech: the loudest 20 ms of a clip must reach −40 dBFS
+/// (RMS). Whisper "hears" words in silence ("you", "Thank you."), so silence never reaches it.
+const SPEECH_RMS: f32 = 0.01;
+const FRAME: usize = SAMPLE_RATE as usize / 50;
+
+/// Whether any 20 ms of `samples` (at [`SAMPLE_RATE`]) is loud enough to be speech.
+pub fn has_sound(samples: &[f32]) -> bool {
+    samples.chunks(FRAME).any(|frame| {
+        let energy = frame.iter().map(|s| s * s).sum::<f32>() / frame.len() as f32;
+        energy.sqrt() >= SPEECH_RMS
+    })
+}
+
 /// `samples` at `rate` converted to [`SAMPLE_RATE`].
 fn resample(samples: &[f32], rate: u32) -> Result<Vec<f32>, PcmError> {
     if rate == SAMPLE_RATE || samples.is_empty() {
@@ -216,6 +229,17 @@ mod tests {
     fn only_the_allowed_length_is_decoded() {
         let samples = mono_16k(wav(&tone(16_000, 440.0, 3.0, 1), 16_000, 1), 1.0).unwrap();
         assert_eq!(samples.len(), 16_000);
+    }
+
+    #[test]
+    fn silence_and_a_faint_hiss_have_no_sound_and_a_voice_has() {
+        assert!(!has_sound(&vec![0.0; 32_000]));
+        let hiss: Vec<f32> = (0..32_000)
+            .map(|i| if i % 2 == 0 { 0.003 } else { -0.003 })
+            .collect();
+        assert!(!has_sound(&hiss));
+        let samples = mono_16k(wav(&tone(16_000, 220.0, 0.5, 1), 16_000, 1), 60.0).unwrap();
+        assert!(has_sound(&samples));
     }
 
     #[test]

@@ -19,8 +19,9 @@ const HEAD_DIM: usize = 64;
 /// low average log-probability of what was decoded.
 const NO_SPEECH_PROBABILITY: f64 = whisper::NO_SPEECH_THRESHOLD;
 const LOW_LOG_PROBABILITY: f64 = whisper::LOGPROB_THRESHOLD;
-/// The prompt is cut to its last words beyond this many tokens (Whisper uses half its context).
-const MAX_PROMPT_TOKENS: usize = 100;
+/// The prompt is cut to its last words beyond this many tokens (Whisper allows half its
+/// context; a shorter prompt leaves the decoder less to imitate).
+pub const MAX_PROMPT_TOKENS: usize = 100;
 /// A token sequence repeated this many times in a row ends decoding: greedy decoding can loop.
 const REPEATS_TO_STOP: usize = 4;
 
@@ -216,6 +217,13 @@ impl Whisper {
         Ok(text.join(" "))
     }
 
+    /// The tokens `text` takes (0 when it cannot be tokenized).
+    pub fn token_count(&self, text: &str) -> usize {
+        self.tokenizer
+            .encode(text, false)
+            .map_or(0, |encoding| encoding.get_ids().len())
+    }
+
     fn prompt_tokens(&self, prompt: &str) -> Result<Vec<u32>, WhisperError> {
         let prompt = prompt.trim();
         if prompt.is_empty() {
@@ -305,6 +313,7 @@ impl Whisper {
         }
         let decoded = &tokens[start..];
         let average = log_probability / (decoded.len() + 1) as f64;
+        tracing::debug!(no_speech_probability, average, "window decoded");
         if no_speech_probability > NO_SPEECH_PROBABILITY && average < LOW_LOG_PROBABILITY {
             tracing::debug!(no_speech_probability, average, "no speech in this window");
             return Ok(String::new());
