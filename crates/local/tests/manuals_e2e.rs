@@ -90,6 +90,23 @@ async fn manuals_answer_questions_with_cited_pages_and_stay_private() -> TestRes
             .as_str()
             .is_some_and(|url| url.ends_with("#page=3"))
     );
+    // The cited passages first, then further pages up to three sources, each page once; every
+    // `[n]` in the answer points at a cited source.
+    let sources = answer["sources"].as_array().ok_or("no sources")?;
+    assert_eq!(sources.len(), 3, "{answer}");
+    let cited = sources.iter().take_while(|s| s["cited"] == true).count();
+    assert!(cited >= 1, "{answer}");
+    assert!(sources[cited..].iter().all(|s| s["cited"] == false), "{answer}");
+    let mut pages: Vec<String> = sources
+        .iter()
+        .map(|s| format!("{}#{}", s["manual_id"], s["page_number"]))
+        .collect();
+    pages.sort();
+    pages.dedup();
+    assert_eq!(pages.len(), 3, "{answer}");
+    for n in cited + 1..=3 {
+        assert!(!text.contains(&format!("[{n}]")), "[{n}] is not cited: {text}");
+    }
 
     let answer = server
         .ask(&alice, "What is the warranty period of the printer?")

@@ -349,7 +349,21 @@ struct CachedSource {
     page_number: u32,
     chunk_text: String,
     score: f64,
+    /// Whether the answer cites it (`[n]` is the n-th source); the others are the next-best
+    /// passages retrieval found, listed after the cited ones.
+    #[serde(default = "cited_by_default")]
+    cited: bool,
 }
+
+/// Answers cached before `cited` existed listed only cited sources.
+fn cited_by_default() -> bool {
+    true
+}
+
+/// An answer lists at least this many sources when retrieval found that many distinct pages:
+/// the cited ones, then the next-best, so a reader can check where else the manuals speak of
+/// it (the predecessor listed every retrieval result).
+const SOURCES_LISTED: usize = 3;
 
 /// Changes whenever a manual becomes ready, is deleted or changes: cached answers made from
 /// another set of manuals are never served.
@@ -441,9 +455,31 @@ async fn answer(
             page_number: chunk.page,
             chunk_text: chunk.text.clone(),
             score: (f64::from(chunk.score) * 1000.0).round() / 1000.0,
+            cited: true,
         });
     }
     let context_found = answer.found && !sources.is_empty();
+    if context_found {
+        for chunk in &passages {
+            if sources.len() >= SOURCES_LISTED {
+                break;
+            }
+            let listed = sources.iter().any(|source| {
+                source.manual_id == chunk.manual_id && source.page_number == chunk.page
+            });
+            let Some(manual) = ready.get(&chunk.manual_id).filter(|_| !listed) else {
+                continue;
+            };
+            sources.push(CachedSource {
+                manual_id: manual.id.clone(),
+                manual_name: manual.name.clone(),
+                page_number: chunk.page,
+                chunk_text: chunk.text.clone(),
+                score: (f64::from(chunk.score) * 1000.0).round() / 1000.0,
+                cited: false,
+            });
+        }
+    }
     let text = if context_found || !answer.found {
         answer.text
     } else {
