@@ -13,7 +13,7 @@ export MANUEL_PDFIUM_LIB ?= $(PDFIUM_LIB)
 export MANUEL_EMBEDDING_MODEL ?= $(CURDIR)/.tools/models/all-MiniLM-L6-v2
 export MANUEL_SPEECH_MODEL ?= $(CURDIR)/.tools/models/whisper-tiny.en
 
-.PHONY: help setup run token test lint fmt contract eval build template-check sam-build clean-data
+.PHONY: help setup run token test lint fmt contract eval bench build template-check sam-build clean-data
 
 help:
 	@echo "make run              build and start manuel-local on 127.0.0.1:$(PORT) (data in $(DATA_DIR))"
@@ -21,6 +21,7 @@ help:
 	@echo "make test             formatting, lints and every test"
 	@echo "make contract         schemathesis against manuel-local with openapi.yaml"
 	@echo "make eval             answer quality (hit@1, hit@3, MRR, refusals) on manuel-local"
+	@echo "make bench            performance report: cold starts, memory, artifacts, route costs, load (slow)"
 	@echo "make build            the six Lambda functions for arm64 (cargo-lambda, release)"
 	@echo "make template-check   sam validate --lint, cfn-lint and checkov on template.yaml"
 	@echo "make sam-build        sam build of the six Lambda functions (release, arm64; slow)"
@@ -68,6 +69,12 @@ contract: setup
 eval: setup
 	$(CARGO) build -p manuel-local
 	scripts/eval-local.sh $(EVAL_ARGS)
+
+## Performance budget: release builds in ~/.cache/manuel/target-bench, then cold starts, peak
+## RSS, artifact sizes, warm route costs, manuel-local under load, ingestion. Writes
+## bench/report/latest.{md,json} and BENCHMARKS.md. Not part of `make test`; see scripts/bench.sh.
+bench: setup
+	scripts/bench.sh
 
 ## arm64 release builds of the functions (target/lambda/<binary>/bootstrap[.zip]); slow, not in `make test`.
 build:

@@ -2,6 +2,7 @@
 # A moto server (a local AWS emulator) for the adapter tests, in its own venv.
 #   scripts/moto.sh start   installs moto once, starts it on a free loopback port, prints its URL
 #   scripts/moto.sh stop    stops the server this script started
+#   scripts/moto.sh install installs moto only (for callers that run their own server)
 # The URL is also written to .tools/moto/url.
 set -euo pipefail
 
@@ -51,5 +52,6 @@ stop_quietly() {
 case "${1:-}" in
     start) start ;;
     stop) stop_quietly ;;
-    *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+    install) install ;;
+    *) echo "usage: $0 start|stop|install" >&2; exit 2 ;;
 esac

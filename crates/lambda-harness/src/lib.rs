@@ -6,6 +6,7 @@
 mod bedrock;
 mod fault_proxy;
 mod runtime;
+pub mod stack;
 
 pub use bedrock::{FakeBedrock, KbPassage};
 pub use fault_proxy::FaultProxy;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Path as UrlPath, State};
@@ -40,6 +40,8 @@ struct RuntimeState {
     events: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<(String, Value)>>>,
     pending: Pending,
     init_error: Arc<Mutex<Option<Value>>>,
+    /// When the function first asked for an event: the end of its init.
+    first_poll: Arc<Mutex<Option<Instant>>>,
 }
 
 /// A function process behind a local Runtime API.
@@ -51,6 +53,8 @@ pub struct Lambda {
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
     readers: Vec<tokio::task::JoinHandle<()>>,
+    spawned: Instant,
+    first_poll: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Lambda {
@@ -61,6 +65,7 @@ impl Lambda {
             events: Arc::new(tokio::sync::Mutex::new(receiver)),
             pending: Arc::default(),
             init_error: Arc::default(),
+            first_poll: Arc::default(),
         };
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -95,6 +100,7 @@ impl Lambda {
         for (name, value) in env {
             command.env(name, value);
         }
+        let spawned = Instant::now();
         let mut child = command.spawn().unwrap();
         let (stdout, stdout_reader) = collect_lines(child.stdout.take().unwrap());
         let (stderr, stderr_reader) = collect_lines(child.stderr.take().unwrap());
@@ -106,7 +112,18 @@ impl Lambda {
             stdout,
             stderr,
             readers: vec![stdout_reader, stderr_reader],
+            spawned,
+            first_poll: state.first_poll,
         }
+    }
+
+    /// Spawn → the function's first request for an event: its init, as Lambda's `Init
+    /// Duration` counts it (`None` until it asked).
+    pub fn init_duration(&self) -> Option<Duration> {
+        self.first_poll
+            .lock()
+            .unwrap()
+            .map(|polled| polled.duration_since(self.spawned))
     }
 
     /// Sends one event and waits for the function's answer (30 s at most).
@@ -142,6 +159,11 @@ impl Lambda {
         code
     }
 
+    /// The function process's id (while it runs), e.g. to read its memory use from `/proc`.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     pub fn init_error(&self) -> Option<Value> {
         self.init_error.lock().unwrap().clone()
     }
@@ -172,6 +194,11 @@ fn collect_lines<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
 }
 
 async fn next(State(state): State<RuntimeState>) -> Response {
+    state
+        .first_poll
+        .lock()
+        .unwrap()
+        .get_or_insert_with(Instant::now);
     let Some((id, event)) = state.events.lock().await.recv().await else {
         return StatusCode::GONE.into_response();
     };

@@ -1,0 +1,360 @@
+//! Zero-latency stand-ins for every remote service a router talks to: each answers at once from
+//! memory, so what a route costs in-process is our own work (routing, middleware, token
+//! verification, validation, JSON) and nothing else.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use manuel_core::PortError;
+use manuel_core::audio::AudioClip;
+use manuel_core::deadline::Deadline;
+use manuel_core::domain::{
+    Answer, ArrivedUpload, DocumentKind, Manual, ManualStatus, ProcessingOutcome, RetrievedChunk,
+    UserId,
+};
+use manuel_core::idempotency::{Claim, StoredResponse};
+use manuel_core::ports::{
+    AnswerModel, ArrivalOutcome, IdempotencyStore, IngestionQueue, InsertOutcome, KnowledgeBase,
+    ListError, ManualPage, ManualRepository, ObjectStore, RateLimitStore, ReplayGuard, Transcriber,
+    UploadLink, UsageState, UsageStore,
+};
+use manuel_core::usage::{
+    CostRecord, Operation, QuotaLimits, QuotaWindows, Reservation, UsageNumbers,
+};
+
+/// The manuals every fake user owns: `count` ready PDFs, newest first.
+pub fn manuals(user: &UserId, count: usize) -> Vec<Manual> {
+    let now = Utc::now();
+    (0..count)
+        .map(|n| Manual {
+            id: format!("00000000-0000-4000-8000-{n:012}"),
+            user_id: user.clone(),
+            name: format!("Manual {n}.pdf"),
+            key: format!("manuals/{user}/00000000-0000-4000-8000-{n:012}.pdf"),
+            kind: DocumentKind::Pdf,
+            size_bytes: 1_000_000,
+            sha256: format!("{n:064x}"),
+            status: ManualStatus::Ready,
+            status_reason: None,
+            pages: Some(40),
+            created_at: now - chrono::Duration::seconds(i64::try_from(n).unwrap_or(0)),
+            updated_at: now,
+        })
+        .collect()
+}
+
+/// Manual records held in memory, per user; [`Manuals::refill`] puts back the initial ones
+/// (the benchmark does so before every request, untimed, so that deletions always find them).
+pub struct Manuals {
+    current: Mutex<HashMap<UserId, Vec<Manual>>>,
+    initial: HashMap<UserId, Vec<Manual>>,
+}
+
+impl Manuals {
+    pub fn new(initial: HashMap<UserId, Vec<Manual>>) -> Self {
+        Self {
+            current: Mutex::new(initial.clone()),
+            initial,
+        }
+    }
+
+    pub fn refill(&self) {
+        if let Ok(mut current) = self.current.lock() {
+            current.clone_from(&self.initial);
+        }
+    }
+
+    fn of(&self, user: &UserId) -> Vec<Manual> {
+        self.current
+            .lock()
+            .map(|all| all.get(user).cloned().unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl ManualRepository for Manuals {
+    async fn find_by_sha256(
+        &self,
+        user: &UserId,
+        sha256: &str,
+    ) -> Result<Option<Manual>, PortError> {
+        Ok(self.of(user).into_iter().find(|m| m.sha256 == sha256))
+    }
+    async fn insert(&self, _manual: &Manual) -> Result<InsertOutcome, PortError> {
+        // Not kept: every benchmarked upload is a new manual, and the list stays the same size.
+        Ok(InsertOutcome::Inserted)
+    }
+    async fn get(&self, user: &UserId, manual_id: &str) -> Result<Option<Manual>, PortError> {
+        Ok(self.of(user).into_iter().find(|m| m.id == manual_id))
+    }
+    async fn list(
+        &self,
+        user: &UserId,
+        limit: usize,
+        _after: Option<&str>,
+    ) -> Result<ManualPage, ListError> {
+        let mut manuals = self.of(user);
+        manuals.truncate(limit);
+        Ok(ManualPage {
+            manuals,
+            next_token: None,
+        })
+    }
+    async fn list_ready(&self, user: &UserId) -> Result<Vec<Manual>, PortError> {
+        Ok(self.of(user))
+    }
+    async fn finish_processing(
+        &self,
+        _user: &UserId,
+        _manual_id: &str,
+        _outcome: &ProcessingOutcome,
+    ) -> Result<bool, PortError> {
+        Ok(true)
+    }
+    async fn upload_arrived(
+        &self,
+        _user: &UserId,
+        _manual_id: &str,
+        _arrived: &ArrivedUpload,
+    ) -> Result<ArrivalOutcome, PortError> {
+        Ok(ArrivalOutcome::NotAwaited)
+    }
+    async fn delete(&self, user: &UserId, manual_id: &str) -> Result<bool, PortError> {
+        let mut current = self.current.lock().map_err(PortError::failed)?;
+        let Some(manuals) = current.get_mut(user) else {
+            return Ok(false);
+        };
+        let before = manuals.len();
+        manuals.retain(|m| m.id != manual_id);
+        Ok(manuals.len() < before)
+    }
+}
+
+/// Objects: stored nowhere, links made up.
+pub struct Objects;
+
+#[async_trait]
+impl ObjectStore for Objects {
+    async fn put(&self, _key: &str, _bytes: Bytes, _content_type: &str) -> Result<(), PortError> {
+        Ok(())
+    }
+    async fn get(&self, _key: &str) -> Result<Option<Bytes>, PortError> {
+        Ok(None)
+    }
+    async fn delete(&self, _key: &str) -> Result<(), PortError> {
+        Ok(())
+    }
+    async fn download_link(
+        &self,
+        key: &str,
+        _file_name: &str,
+        _content_type: &str,
+        _ttl: Duration,
+    ) -> Result<String, PortError> {
+        Ok(format!("https://objects.invalid/{key}?signature=0"))
+    }
+    async fn upload_link(
+        &self,
+        key: &str,
+        content_type: &str,
+        content_length: u64,
+        _ttl: Duration,
+    ) -> Result<UploadLink, PortError> {
+        Ok(UploadLink {
+            url: format!("https://objects.invalid/{key}?signature=0"),
+            headers: vec![
+                ("Content-Type".into(), content_type.into()),
+                ("Content-Length".into(), content_length.to_string()),
+            ],
+        })
+    }
+}
+
+/// A knowledge base that finds the same passages for every question.
+pub struct Knowledge(pub Vec<RetrievedChunk>);
+
+#[async_trait]
+impl KnowledgeBase for Knowledge {
+    async fn ingest(&self, _manual: &Manual, _pages: &[String]) -> Result<(), PortError> {
+        Ok(())
+    }
+    async fn retrieve(
+        &self,
+        _user: &UserId,
+        _question: &str,
+        _manual_ids: Option<&[String]>,
+        limit: usize,
+    ) -> Result<Vec<RetrievedChunk>, PortError> {
+        Ok(self.0.iter().take(limit).cloned().collect())
+    }
+    async fn remove(&self, _manual: &Manual) -> Result<(), PortError> {
+        Ok(())
+    }
+}
+
+/// A model that answers with the first passage, cited.
+pub struct Model;
+
+#[async_trait]
+impl AnswerModel for Model {
+    async fn answer(
+        &self,
+        _user: &UserId,
+        _question: &str,
+        passages: &[RetrievedChunk],
+    ) -> Result<Answer, PortError> {
+        let text = passages
+            .first()
+            .map_or_else(String::new, |p| format!("{} [1]", p.text));
+        Ok(Answer {
+            text,
+            cited: if passages.is_empty() { vec![] } else { vec![0] },
+            found: !passages.is_empty(),
+            input_tokens: 900,
+            output_tokens: 60,
+        })
+    }
+}
+
+pub struct Ingestion;
+
+#[async_trait]
+impl IngestionQueue for Ingestion {
+    async fn enqueue(&self, _user: &UserId, _manual_id: &str) -> Result<(), PortError> {
+        Ok(())
+    }
+}
+
+/// Counters, limits, replay and idempotency records that never refuse.
+pub struct Tables;
+
+#[async_trait]
+impl RateLimitStore for Tables {
+    async fn hit(&self, _key: &str, _expires_at: i64) -> Result<u64, PortError> {
+        Ok(1)
+    }
+}
+
+#[async_trait]
+impl ReplayGuard for Tables {
+    async fn first_use(&self, _signature: &str, _expires_at: i64) -> Result<bool, PortError> {
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for Tables {
+    async fn claim(
+        &self,
+        _key: &str,
+        _payload_hash: &str,
+        _now: i64,
+        _in_progress_until: i64,
+    ) -> Result<Claim, PortError> {
+        Ok(Claim::Claimed)
+    }
+    async fn complete(
+        &self,
+        _key: &str,
+        _payload_hash: &str,
+        _response: &StoredResponse,
+        _expires_at: i64,
+    ) -> Result<(), PortError> {
+        Ok(())
+    }
+    async fn release(&self, _key: &str) -> Result<(), PortError> {
+        Ok(())
+    }
+    async fn erase_prefix(&self, _prefix: &str) -> Result<u64, PortError> {
+        Ok(0)
+    }
+}
+
+fn numbers(limits: QuotaLimits) -> UsageNumbers {
+    UsageNumbers {
+        daily_used: 3,
+        daily_limit: limits.daily,
+        monthly_used: 12,
+        monthly_limit: limits.monthly,
+    }
+}
+
+#[async_trait]
+impl UsageStore for Tables {
+    async fn reserve(
+        &self,
+        _user: &UserId,
+        _windows: &QuotaWindows,
+        limits: QuotaLimits,
+        _operation: Operation,
+    ) -> Result<Reservation, PortError> {
+        Ok(Reservation::Granted(numbers(limits)))
+    }
+    async fn refund(&self, _user: &UserId, _windows: &QuotaWindows) -> Result<(), PortError> {
+        Ok(())
+    }
+    async fn usage(
+        &self,
+        _user: &UserId,
+        _windows: &QuotaWindows,
+        limits: QuotaLimits,
+    ) -> Result<UsageState, PortError> {
+        Ok(UsageState {
+            numbers: numbers(limits),
+            last_operation: Some(Operation::Query),
+            last_updated: Some(Utc::now()),
+        })
+    }
+    async fn daily_counts(&self, _user: &UserId, days: &[String]) -> Result<Vec<u64>, PortError> {
+        Ok(days.iter().map(|_| 2).collect())
+    }
+    async fn record_cost(&self, _user: &UserId, _record: &CostRecord) -> Result<(), PortError> {
+        Ok(())
+    }
+    async fn costs_since(
+        &self,
+        _user: &UserId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<CostRecord>, PortError> {
+        Ok((0..20)
+            .map(|n| CostRecord {
+                request_id: format!("request-{n}"),
+                timestamp: since + chrono::Duration::hours(n),
+                operation: Operation::Query,
+                model_id: "model".into(),
+                input_tokens: 900,
+                output_tokens: 60,
+                embedding_tokens: 20,
+                audio_seconds: 0.0,
+                model_cost: 0.003,
+                embedding_cost: 0.0,
+                transcribe_cost: 0.0,
+                total_cost: 0.003,
+            })
+            .collect())
+    }
+    async fn erase(&self, _user: &UserId) -> Result<u64, PortError> {
+        Ok(0)
+    }
+}
+
+/// Speech recognition that hears the same question every time.
+pub struct Speech;
+
+#[async_trait]
+impl Transcriber for Speech {
+    async fn transcribe(
+        &self,
+        _user: &UserId,
+        _audio: Bytes,
+        _clip: &AudioClip,
+        _deadline: Option<Deadline>,
+    ) -> Result<String, PortError> {
+        Ok("How do I replace the ink cartridge?".into())
+    }
+}
