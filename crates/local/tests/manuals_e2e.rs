@@ -96,7 +96,10 @@ async fn manuals_answer_questions_with_cited_pages_and_stay_private() -> TestRes
     assert_eq!(sources.len(), 3, "{answer}");
     let cited = sources.iter().take_while(|s| s["cited"] == true).count();
     assert!(cited >= 1, "{answer}");
-    assert!(sources[cited..].iter().all(|s| s["cited"] == false), "{answer}");
+    assert!(
+        sources[cited..].iter().all(|s| s["cited"] == false),
+        "{answer}"
+    );
     let mut pages: Vec<String> = sources
         .iter()
         .map(|s| format!("{}#{}", s["manual_id"], s["page_number"]))
@@ -105,7 +108,10 @@ async fn manuals_answer_questions_with_cited_pages_and_stay_private() -> TestRes
     pages.dedup();
     assert_eq!(pages.len(), 3, "{answer}");
     for n in cited + 1..=3 {
-        assert!(!text.contains(&format!("[{n}]")), "[{n}] is not cited: {text}");
+        assert!(
+            !text.contains(&format!("[{n}]")),
+            "[{n}] is not cited: {text}"
+        );
     }
 
     let answer = server
