@@ -197,7 +197,7 @@ def local(args):
     with tempfile.TemporaryDirectory() as tmp:
         # Three different concatenations of the two Debian manuals (73 and 61 pages): 329 + 341
         # + 329 = 999 pages, different bytes, so none is taken for a duplicate.
-        orders = ["gagaa", "agagg", "ggaaa"]
+        orders = os.environ.get("BENCH_ORDERS", "gagaa,agagg,ggaaa").split(",")
         ingestion = []
         for n, order in enumerate(orders[: args.copies]):
             pdf = concatenated(args.manuals_dir, order, Path(tmp) / f"manuals-{order}.pdf")

@@ -19,6 +19,8 @@
 #   BENCH_STARTS (20)  BENCH_WARM (1000)  BENCH_ROUTE_ITERATIONS (5000)
 #   BENCH_LOAD_SECONDS (10)  BENCH_SKIP_INGEST=1  BENCH_NICE (10: niceness of the builds)
 #   BENCH_NO_BUILD=1   use the binaries already in BENCH_TARGET_DIR/release
+#   BENCH_ORDERS       the PDFs ingested for part 6, as concatenation orders of the Gutenprint (g,
+#                      73 pages) and AVRDUDE (a, 61 pages) manuals (default: gagaa,agagg,ggaaa)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
