@@ -19,9 +19,10 @@ const HEAD_DIM: usize = 64;
 /// low average log-probability of what was decoded.
 const NO_SPEECH_PROBABILITY: f64 = whisper::NO_SPEECH_THRESHOLD;
 const LOW_LOG_PROBABILITY: f64 = whisper::LOGPROB_THRESHOLD;
-/// The prompt is cut to its last words beyond this many tokens (Whisper allows half its
-/// context; a shorter prompt leaves the decoder less to imitate).
-pub const MAX_PROMPT_TOKENS: usize = 100;
+/// The prompt is cut to its last words beyond this many tokens. Whisper allows half its
+/// context, but a long comma-separated prompt is imitated: with 100 tokens spoken questions
+/// came out as comma lists ("which, programatype, stylus, avrdude, support."), with 50 not.
+pub const MAX_PROMPT_TOKENS: usize = 50;
 /// A token sequence repeated this many times in a row ends decoding: greedy decoding can loop.
 const REPEATS_TO_STOP: usize = 4;
 
