@@ -135,7 +135,7 @@ def wrk(url, path, token, seconds, threads, connections, query=False, miss=False
         raise RuntimeError(f"wrk printed no summary:\n{output}")
     result = json.loads(line[5:])
     result["requests_per_second"] = result["requests"] / (result["duration_us"] / 1e6)
-    result["command"] = " ".join(command[:-1] + [path])
+    result["command"] = " ".join(command[:-3] + ["-s", "<bench.py's Lua script>", path])
     result["latency_ms"] = {k: v / 1000 for k, v in result.pop("latency_us").items()}
     return result
 
@@ -321,6 +321,23 @@ def report(args):
     say(f"report: {out_dir / 'latest.md'} and latest.json")
 
 
+def resolve(doc, path):
+    """A value of this run's report by path: keys separated by '.', a list element chosen by
+    `key=value` (e.g. `local.load.route=GET /api/user/quota.requests_per_second`)."""
+    value = doc
+    for step in [p for p in path.split(".") if p]:
+        if isinstance(value, list) and "=" in step:
+            key, wanted = step.split("=", 1)
+            value = next((item for item in value if str(item.get(key)) == wanted), None)
+        elif isinstance(value, dict):
+            value = value.get(step)
+        else:
+            return None
+        if value is None:
+            return None
+    return value if isinstance(value, (int, float)) else None
+
+
 def render(doc):
     env = doc["environment"]
     lines = ["# Benchmarks", "",
@@ -331,6 +348,7 @@ def render(doc):
              f"- Machine: {env.get('cpus', '?')} CPUs ({env.get('cpu_model', '?')}), "
              f"{env.get('memory', '?')}, {env.get('os', '?')}; load average before the run "
              f"{env.get('load_before', '?')}, after {env.get('load_after', '?')}",
+             *([f"- Note: {env['note']}"] if env.get("note") else []),
              f"- Toolchain: {env.get('rustc', '?')}; profile `release` (LTO fat, 1 codegen unit, "
              "panic=abort, strip) — the shipped configuration, x86_64 here (the functions ship "
              "for arm64)",
@@ -350,7 +368,11 @@ def render(doc):
                   "and after all of them. Init = spawn → the function's first request for an event "
                   "(what Lambda reports as `Init Duration`). The remote calls go to moto (Python, "
                   "loopback): a few ms each, slower than DynamoDB from inside AWS but with no TLS "
-                  "handshake, so the first response here says little about AWS beyond init.", "",
+                  "handshake, so the first response here says little about AWS beyond init. The "
+                  "stack runs with `VERIFY_JWT=false` (the API Gateway authorizer's claims, as in the "
+                  "Lambda tests); init includes fetching the JWKS from a loopback server. With "
+                  "`VERIFY_JWT=true` (the template's default) each request also verifies the token "
+                  "(one RS256 verification, part 4) and init fetches the JWKS from Cognito.", "",
                   "| function | event | answer | init p50 | init p90 | first response p50 | first response p90 | warm p50 | peak RSS after 1st | peak RSS after warm loop | binary |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for f in lambdas["functions"]:
@@ -434,9 +456,14 @@ def render(doc):
         lines.append("Not measured in this run.")
 
     if doc.get("fixes"):
-        lines += ["", "## Fixes made for the targets (before → after)", ""]
+        lines += ["", "## Fixes made for the targets (before → after)", "",
+                  "Before: measured by `make bench` on the commit before the change (bench/fixes.json); "
+                  "after: this run.", "",
+                  "| change | commit | measure | before | after |", "|---|---|---|---|---|"]
         for fix in doc["fixes"]:
-            lines.append(f"- {fix}")
+            after = resolve(doc, fix.get("after_from", ""))
+            lines.append(f"| {fix['change']} | {fix['commit']} | {fix['measure']} | {fix['before']} | "
+                         f"{fmt(after, fix.get('unit', ''), fix.get('digits', 1))} |")
     lines.append("")
     return "\n".join(lines)
 
