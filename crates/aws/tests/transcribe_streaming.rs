@@ -291,29 +291,6 @@ fn flac_clip(rate: u32, samples: u64) -> Vec<u8> {
     bytes
 }
 
-fn ogg_page(granule: u64, packet: &[u8]) -> Vec<u8> {
-    let mut page = b"OggS".to_vec();
-    page.extend_from_slice(&[0, 0]);
-    page.extend_from_slice(&granule.to_le_bytes());
-    page.extend_from_slice(&[0; 12]);
-    page.push(1);
-    page.push(packet.len() as u8);
-    page.extend_from_slice(packet);
-    page
-}
-
-fn ogg_opus_clip(seconds: u64) -> Vec<u8> {
-    let mut head = b"OpusHead".to_vec();
-    // Version 1, one channel, pre-skip 312, input rate 16 kHz.
-    head.extend_from_slice(&[1, 1, 0x38, 0x01, 0x80, 0x3E, 0, 0, 0, 0, 0]);
-    let mut bytes = ogg_page(0, &head);
-    bytes.extend(ogg_page(0, b"OpusTags\0\0\0\0\0\0\0\0"));
-    for page in 1..=seconds * 10 {
-        bytes.extend(ogg_page(312 + 4_800 * page, &[0xF8; 200]));
-    }
-    bytes
-}
-
 fn mp4_clip() -> Vec<u8> {
     fn mp4_box(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
         let mut bytes = ((body.len() + 8) as u32).to_be_bytes().to_vec();
@@ -496,7 +473,7 @@ async fn a_stereo_wav_is_downmixed_to_mono_pcm_at_its_own_rate() {
 async fn flac_and_ogg_opus_are_streamed_as_they_are_with_their_encoding_and_rate() {
     let setup = setup(vec![spoken()]).await;
     let flac = flac_clip(16_000, 32_000);
-    let ogg = ogg_opus_clip(2);
+    let ogg = manuel_core::audio::ogg_opus_clip(2);
 
     assert_eq!(
         transcribe(&setup, flac.clone(), "audio/flac")

@@ -738,6 +738,34 @@ pub fn pcm_wav(rate: u32, channels: u16, bits: u16, data: &[u8]) -> Vec<u8> {
     bytes
 }
 
+/// An Ogg page holding one packet, for tests of the code that reads clips.
+#[cfg(any(test, feature = "test-support"))]
+pub fn ogg_page(granule: u64, packet: &[u8]) -> Vec<u8> {
+    let mut page = b"OggS".to_vec();
+    page.extend_from_slice(&[0, 0]);
+    page.extend_from_slice(&granule.to_le_bytes());
+    page.extend_from_slice(&[0; 12]);
+    page.push(1);
+    page.push(packet.len() as u8);
+    page.extend_from_slice(packet);
+    page
+}
+
+/// A mono Ogg/Opus clip of `seconds` (16 kHz input rate), one 200-byte packet per 100 ms; the
+/// packets are filler, so it passes [`check`] but decodes to nothing.
+#[cfg(any(test, feature = "test-support"))]
+pub fn ogg_opus_clip(seconds: u64) -> Vec<u8> {
+    let mut head = b"OpusHead".to_vec();
+    // Version 1, one channel, pre-skip 312, input rate 16 kHz.
+    head.extend_from_slice(&[1, 1, 0x38, 0x01, 0x80, 0x3E, 0, 0, 0, 0, 0]);
+    let mut bytes = ogg_page(0, &head);
+    bytes.extend(ogg_page(0, b"OpusTags\0\0\0\0\0\0\0\0"));
+    for page in 1..=seconds * 10 {
+        bytes.extend(ogg_page(312 + 4_800 * page, &[0xF8; 200]));
+    }
+    bytes
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -848,17 +876,6 @@ mod tests {
             check(&flac_clip(44_100, 88_200)[..20], "audio/flac", &limits()),
             Err(AudioError::Damaged("FLAC"))
         );
-    }
-
-    fn ogg_page(granule: u64, packet: &[u8]) -> Vec<u8> {
-        let mut page = b"OggS".to_vec();
-        page.extend_from_slice(&[0, 0]);
-        page.extend_from_slice(&granule.to_le_bytes());
-        page.extend_from_slice(&[0; 12]);
-        page.push(1);
-        page.push(packet.len() as u8);
-        page.extend_from_slice(packet);
-        page
     }
 
     #[test]

@@ -10,18 +10,6 @@ fn first_source(answer: &Value) -> &Value {
     &answer["sources"][0]
 }
 
-async fn upload_ready(server: &Server, token: &str, name: &str, bytes: &[u8]) -> TestResult<Value> {
-    let (status, body) = server.upload(token, name, bytes).await?;
-    assert_eq!(status, 201, "{body}");
-    assert_eq!(body["status"], "processing");
-    assert_eq!(body["duplicate"], false);
-    assert_eq!(body["size_bytes"], bytes.len());
-    let id = body["manual_id"].as_str().ok_or("no manual_id")?;
-    let detail = server.wait_processed(token, id).await?;
-    assert_eq!(detail["status"], "ready", "{detail}");
-    Ok(detail)
-}
-
 #[tokio::test]
 async fn manuals_answer_questions_with_cited_pages_and_stay_private() -> TestResult {
     let dir = tempfile::tempdir()?;
@@ -29,29 +17,21 @@ async fn manuals_answer_questions_with_cited_pages_and_stay_private() -> TestRes
     let alice = server.token("alice")?;
     let bob = server.token("bob")?;
 
-    let printer = upload_ready(
-        &server,
-        &alice,
-        "Acme LaserJet 200.pdf",
-        &fixture("printer-manual.pdf"),
-    )
-    .await?;
+    let printer = server
+        .upload_ready(
+            &alice,
+            "Acme LaserJet 200.pdf",
+            &fixture("printer-manual.pdf"),
+        )
+        .await?;
     assert_eq!(printer["pages"], 6);
     assert_eq!(printer["name"], "Acme LaserJet 200.pdf");
-    let coffee = upload_ready(
-        &server,
-        &alice,
-        "coffee-machine.md",
-        &fixture("coffee-machine.md"),
-    )
-    .await?;
-    let router = upload_ready(
-        &server,
-        &alice,
-        "router-notes.txt",
-        &fixture("router-notes.txt"),
-    )
-    .await?;
+    let coffee = server
+        .upload_ready(&alice, "coffee-machine.md", &fixture("coffee-machine.md"))
+        .await?;
+    let router = server
+        .upload_ready(&alice, "router-notes.txt", &fixture("router-notes.txt"))
+        .await?;
     assert!(
         coffee["pages"].as_u64().is_some_and(|pages| pages >= 2),
         "{coffee}"
@@ -192,7 +172,9 @@ async fn manuals_answer_questions_with_cited_pages_and_stay_private() -> TestRes
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["duplicate"], true);
     assert_eq!(again["manual_id"], printer["id"]);
-    let bobs = upload_ready(&server, &bob, "printer.pdf", &fixture("printer-manual.pdf")).await?;
+    let bobs = server
+        .upload_ready(&bob, "printer.pdf", &fixture("printer-manual.pdf"))
+        .await?;
     assert_ne!(bobs["id"], printer["id"]);
     let (_, list) = server.get(&alice, "/api/manuals").await?;
     assert_eq!(list["count"], 3, "no second copy: {list}");

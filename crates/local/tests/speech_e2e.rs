@@ -61,15 +61,6 @@ fn word_error_rate(said: &str, heard: &str) -> f64 {
     previous[heard.len()] as f64 / said.len().max(1) as f64
 }
 
-async fn upload_ready(server: &Server, token: &str, name: &str, bytes: &[u8]) -> TestResult<Value> {
-    let (status, body) = server.upload(token, name, bytes).await?;
-    assert_eq!(status, 201, "{body}");
-    let id = body["manual_id"].as_str().ok_or("no manual_id")?;
-    let detail = server.wait_processed(token, id).await?;
-    assert_eq!(detail["status"], "ready", "{detail}");
-    Ok(detail)
-}
-
 async fn ask_aloud(
     server: &Server,
     token: &str,
@@ -93,20 +84,16 @@ async fn spoken_questions_are_transcribed_and_answered_from_the_right_page() -> 
     let audio = tempfile::tempdir()?;
     let server = Server::start(dir.path(), &[])?;
     let alice = server.token("alice")?;
-    let coffee = upload_ready(
-        &server,
-        &alice,
-        "coffee-machine.md",
-        &fixture("coffee-machine.md"),
-    )
-    .await?;
-    let printer = upload_ready(
-        &server,
-        &alice,
-        "Acme LaserJet 200.pdf",
-        &fixture("printer-manual.pdf"),
-    )
-    .await?;
+    let coffee = server
+        .upload_ready(&alice, "coffee-machine.md", &fixture("coffee-machine.md"))
+        .await?;
+    let printer = server
+        .upload_ready(
+            &alice,
+            "Acme LaserJet 200.pdf",
+            &fixture("printer-manual.pdf"),
+        )
+        .await?;
 
     // /api/transcribe: the words, charged as one transcription.
     let said = "How do I clean the milk frother?";
@@ -197,18 +184,6 @@ async fn spoken_questions_are_transcribed_and_answered_from_the_right_page() -> 
     server.stop()
 }
 
-/// An Ogg page holding one packet.
-fn ogg_page(granule: u64, packet: &[u8]) -> Vec<u8> {
-    let mut page = b"OggS".to_vec();
-    page.extend_from_slice(&[0, 0]);
-    page.extend_from_slice(&granule.to_le_bytes());
-    page.extend_from_slice(&[0; 12]);
-    page.push(1);
-    page.push(packet.len() as u8);
-    page.extend_from_slice(packet);
-    page
-}
-
 #[tokio::test]
 async fn silence_and_formats_this_server_cannot_hear_are_refused_and_cost_nothing() -> TestResult {
     let dir = tempfile::tempdir()?;
@@ -233,11 +208,7 @@ async fn silence_and_formats_this_server_cannot_hear_are_refused_and_cost_nothin
     );
 
     // A well-formed three-second Ogg/Opus clip: accepted by the cloud, not decodable here.
-    let mut head = b"OpusHead".to_vec();
-    head.extend_from_slice(&[1, 1, 0x38, 0x01, 0x80, 0xBB, 0, 0, 0, 0, 0]);
-    let mut opus = ogg_page(0, &head);
-    opus.extend(ogg_page(0, b"OpusTags\0\0\0\0\0\0\0\0"));
-    opus.extend(ogg_page(312 + 48_000 * 3, &[0xF8; 40]));
+    let opus = manuel_core::audio::ogg_opus_clip(3);
     for path in ["/api/transcribe", "/api/query"] {
         let field = if path == "/api/query" {
             "file_data"

@@ -355,6 +355,19 @@ struct CachedSource {
     cited: bool,
 }
 
+impl CachedSource {
+    fn new(manual: &Manual, chunk: &RetrievedChunk, cited: bool) -> Self {
+        Self {
+            manual_id: manual.id.clone(),
+            manual_name: manual.name.clone(),
+            page_number: chunk.page,
+            chunk_text: chunk.text.clone(),
+            score: (f64::from(chunk.score) * 1000.0).round() / 1000.0,
+            cited,
+        }
+    }
+}
+
 /// Answers cached before `cited` existed listed only cited sources.
 fn cited_by_default() -> bool {
     true
@@ -449,14 +462,7 @@ async fn answer(
         let Some(manual) = ready.get(&chunk.manual_id) else {
             continue;
         };
-        sources.push(CachedSource {
-            manual_id: manual.id.clone(),
-            manual_name: manual.name.clone(),
-            page_number: chunk.page,
-            chunk_text: chunk.text.clone(),
-            score: (f64::from(chunk.score) * 1000.0).round() / 1000.0,
-            cited: true,
-        });
+        sources.push(CachedSource::new(manual, chunk, true));
     }
     let context_found = answer.found && !sources.is_empty();
     if context_found {
@@ -470,14 +476,7 @@ async fn answer(
             let Some(manual) = ready.get(&chunk.manual_id).filter(|_| !listed) else {
                 continue;
             };
-            sources.push(CachedSource {
-                manual_id: manual.id.clone(),
-                manual_name: manual.name.clone(),
-                page_number: chunk.page,
-                chunk_text: chunk.text.clone(),
-                score: (f64::from(chunk.score) * 1000.0).round() / 1000.0,
-                cited: false,
-            });
+            sources.push(CachedSource::new(manual, chunk, false));
         }
     }
     let text = if context_found || !answer.found {

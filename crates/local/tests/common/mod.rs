@@ -168,6 +168,19 @@ impl Server {
     }
 
     /// Polls the manual until it leaves `processing`.
+    /// Uploads a new manual and waits until it is `ready`; returns its detail.
+    pub async fn upload_ready(&self, token: &str, name: &str, bytes: &[u8]) -> TestResult<Value> {
+        let (status, body) = self.upload(token, name, bytes).await?;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["status"], "processing");
+        assert_eq!(body["duplicate"], false);
+        assert_eq!(body["size_bytes"], bytes.len());
+        let id = body["manual_id"].as_str().ok_or("no manual_id")?;
+        let detail = self.wait_processed(token, id).await?;
+        assert_eq!(detail["status"], "ready", "{detail}");
+        Ok(detail)
+    }
+
     pub async fn wait_processed(&self, token: &str, id: &str) -> TestResult<Value> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
