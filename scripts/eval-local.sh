@@ -46,7 +46,8 @@ if [[ -z "${MANUEL_PDFIUM_LIB:-}" ]]; then
 fi
 [[ -f "$MANUEL_PDFIUM_LIB" ]] || die "no pdfium library at $MANUEL_PDFIUM_LIB"
 export MANUEL_PDFIUM_LIB
-export MANUEL_EMBEDDING_MODEL="${MANUEL_EMBEDDING_MODEL:-$repo_root/.tools/models/all-MiniLM-L6-v2}"
+export MANUEL_EMBEDDING_MODEL="${MANUEL_EMBEDDING_MODEL:-$repo_root/.tools/models/all-MiniLM-L6-v2-int8}"
+export MANUEL_ONNXRUNTIME="${MANUEL_ONNXRUNTIME:-$repo_root/.tools/onnxruntime/libonnxruntime.so}"
 "$repo_root/scripts/setup-models.sh"
 
 "$script_dir/eval-manuals.sh"

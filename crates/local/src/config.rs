@@ -44,13 +44,21 @@ pub struct ServeConfig {
         default_value = "./.tools/pdfium/libpdfium.so"
     )]
     pub pdfium_lib: PathBuf,
-    /// The sentence-embedding model for hybrid retrieval (installed by `make setup`).
+    /// The sentence-embedding model for hybrid retrieval, a directory with `model.onnx` and
+    /// `tokenizer.json` (installed by `make setup`).
     #[arg(
         long,
         env = "MANUEL_EMBEDDING_MODEL",
-        default_value = "./.tools/models/all-MiniLM-L6-v2"
+        default_value = "./.tools/models/all-MiniLM-L6-v2-int8"
     )]
     pub embedding_model: PathBuf,
+    /// The ONNX Runtime library that runs the embedding model (installed by `make setup`).
+    #[arg(
+        long,
+        env = "MANUEL_ONNXRUNTIME",
+        default_value = "./.tools/onnxruntime/libonnxruntime.so"
+    )]
+    pub onnxruntime: PathBuf,
     /// Whisper tiny.en for spoken questions (installed by `make setup`); loaded on the first
     /// spoken question. Ignored in builds without the `speech` feature.
     #[arg(

@@ -201,7 +201,9 @@ fn schema() -> (Schema, Fields) {
             TextOptions::default().set_indexing_options(analysed),
         ),
         chunk: builder.add_u64_field("chunk", NumericOptions::default().set_stored()),
-        vector: builder.add_bytes_field("vector", BytesOptions::default().set_stored()),
+        // Named after the model that computed the vectors: an index of another model's vectors
+        // has another schema, so it is rebuilt (re-embedded) on start rather than mixed.
+        vector: builder.add_bytes_field("vector_minilm_int8", BytesOptions::default().set_stored()),
     };
     (builder.build(), fields)
 }
@@ -364,11 +366,9 @@ impl Inner {
         drop(recent);
         let vector = self
             .embedder
-            .embed(&[question])
-            .map_err(PortError::failed)?
-            .pop()
+            .embed_question(question)
             .map(Arc::new)
-            .ok_or_else(|| PortError::failed("no embedding for the question"))?;
+            .map_err(PortError::failed)?;
         let mut recent = self
             .questions
             .lock()

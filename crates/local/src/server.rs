@@ -168,7 +168,7 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
             .map_err(|error| config_error("cannot open the database")(error.to_string()))?,
     );
     let embedder = Arc::new(
-        crate::embedding::Embedder::load(&config.embedding_model)
+        crate::embedding::Embedder::load(&config.embedding_model, &config.onnxruntime)
             .map_err(|error| StartError::Config(error.to_string()))?,
     );
     let (index, opened) = LocalIndex::open(&data_dir.join("index"), embedder)

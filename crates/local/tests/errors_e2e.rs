@@ -553,3 +553,34 @@ async fn malformed_requests_get_json_errors_never_5xx() -> TestResult {
     assert_eq!(jwks["keys"][0]["alg"], "RS256");
     server.stop()
 }
+
+/// Without the embedding runtime or model the server does not start half-working: it exits at
+/// once, saying what is missing and how to install it.
+#[test]
+fn the_server_refuses_to_start_without_its_embedding_model() -> TestResult {
+    let cases = [
+        ("MANUEL_ONNXRUNTIME", "ONNX Runtime"),
+        ("MANUEL_EMBEDDING_MODEL", "embedding model"),
+    ];
+    for (variable, named) in cases {
+        let dir = tempfile::tempdir()?;
+        let missing = dir.path().join("not-installed");
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_manuel-local"))
+            .args(["--port", "0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .env("MANUEL_PDFIUM_LIB", common::pdfium_lib())
+            .env("MANUEL_EMBEDDING_MODEL", common::embedding_model())
+            .env("MANUEL_ONNXRUNTIME", common::onnxruntime())
+            .env(variable, &missing)
+            .output()?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{variable}: started anyway");
+        assert!(
+            stderr.contains(named)
+                && stderr.contains("make setup")
+                && stderr.contains(&*missing.to_string_lossy()),
+            "{variable}: {stderr}"
+        );
+    }
+    Ok(())
+}

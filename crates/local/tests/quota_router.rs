@@ -83,6 +83,7 @@ async fn windows_follow_the_clock_and_failures_are_refunded() -> TestResult {
     let model = Arc::new(FlakyModel(AtomicBool::new(false)));
     let embedder = Arc::new(manuel_local::embedding::Embedder::load(
         &common::embedding_model(),
+        &common::onnxruntime(),
     )?);
     let (index, _) = LocalIndex::open(&dir.path().join("index"), embedder)?;
     let index = Arc::new(index);

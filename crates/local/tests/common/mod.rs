@@ -25,7 +25,16 @@ pub fn embedding_model() -> PathBuf {
     std::env::var_os("MANUEL_EMBEDDING_MODEL")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/models/all-MiniLM-L6-v2")
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/models/all-MiniLM-L6-v2-int8")
+        })
+}
+
+/// The ONNX Runtime library `make setup` installs.
+pub fn onnxruntime() -> PathBuf {
+    std::env::var_os("MANUEL_ONNXRUNTIME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/onnxruntime/libonnxruntime.so")
         })
 }
 
@@ -69,6 +78,7 @@ impl Server {
             .envs(env.iter().copied())
             .env("MANUEL_PDFIUM_LIB", pdfium_lib())
             .env("MANUEL_EMBEDDING_MODEL", embedding_model())
+            .env("MANUEL_ONNXRUNTIME", onnxruntime())
             .env("MANUEL_SPEECH_MODEL", speech_model())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
