@@ -215,6 +215,7 @@ impl AnswerModel for Model {
             text,
             cited: if passages.is_empty() { vec![] } else { vec![0] },
             found: !passages.is_empty(),
+            ranking: Vec::new(),
             input_tokens: 900,
             output_tokens: 60,
         })

@@ -179,6 +179,10 @@ pub struct Answer {
     pub cited: Vec<usize>,
     /// Whether the passages contained the answer.
     pub found: bool,
+    /// Indexes into the passages from most to least relevant in the model's judgement: the
+    /// order further (uncited) sources are listed in. Empty when the model does not rank them;
+    /// they are then listed in retrieval order.
+    pub ranking: Vec<usize>,
     pub input_tokens: u64,
     pub output_tokens: u64,
 }

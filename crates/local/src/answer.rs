@@ -25,6 +25,9 @@ pub struct Extract {
     pub cited: Vec<usize>,
     /// false when nothing relevant scored high enough; then `text` says plainly the manuals don't cover it and cited is empty.
     pub found: bool,
+    /// Every passage, most relevant first (share of the question's words it covers plus its
+    /// closeness in meaning): the order further sources are listed in. Empty when not found.
+    pub ranking: Vec<usize>,
 }
 
 /// Fixed refusal; deliberately says nothing about the topic so it cannot be wrong.
@@ -89,7 +92,8 @@ is are am be been being was were have has had having a an the of to in on at by 
 and or but if so than about any some also just please \
 long much many often way ways need needs needed able possible tell know explain mean means \
 meaning happen happens want wants help get go goes make use using thing things something anything \
-properly correctly exactly actually really manual manuals say says said work";
+properly correctly exactly actually really manual manuals say says said work \
+example instance called";
 
 /// `similarities[i]` is the cosine similarity of the question's and passage i's embeddings (0
 /// or missing when unknown). A passage is an answer candidate when it covers enough of the
@@ -100,10 +104,9 @@ pub fn extract_answer(
     similarities: &[f32],
     weights: &dyn TermWeights,
 ) -> Extract {
-    let query = Query::new(question, weights);
-    if query.terms.is_empty() || query.total <= 0.0 {
+    let Some(query) = Query::new(question, weights) else {
         return not_found();
-    }
+    };
     let similarity = |i: usize| {
         similarities
             .get(i)
@@ -124,6 +127,35 @@ pub fn extract_answer(
             "answer candidate"
         );
     }
+    let mut extract = choose_answer(
+        question,
+        &query,
+        passages,
+        &passage_terms,
+        &similarity,
+        weights,
+    );
+    if extract.found {
+        let relevance = |i: usize| query.coverage(&passage_terms[i]) + similarity(i);
+        extract.ranking = (0..passages.len()).collect();
+        // Stable: equally relevant passages keep the retriever's order.
+        extract
+            .ranking
+            .sort_by(|&a, &b| relevance(b).total_cmp(&relevance(a)));
+    }
+    extract
+}
+
+/// The answer from the passing passages: a step list for a "how do I" question when one fits,
+/// else the best sentences.
+fn choose_answer(
+    question: &str,
+    query: &Query,
+    passages: &[&str],
+    passage_terms: &[HashSet<String>],
+    similarity: &dyn Fn(usize) -> f32,
+    weights: &dyn TermWeights,
+) -> Extract {
     let passing: Vec<usize> = (0..passages.len())
         .filter(|&i| {
             query.coverage(&passage_terms[i]) >= COVERAGE_MIN
@@ -140,18 +172,17 @@ pub fn extract_answer(
         .fold(0.0, f32::max);
     if is_how_to(question)
         && let Some(answer) = answer_with_steps(
-            &query,
+            query,
             passages,
             &passing,
             best_coverage,
-            &similarity,
+            similarity,
             weights,
         )
     {
         return answer;
     }
-    answer_with_sentences(&query, passages, &passing, &similarity, weights)
-        .unwrap_or_else(not_found)
+    answer_with_sentences(query, passages, &passing, similarity, weights).unwrap_or_else(not_found)
 }
 
 fn not_found() -> Extract {
@@ -159,6 +190,7 @@ fn not_found() -> Extract {
         text: NOT_FOUND_TEXT.to_string(),
         cited: Vec::new(),
         found: false,
+        ranking: Vec::new(),
     }
 }
 
@@ -169,7 +201,8 @@ struct Query {
 }
 
 impl Query {
-    fn new(question: &str, weights: &dyn TermWeights) -> Self {
+    /// None when the question has no content words to look for.
+    fn new(question: &str, weights: &dyn TermWeights) -> Option<Self> {
         let framing: HashSet<String> = weights.terms(FRAMING_WORDS).into_iter().collect();
         let mut seen = HashSet::new();
         let mut terms = Vec::new();
@@ -186,8 +219,8 @@ impl Query {
             };
             terms.push((term, idf));
         }
-        let total = terms.iter().map(|(_, w)| w).sum();
-        Query { terms, total }
+        let total: f32 = terms.iter().map(|(_, w)| w).sum();
+        (!terms.is_empty() && total > 0.0).then_some(Query { terms, total })
     }
 
     fn matched(&self, present: &HashSet<String>) -> f32 {
@@ -451,6 +484,7 @@ fn answer_with_steps(
         text,
         cited: vec![p],
         found: true,
+        ranking: Vec::new(),
     })
 }
 
@@ -609,6 +643,7 @@ fn answer_with_sentences(
         text: parts.join(" "),
         cited,
         found: true,
+        ranking: Vec::new(),
     })
 }
 
@@ -1207,6 +1242,27 @@ mod tests {
         fn idf(&self, _term: &str) -> f32 {
             f32::NAN
         }
+    }
+
+    #[test]
+    fn passages_are_ranked_by_words_covered_and_closeness_in_meaning() {
+        let weights = FakeWeights::new(&corpus());
+        let passages = [PAPER, INK, CLEANING, WARRANTY, SAFETY];
+        // The cleaning passage shares no word with the question but is closest in meaning:
+        // it ranks right after the one that answers, ahead of the ink passage it outranks
+        // neither in words nor meaning.
+        let similarities = [0.1, 0.2, 0.45, 0.8, 0.1];
+        let answer = extract_answer(
+            "How long does the warranty last?",
+            &passages,
+            &similarities,
+            &weights,
+        );
+        assert!(answer.found);
+        assert_eq!(answer.cited, [3]);
+        assert_eq!(answer.ranking, [3, 2, 1, 0, 4]);
+        let refused = extract_answer("How do I replace the toner?", &passages, &[], &weights);
+        assert!(!refused.found && refused.ranking.is_empty());
     }
 
     #[test]

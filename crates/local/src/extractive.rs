@@ -50,6 +50,7 @@ impl AnswerModel for ExtractiveAnswerModel {
                 text: extract.text,
                 cited: extract.cited,
                 found: extract.found,
+                ranking: extract.ranking,
                 input_tokens,
             })
         })

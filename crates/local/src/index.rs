@@ -615,7 +615,13 @@ impl KnowledgeBase for LocalIndex {
             let lexical = inner.bm25_search(&user, &question, ids, pool)?;
             let vector = inner.question_vector(&question)?;
             let semantic = inner.dense_search(&user, &vector, ids, pool)?;
-            Ok(fuse(vec![lexical, semantic], limit))
+            let fused = fuse(vec![lexical, semantic], limit);
+            // What the answerer is given, for tuning against `make eval`
+            // (RUST_LOG=manuel_local::index=debug).
+            for (rank, chunk) in fused.iter().enumerate() {
+                tracing::debug!(rank, manual = %chunk.manual_id, page = chunk.page, score = chunk.score, "retrieved");
+            }
+            Ok(fused)
         })
         .await
     }

@@ -47,6 +47,7 @@ impl AnswerModel for FlakyModel {
             text: "Nothing relevant.".into(),
             cited: vec![],
             found: false,
+            ranking: Vec::new(),
             input_tokens: 10,
             output_tokens: 3,
         })

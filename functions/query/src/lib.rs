@@ -466,7 +466,7 @@ async fn answer(
     }
     let context_found = answer.found && !sources.is_empty();
     if context_found {
-        for chunk in &passages {
+        for chunk in further_sources(&passages, &answer.ranking) {
             if sources.len() >= SOURCES_LISTED {
                 break;
             }
@@ -493,6 +493,24 @@ async fn answer(
         input_tokens: answer.input_tokens,
         output_tokens: answer.output_tokens,
     })
+}
+
+/// The passages in the order further sources are listed: as the answer model ranked them, then
+/// any it did not rank in retrieval order.
+fn further_sources<'a>(
+    passages: &'a [RetrievedChunk],
+    ranking: &[usize],
+) -> impl Iterator<Item = &'a RetrievedChunk> {
+    let mut order: Vec<usize> = Vec::with_capacity(passages.len());
+    for &index in ranking
+        .iter()
+        .chain(&(0..passages.len()).collect::<Vec<_>>())
+    {
+        if index < passages.len() && !order.contains(&index) {
+            order.push(index);
+        }
+    }
+    order.into_iter().map(|index| &passages[index])
 }
 
 fn not_covered() -> &'static str {
@@ -527,5 +545,26 @@ mod tests {
         assert!(clean_question(" \n\t", 100).is_err());
         assert!(clean_question(&"a".repeat(101), 100).is_err());
         assert!(clean_question(&"ü".repeat(100), 100).is_ok());
+    }
+
+    #[test]
+    fn further_sources_follow_the_models_ranking_then_retrieval_order() {
+        let passages: Vec<RetrievedChunk> = (1..=4)
+            .map(|page| RetrievedChunk {
+                manual_id: "m".into(),
+                page,
+                text: format!("page {page}"),
+                score: 0.5,
+            })
+            .collect();
+        let pages = |ranking: &[usize]| -> Vec<u32> {
+            further_sources(&passages, ranking)
+                .map(|c| c.page)
+                .collect()
+        };
+        assert_eq!(pages(&[]), [1, 2, 3, 4]);
+        assert_eq!(pages(&[2, 0]), [3, 1, 2, 4]);
+        // Out-of-range and repeated indexes from a model are ignored.
+        assert_eq!(pages(&[9, 3, 3, 1]), [4, 2, 1, 3]);
     }
 }

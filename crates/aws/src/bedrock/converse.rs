@@ -111,6 +111,7 @@ fn not_found(input_tokens: u64, output_tokens: u64) -> Answer {
         text: NOT_FOUND_ANSWER.to_owned(),
         cited: Vec::new(),
         found: false,
+        ranking: Vec::new(),
         input_tokens,
         output_tokens,
     }
@@ -185,6 +186,8 @@ impl AnswerModel for BedrockAnswerModel {
             text,
             cited,
             found: true,
+            // Claude cites; the passages it did not cite stay in retrieval order.
+            ranking: Vec::new(),
             input_tokens,
             output_tokens,
         })
