@@ -48,6 +48,15 @@ const SEMANTIC_MIN: f32 = 0.5;
 const SEMANTIC_COVERAGE_MIN: f32 = 0.2;
 /// A step list in a passage at least this close passes whatever its words.
 const SEMANTIC_LIST_MIN: f32 = 0.6;
+/// ...or its share of the question's words and its similarity together reach this: "skip the
+/// read-back check" for "disable the automatic verify check" shares a few words and some
+/// meaning, neither enough alone.
+const COMBINED_MIN: f32 = 0.8;
+/// How much similarity counts against word coverage when ranking passages: paraphrased
+/// questions share meaning more reliably than words.
+const SEMANTIC_RELEVANCE: f32 = 1.5;
+/// How far below the lead passage's relevance another passage may be and still add sentences.
+const RELEVANCE_MARGIN: f32 = 0.1;
 /// How much a passage's similarity counts towards the score of its sentences.
 const SEMANTIC_WEIGHT: f32 = 0.5;
 /// Extra sentences must score at least this share of the best one.
@@ -127,62 +136,70 @@ pub fn extract_answer(
             "answer candidate"
         );
     }
-    let mut extract = choose_answer(
+    let coverage = |i: usize| query.coverage(&passage_terms[i]);
+    let relevance = |i: usize| coverage(i) + SEMANTIC_RELEVANCE * similarity(i);
+    // Most relevant first; stable, so equally relevant passages keep the retriever's order.
+    let mut ranking: Vec<usize> = (0..passages.len()).collect();
+    ranking.sort_by(|&a, &b| relevance(b).total_cmp(&relevance(a)));
+    let passing: Vec<usize> = ranking
+        .iter()
+        .copied()
+        .filter(|&i| passes_gate(coverage(i), similarity(i)))
+        .collect();
+    let Some(&lead) = passing.first() else {
+        return not_found();
+    };
+    // Other passages may add to the answer only when nearly as relevant as the lead: each one
+    // cited takes a place among the sources that the next most relevant passages would have.
+    let passing: Vec<usize> = passing
+        .into_iter()
+        .filter(|&i| relevance(i) >= relevance(lead) - RELEVANCE_MARGIN)
+        .collect();
+    let mut extract = answer_from(
         question,
         &query,
         passages,
-        &passage_terms,
+        &passing,
+        lead,
         &similarity,
         weights,
     );
     if extract.found {
-        let relevance = |i: usize| query.coverage(&passage_terms[i]) + similarity(i);
-        extract.ranking = (0..passages.len()).collect();
-        // Stable: equally relevant passages keep the retriever's order.
-        extract
-            .ranking
-            .sort_by(|&a, &b| relevance(b).total_cmp(&relevance(a)));
+        extract.ranking = ranking;
     }
     extract
 }
 
-/// The answer from the passing passages: a step list for a "how do I" question when one fits,
-/// else the best sentences.
-fn choose_answer(
+/// Whether a passage may answer: it holds most of the question's words, or some of them and
+/// is close in meaning.
+fn passes_gate(coverage: f32, similarity: f32) -> bool {
+    coverage >= COVERAGE_MIN
+        || (coverage >= SEMANTIC_COVERAGE_MIN
+            && (similarity >= SEMANTIC_MIN || coverage + similarity >= COMBINED_MIN))
+}
+
+/// The answer led by the most relevant passage that passes the gate: its step list for a "how
+/// do I" question when one fits, else its best sentence, with sentences of other passing
+/// passages for what that one leaves open.
+fn answer_from(
     question: &str,
     query: &Query,
     passages: &[&str],
-    passage_terms: &[HashSet<String>],
+    passing: &[usize],
+    lead: usize,
     similarity: &dyn Fn(usize) -> f32,
     weights: &dyn TermWeights,
 ) -> Extract {
-    let passing: Vec<usize> = (0..passages.len())
-        .filter(|&i| {
-            query.coverage(&passage_terms[i]) >= COVERAGE_MIN
-                || (similarity(i) >= SEMANTIC_MIN
-                    && query.coverage(&passage_terms[i]) >= SEMANTIC_COVERAGE_MIN)
-        })
-        .collect();
-    if passing.is_empty() {
-        return not_found();
-    }
-    let best_coverage = passing
-        .iter()
-        .map(|&i| query.coverage(&passage_terms[i]))
-        .fold(0.0, f32::max);
+    let chosen = [lead];
+    let lead_coverage = query.coverage(&term_set(weights, passages[lead]));
     if is_how_to(question)
-        && let Some(answer) = answer_with_steps(
-            query,
-            passages,
-            &passing,
-            best_coverage,
-            similarity,
-            weights,
-        )
+        && let Some(answer) =
+            answer_with_steps(query, passages, &chosen, lead_coverage, similarity, weights)
     {
         return answer;
     }
-    answer_with_sentences(query, passages, &passing, similarity, weights).unwrap_or_else(not_found)
+    answer_with_sentences(query, passages, passing, lead, similarity, weights)
+        .unwrap_or_else(not_found)
 }
 
 fn not_found() -> Extract {
@@ -499,10 +516,13 @@ struct Candidate<'a> {
     score: f32,
 }
 
+/// The best sentence of the `lead` passage, then up to two more from any passing passage that
+/// answer parts of the question it leaves open.
 fn answer_with_sentences(
     query: &Query,
     passages: &[&str],
     passing: &[usize],
+    lead: usize,
     similarity: &dyn Fn(usize) -> f32,
     weights: &dyn TermWeights,
 ) -> Option<Extract> {
@@ -558,7 +578,18 @@ fn answer_with_sentences(
     }
     // Stable sort keeps retriever order among equal scores, so output is deterministic.
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
-    let best_score = candidates.first()?.score;
+    // The answer opens with the lead passage's best sentence (when it has one): the passage
+    // that answers in its own words outranks a sentence that repeats the question's words.
+    let first = candidates
+        .iter()
+        .position(|c| c.passage == lead)
+        .unwrap_or(0);
+    if candidates.is_empty() {
+        return None;
+    }
+    let opening = candidates.remove(first);
+    let best_score = opening.score;
+    candidates.insert(0, opening);
 
     // Greedy: after the best sentence, prefer sentences that answer a part of the
     // question not yet covered over ones that repeat the same terms.
@@ -605,7 +636,7 @@ fn answer_with_sentences(
         }
         chosen.push(cand);
     }
-    chosen.sort_by_key(|c| (c.passage, c.position));
+    chosen.sort_by_key(|c| (c.passage != lead, c.passage, c.position));
     // A troubleshooting entry states the problem and then its fix: the problem alone answers
     // nothing, so the sentence that follows it comes along, verbatim.
     let mut parts_of: Vec<(usize, usize, &str)> = Vec::with_capacity(chosen.len() + 1);
@@ -1263,6 +1294,37 @@ mod tests {
         assert_eq!(answer.ranking, [3, 2, 1, 0, 4]);
         let refused = extract_answer("How do I replace the toner?", &passages, &[], &weights);
         assert!(!refused.found && refused.ranking.is_empty());
+    }
+
+    #[test]
+    fn the_passage_that_answers_in_its_own_words_leads() {
+        // The first passage repeats the question's words but is about something else; the
+        // second says "warranty" where the question says "guarantee", and is far closer in
+        // meaning. The answer comes from the second alone.
+        let card = "LaserJet guarantee card\nRegister the LaserJet guarantee card online.";
+        let warranty = "Warranty\nThe LaserJet warranty period is two years from purchase.";
+        let weights = FakeWeights::new(&[card, warranty, INK, PAPER, CLEANING, SAFETY]);
+        let answer = extract_answer(
+            "How long is the guarantee on the LaserJet?",
+            &[card, warranty],
+            &[0.25, 0.8],
+            &weights,
+        );
+        assert!(answer.found, "{answer:?}");
+        assert_eq!(answer.cited, [1], "{answer:?}");
+        assert!(answer.text.starts_with("The LaserJet warranty period"));
+        assert_eq!(answer.ranking, [1, 0]);
+    }
+
+    #[test]
+    fn wording_and_meaning_together_can_pass_the_gate() {
+        // "skip the read-back check" for "disable the automatic verify check": under half the
+        // words and not close enough in meaning alone, but both together.
+        let verify = "Options\n-V Disable the automatic verify check when uploading data.";
+        let weights = FakeWeights::new(&[verify, INK, PAPER, CLEANING, SAFETY, WARRANTY]);
+        let question = "How do I skip the read-back check when uploading data?";
+        assert!(extract_answer(question, &[verify], &[0.45], &weights).found);
+        assert!(!extract_answer(question, &[verify], &[0.1], &weights).found);
     }
 
     #[test]
