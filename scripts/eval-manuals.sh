@@ -13,14 +13,22 @@
 #   router-notes.txt             crates/local/tests/fixtures/ (text, pages = sections)
 #   lumen-dw45-dishwasher.txt    eval/manuals/ (a manual written for the evaluation; 9 pages
 #                                separated by form feeds)
+#   en-eyesj.pdf                 Debian package expeyes-doc-en (ExpEYES Junior user manual, 65 pages)
+#   freedombox-manual.pdf        Debian package freedombox-doc-en (303 pages)
+#   nut-user-manual.pdf          Debian package nut-doc, usr/share/doc/nut-doc/pdf/user-manual.pdf
+#                                (Network UPS Tools, 135 pages)
+#   amc-user-manual.pdf          Debian package auto-multiple-choice-doc-pdf,
+#                                auto-multiple-choice.en.pdf (101 pages)
 #
-# The two Debian packages are fetched with `apt-get download` (no root needed; `apt-get update`,
+# The Debian packages are fetched with `apt-get download` (no root needed; `apt-get update`,
 # which needs root, is run only when the download fails) and unpacked with `dpkg-deb -x` in a
 # temporary directory. Idempotent: a PDF already in DEST_DIR is not fetched again, and the copied
 # files are only rewritten when they differ.
 #
-# The questions' page labels were checked against the PDFs with the SHA-256 below (Debian 12
-# "bookworm": gutenprint-doc 5.3.4.20220624T01008808d602-1, avrdude-doc 7.1+dfsg-3). Another
+# The questions' page labels were checked against the PDFs with the SHA-256s below (Debian 12
+# "bookworm": gutenprint-doc 5.3.4.20220624T01008808d602-1, avrdude-doc 7.1+dfsg-3,
+# expeyes-doc-en 4.3-3, freedombox-doc-en 23.6.2+deb12u2, nut-doc 2.8.0-7,
+# auto-multiple-choice-doc-pdf 1.6.0-1). Another
 # version of a package may move text to other pages: the script then warns, and the labels of
 # that manual may need checking again (pdftotext -f N -l N FILE -).
 set -euo pipefail
@@ -66,13 +74,27 @@ check_sha256() {
 }
 
 # --- the Debian documentation packages ---------------------------------------------------------
-if [[ ! -s "$dest/gutenprint-users-manual.pdf" || ! -s "$dest/avrdude.pdf" ]]; then
-    command -v apt-get >/dev/null 2>&1 || die "apt-get not found: fetch the Debian packages gutenprint-doc and avrdude-doc by hand and put gutenprint-users-manual.pdf and avrdude.pdf (gunzipped) into $dest"
+# name|package|path in the package (.gz is gunzipped)|SHA-256 the page labels were checked against
+debian_manuals=(
+    "gutenprint-users-manual.pdf|gutenprint-doc|usr/share/doc/gutenprint-doc/gutenprint-users-manual.pdf|$GUTENPRINT_SHA256"
+    "avrdude.pdf|avrdude-doc|usr/share/doc/avrdude/avrdude.pdf.gz|$AVRDUDE_SHA256"
+    "en-eyesj.pdf|expeyes-doc-en|usr/share/expeyes/doc/en-eyesj.pdf|166ade592cd14a3c527a7d1bf63e0ce092c79a085e95ea103ac7ecb05ea4277d"
+    "freedombox-manual.pdf|freedombox-doc-en|usr/share/freedombox/manual/en/freedombox-manual.pdf|f528df81ee68bdcadb203d490765f8cc6e1027e745850351cec4d56ae8e1455d"
+    "nut-user-manual.pdf|nut-doc|usr/share/doc/nut-doc/pdf/user-manual.pdf|f604fa3ab839872da646c8aa2ff4870b88e9e001611f711d8852d937f02c512f"
+    "amc-user-manual.pdf|auto-multiple-choice-doc-pdf|usr/share/doc/auto-multiple-choice/auto-multiple-choice.en.pdf|dc69b1bcd7b2b601ae05d84cd52f155d12eb8d340407c7e2eb469ce4647ef0f8"
+)
+missing_packages=()
+for entry in "${debian_manuals[@]}"; do
+    IFS='|' read -r name package _ _ <<<"$entry"
+    [[ -s "$dest/$name" ]] || missing_packages+=("$package")
+done
+if ((${#missing_packages[@]} > 0)); then
+    command -v apt-get >/dev/null 2>&1 || die "apt-get not found: fetch the Debian packages ${missing_packages[*]} by hand and put their manuals into $dest (see the list in this script)"
     command -v dpkg-deb >/dev/null 2>&1 || die "dpkg-deb not found (Debian package dpkg)"
     tmp="$(mktemp -d "${TMPDIR:-/tmp}/eval-manuals.XXXXXX")"
     # apt-get download as root drops to the _apt user, which must be able to write here.
     chmod 0777 "$tmp"
-    download() { (cd "$tmp" && apt-get download -q gutenprint-doc avrdude-doc); }
+    download() { (cd "$tmp" && apt-get download -q "${missing_packages[@]}"); }
     if ! download >"$tmp/apt.log" 2>&1; then
         say "apt-get download failed; running apt-get update and trying again"
         if [[ "$(id -u)" -eq 0 ]]; then
@@ -81,25 +103,32 @@ if [[ ! -s "$dest/gutenprint-users-manual.pdf" || ! -s "$dest/avrdude.pdf" ]]; t
         download >>"$tmp/apt.log" 2>&1 || {
             cat "$tmp/apt.log" >&2
             [[ "$(id -u)" -eq 0 ]] || say "hint: the package lists may be missing or stale; run 'sudo apt-get update' and try again"
-            die "apt-get download gutenprint-doc avrdude-doc failed"
+            die "apt-get download ${missing_packages[*]} failed"
         }
     fi
     mkdir -p "$tmp/root"
-    for deb in "$tmp"/gutenprint-doc_*.deb "$tmp"/avrdude-doc_*.deb; do
-        [[ -f "$deb" ]] || die "apt-get download left no $(basename "$deb")"
-        say "unpacking $(basename "$deb")"
-        dpkg-deb -x "$deb" "$tmp/root"
+    for package in "${missing_packages[@]}"; do
+        debs=("$tmp/${package}_"*.deb)
+        [[ -f "${debs[0]}" ]] || die "apt-get download left no ${package}_*.deb"
+        say "unpacking $(basename "${debs[0]}")"
+        dpkg-deb -x "${debs[0]}" "$tmp/root"
     done
-    gutenprint="$tmp/root/usr/share/doc/gutenprint-doc/gutenprint-users-manual.pdf"
-    avrdude_gz="$tmp/root/usr/share/doc/avrdude/avrdude.pdf.gz"
-    [[ -f "$gutenprint" ]] || die "gutenprint-doc has no usr/share/doc/gutenprint-doc/gutenprint-users-manual.pdf"
-    [[ -f "$avrdude_gz" ]] || die "avrdude-doc has no usr/share/doc/avrdude/avrdude.pdf.gz"
-    install_file "$gutenprint" gutenprint-users-manual.pdf
-    gunzip -c "$avrdude_gz" >"$tmp/avrdude.pdf"
-    install_file "$tmp/avrdude.pdf" avrdude.pdf
+    for entry in "${debian_manuals[@]}"; do
+        IFS='|' read -r name package path _ <<<"$entry"
+        [[ -s "$dest/$name" ]] && continue
+        [[ -f "$tmp/root/$path" ]] || die "$package has no $path"
+        if [[ "$path" == *.gz ]]; then
+            gunzip -c "$tmp/root/$path" >"$tmp/$name"
+            install_file "$tmp/$name" "$name"
+        else
+            install_file "$tmp/root/$path" "$name"
+        fi
+    done
 fi
-check_sha256 gutenprint-users-manual.pdf "$GUTENPRINT_SHA256"
-check_sha256 avrdude.pdf "$AVRDUDE_SHA256"
+for entry in "${debian_manuals[@]}"; do
+    IFS='|' read -r name _ _ sha256 <<<"$entry"
+    check_sha256 "$name" "$sha256"
+done
 
 # --- the repository's own manuals --------------------------------------------------------------
 fixtures="$repo_root/crates/local/tests/fixtures"
