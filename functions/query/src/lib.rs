@@ -368,6 +368,55 @@ impl CachedSource {
     }
 }
 
+impl CachedSource {
+    /// Another cited passage of the same page: its text joins this source's, its score counts
+    /// if higher.
+    fn add_passage(&mut self, chunk: &RetrievedChunk) {
+        if !self.chunk_text.contains(chunk.text.as_str()) {
+            self.chunk_text.push('\n');
+            self.chunk_text.push_str(&chunk.text);
+        }
+        self.score = self
+            .score
+            .max((f64::from(chunk.score) * 1000.0).round() / 1000.0);
+    }
+}
+
+/// Rewrites the answer's `[n]` (n = position in the model's citations) to the number of the
+/// source it now belongs to; a citation without a source is dropped. Brackets that are not a
+/// citation number in range are left as they are.
+fn renumber_citations(text: &str, source_of_citation: &[Option<usize>]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let citation = after.find(']').and_then(|close| {
+            let number: usize = after[..close].parse().ok()?;
+            let source = *source_of_citation.get(number.checked_sub(1)?)?;
+            Some((close, source))
+        });
+        match citation {
+            Some((close, source)) => {
+                if let Some(source) = source {
+                    out.push_str(&format!("[{}]", source + 1));
+                } else {
+                    // Drop the citation and the space before it.
+                    let kept = out.trim_end().len();
+                    out.truncate(kept);
+                }
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('[');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Answers cached before `cited` existed listed only cited sources.
 fn cited_by_default() -> bool {
     true
@@ -452,7 +501,10 @@ async fn answer(
             .collect()
     };
     let answer = deps.answer_model.answer(user, question, &passages).await?;
-    let mut sources = Vec::with_capacity(answer.cited.len());
+    // One source per cited page: two cited passages of the same page are one source, and the
+    // answer's `[n]` are renumbered to match.
+    let mut sources: Vec<CachedSource> = Vec::with_capacity(answer.cited.len());
+    let mut source_of_citation: Vec<Option<usize>> = Vec::with_capacity(answer.cited.len());
     for &index in &answer.cited {
         let Some(chunk) = passages.get(index) else {
             return Err(ApiError::internal(
@@ -460,10 +512,32 @@ async fn answer(
             ));
         };
         let Some(manual) = ready.get(&chunk.manual_id) else {
+            source_of_citation.push(None);
             continue;
         };
-        sources.push(CachedSource::new(manual, chunk, true));
+        let same_page = sources.iter().position(|source| {
+            source.manual_id == chunk.manual_id && source.page_number == chunk.page
+        });
+        match same_page {
+            Some(at) => {
+                sources[at].add_passage(chunk);
+                source_of_citation.push(Some(at));
+            }
+            None => {
+                sources.push(CachedSource::new(manual, chunk, true));
+                source_of_citation.push(Some(sources.len() - 1));
+            }
+        }
     }
+    let renumbered = source_of_citation
+        .iter()
+        .enumerate()
+        .any(|(position, source)| *source != Some(position));
+    let answer_text = if renumbered {
+        renumber_citations(&answer.text, &source_of_citation)
+    } else {
+        answer.text
+    };
     let context_found = answer.found && !sources.is_empty();
     if context_found {
         for chunk in further_sources(&passages, &answer.ranking) {
@@ -480,7 +554,7 @@ async fn answer(
         }
     }
     let text = if context_found || !answer.found {
-        answer.text
+        answer_text
     } else {
         not_covered().to_owned()
     };
@@ -545,6 +619,23 @@ mod tests {
         assert!(clean_question(" \n\t", 100).is_err());
         assert!(clean_question(&"a".repeat(101), 100).is_err());
         assert!(clean_question(&"ü".repeat(100), 100).is_ok());
+    }
+
+    #[test]
+    fn citations_are_renumbered_when_two_passages_share_a_source() {
+        // Passages 1 and 3 are on the same page: one source, cited as [1] twice.
+        let map = [Some(0), Some(1), Some(0)];
+        assert_eq!(
+            renumber_citations("A [1] B [2] C [3] D [options] [9] E[3]", &map),
+            "A [1] B [2] C [1] D [options] [9] E[1]"
+        );
+        // A citation whose manual is gone is dropped with the space before it.
+        assert_eq!(
+            renumber_citations("A [1] B [2].", &[Some(0), None]),
+            "A [1] B."
+        );
+        assert_eq!(renumber_citations("[", &map), "[");
+        assert_eq!(renumber_citations("x [0] [1", &map), "x [0] [1");
     }
 
     #[test]
