@@ -338,6 +338,9 @@ def resolve(doc, path):
     return value if isinstance(value, (int, float)) else None
 
 
+ALL_PARTS = ("lambdas", "artifacts", "routes", "local")
+
+
 def render(doc):
     env = doc["environment"]
     lines = ["# Benchmarks", "",
@@ -349,6 +352,10 @@ def render(doc):
              f"{env.get('memory', '?')}, {env.get('os', '?')}; load average before the run "
              f"{env.get('load_before', '?')}, after {env.get('load_after', '?')}",
              *([f"- Note: {env['note']}"] if env.get("note") else []),
+             *([f"- Note: this run measured only {', '.join(env['parts'])} (BENCH_ONLY); the "
+                "other sections are from an earlier run, at the commit of that run (see this "
+                "file's history)"]
+               if env.get("parts") and set(env["parts"]) != set(ALL_PARTS) else []),
              f"- Toolchain: {env.get('rustc', '?')}; profile `release` (LTO fat, 1 codegen unit, "
              "panic=abort, strip) — the shipped configuration, x86_64 here (the functions ship "
              "for arm64)",

@@ -167,7 +167,7 @@ if wants local; then
     stop_local_server_quietly
 fi
 
-python3 - "$parts/env.json" "$load_before" <<'EOF'
+python3 - "$parts/env.json" "$load_before" "$only" <<'EOF'
 import json, os, platform, subprocess, sys, datetime
 def run(*command):
     return subprocess.run(command, capture_output=True, text=True).stdout.strip()
@@ -181,6 +181,7 @@ json.dump({
     "cpus": os.cpu_count(), "cpu_model": cpu, "memory": f"{int(mem) / 1048576:.1f} GiB",
     "os": os_name, "rustc": run("rustc", "--version"),
     "load_before": sys.argv[2], "load_after": " ".join(open("/proc/loadavg").read().split()[:3]),
+    "parts": sys.argv[3].split(","),
 }, open(sys.argv[1], "w"), indent=2)
 EOF
 

@@ -4,7 +4,7 @@
 //! its tokenizer and the runtime library come from `make setup`.
 //!
 //! Why int8 on ONNX Runtime rather than float32 on candle: ingestion is nearly all embedding, and
-//! this runs a window about four times faster on a 2-core machine (a 300-page manual in well
+//! this runs a window about three times faster on a 2-core machine (a 300-page manual in well
 //! under 90 s), with the same retrieval quality on the labelled set (`make eval`).
 
 use std::path::{Path, PathBuf};
