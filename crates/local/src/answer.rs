@@ -15,6 +15,10 @@ use std::collections::{HashMap, HashSet};
 pub trait TermWeights {
     fn terms(&self, text: &str) -> Vec<String>;
     fn idf(&self, term: &str) -> f32;
+    /// Whether any of the user's manuals contains `term`.
+    fn known(&self, _term: &str) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -116,6 +120,10 @@ pub fn extract_answer(
     let Some(query) = Query::new(question, weights) else {
         return not_found();
     };
+    if let Some(name) = unknown_name(question, weights) {
+        tracing::debug!(name, "the question names something no manual mentions");
+        return not_found();
+    }
     let similarity = |i: usize| {
         similarities
             .get(i)
@@ -255,6 +263,34 @@ impl Query {
             self.matched(present) / self.total
         }
     }
+}
+
+/// A name in the question that none of the user's manuals mentions: a capitalised word that does
+/// not start a sentence ("De'Longhi", "Netgear", "E24"), none of whose terms any manual
+/// contains. Such a question is about something else: answering it from the manual of another
+/// product or another error code ("descale my De'Longhi" from the BrewMaster's manual) would be
+/// confidently wrong.
+fn unknown_name<'q>(question: &'q str, weights: &dyn TermWeights) -> Option<&'q str> {
+    let framing: HashSet<String> = weights.terms(FRAMING_WORDS).into_iter().collect();
+    let mut sentence_start = true;
+    for word in question.split_whitespace() {
+        let starts = std::mem::replace(&mut sentence_start, word.ends_with(['.', '?', '!', ':']));
+        let name = word.trim_matches(|c: char| !c.is_alphanumeric());
+        let capitalised = name.chars().next().is_some_and(char::is_uppercase);
+        if starts || !capitalised || name.chars().count() < 2 {
+            continue;
+        }
+        let terms: Vec<String> = weights
+            .terms(name)
+            .into_iter()
+            // "I'm" and "Pirate's" leave a one-letter term that says nothing.
+            .filter(|term| term.chars().count() >= 2 && !framing.contains(term))
+            .collect();
+        if !terms.is_empty() && terms.iter().all(|term| !weights.known(term)) {
+            return Some(name);
+        }
+    }
+    None
 }
 
 fn is_how_to(question: &str) -> bool {
@@ -962,6 +998,10 @@ mod tests {
             analyse(text, self.stops)
         }
 
+        fn known(&self, term: &str) -> bool {
+            self.df.contains_key(term)
+        }
+
         fn idf(&self, term: &str) -> f32 {
             let n = self.docs as f32;
             let df = self.df.get(term).copied().unwrap_or(0) as f32;
@@ -1325,6 +1365,31 @@ mod tests {
         let question = "How do I skip the read-back check when uploading data?";
         assert!(extract_answer(question, &[verify], &[0.45], &weights).found);
         assert!(!extract_answer(question, &[verify], &[0.1], &weights).found);
+    }
+
+    #[test]
+    fn a_question_naming_something_no_manual_mentions_is_refused() {
+        let weights = FakeWeights::new(&corpus());
+        // The ink passage answers "replace the ink cartridge", but not for an Epson.
+        assert!(ask("How do I replace the ink cartridge?", &[INK]).found);
+        let epson = extract_answer(
+            "How do I replace the ink cartridge in my Epson?",
+            &[INK],
+            &[0.9],
+            &weights,
+        );
+        assert!(!epson.found, "{epson:?}");
+        // Capitals that start a sentence, or name what the manuals do mention, are no reason.
+        assert!(ask("Ink cartridge. How do I replace it?", &[INK]).found);
+        assert!(ask("How do I replace the Ink Cartridge?", &[INK]).found);
+        assert_eq!(
+            unknown_name("Now I'm stuck, how do I replace the Epson's ink?", &weights),
+            Some("Epson's")
+        );
+        assert_eq!(
+            unknown_name("Now I'm stuck, how do I replace the ink?", &weights),
+            None
+        );
     }
 
     #[test]

@@ -647,20 +647,9 @@ pub struct UserTermWeights {
     analyzer: Mutex<TextAnalyzer>,
 }
 
-impl TermWeights for UserTermWeights {
-    fn terms(&self, text: &str) -> Vec<String> {
-        let Ok(mut analyzer) = self.analyzer.lock() else {
-            return Vec::new();
-        };
-        let mut stream = analyzer.token_stream(text);
-        let mut terms = Vec::new();
-        while stream.advance() {
-            terms.push(stream.token().text.clone());
-        }
-        terms
-    }
-
-    fn idf(&self, term: &str) -> f32 {
+impl UserTermWeights {
+    /// How many of the user's chunks contain `term`.
+    fn document_frequency(&self, term: &str) -> usize {
         let query = BooleanQuery::new(vec![
             (
                 Occur::Must,
@@ -677,8 +666,30 @@ impl TermWeights for UserTermWeights {
                 )),
             ),
         ]);
-        let frequency = self.searcher.search(&query, &Count).unwrap_or(0) as f32;
+        self.searcher.search(&query, &Count).unwrap_or(0)
+    }
+}
+
+impl TermWeights for UserTermWeights {
+    fn terms(&self, text: &str) -> Vec<String> {
+        let Ok(mut analyzer) = self.analyzer.lock() else {
+            return Vec::new();
+        };
+        let mut stream = analyzer.token_stream(text);
+        let mut terms = Vec::new();
+        while stream.advance() {
+            terms.push(stream.token().text.clone());
+        }
+        terms
+    }
+
+    fn idf(&self, term: &str) -> f32 {
+        let frequency = self.document_frequency(term) as f32;
         (1.0 + (self.total - frequency + 0.5) / (frequency + 0.5)).ln()
+    }
+
+    fn known(&self, term: &str) -> bool {
+        self.document_frequency(term) > 0
     }
 }
 
