@@ -52,6 +52,10 @@ const SEMANTIC_MIN: f32 = 0.5;
 const SEMANTIC_COVERAGE_MIN: f32 = 0.2;
 /// A step list in a passage at least this close passes whatever its words.
 const SEMANTIC_LIST_MIN: f32 = 0.6;
+/// A passage holding the question's words but this far from it in meaning matched them by
+/// coincidence: "How long is the guarantee?" and a UPS manual's "they can not guarantee that
+/// if a new power outage happens, their UPS would safely shut down" (cosine 0.03).
+const LEXICAL_SIMILARITY_MIN: f32 = 0.2;
 /// ...or its share of the question's words and its similarity together reach this: "skip the
 /// read-back check" for "disable the automatic verify check" shares a few words and some
 /// meaning, neither enough alone.
@@ -124,13 +128,8 @@ pub fn extract_answer(
         tracing::debug!(name, "the question names something no manual mentions");
         return not_found();
     }
-    let similarity = |i: usize| {
-        similarities
-            .get(i)
-            .copied()
-            .filter(|s| s.is_finite())
-            .unwrap_or(0.0)
-    };
+    let known_similarity = |i: usize| similarities.get(i).copied().filter(|s| s.is_finite());
+    let similarity = |i: usize| known_similarity(i).unwrap_or(0.0);
     let passage_terms: Vec<HashSet<String>> = passages
         .iter()
         .map(|p| weights.terms(p).into_iter().collect())
@@ -152,7 +151,7 @@ pub fn extract_answer(
     let passing: Vec<usize> = ranking
         .iter()
         .copied()
-        .filter(|&i| passes_gate(coverage(i), similarity(i)))
+        .filter(|&i| passes_gate(coverage(i), known_similarity(i)))
         .collect();
     let Some(&lead) = passing.first() else {
         return not_found();
@@ -178,12 +177,17 @@ pub fn extract_answer(
     extract
 }
 
-/// Whether a passage may answer: it holds most of the question's words, or some of them and
-/// is close in meaning.
-fn passes_gate(coverage: f32, similarity: f32) -> bool {
-    coverage >= COVERAGE_MIN
-        || (coverage >= SEMANTIC_COVERAGE_MIN
-            && (similarity >= SEMANTIC_MIN || coverage + similarity >= COMBINED_MIN))
+/// Whether a passage may answer: it holds most of the question's words (and, when its
+/// similarity is known, is not far from the question in meaning), or some of them and is close
+/// in meaning.
+fn passes_gate(coverage: f32, similarity: Option<f32>) -> bool {
+    let Some(similarity) = similarity else {
+        return coverage >= COVERAGE_MIN;
+    };
+    similarity >= LEXICAL_SIMILARITY_MIN
+        && (coverage >= COVERAGE_MIN
+            || (coverage >= SEMANTIC_COVERAGE_MIN
+                && (similarity >= SEMANTIC_MIN || coverage + similarity >= COMBINED_MIN)))
 }
 
 /// The answer led by the most relevant passage that passes the gate: its step list for a "how
@@ -1390,6 +1394,16 @@ mod tests {
             unknown_name("Now I'm stuck, how do I replace the ink?", &weights),
             None
         );
+    }
+
+    #[test]
+    fn a_passage_with_the_words_but_none_of_the_meaning_does_not_answer() {
+        let weights = FakeWeights::new(&corpus());
+        let question = "What is the warranty period?";
+        assert!(extract_answer(question, &[WARRANTY], &[0.6], &weights).found);
+        assert!(!extract_answer(question, &[WARRANTY], &[0.05], &weights).found);
+        // Without a similarity (none computed), the words alone decide, as before.
+        assert!(extract_answer(question, &[WARRANTY], &[], &weights).found);
     }
 
     #[test]
