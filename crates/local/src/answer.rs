@@ -121,10 +121,11 @@ pub fn extract_answer(
     similarities: &[f32],
     weights: &dyn TermWeights,
 ) -> Extract {
-    let Some(query) = Query::new(question, weights) else {
+    let framing = framing_terms(weights);
+    let Some(query) = Query::new(question, &framing, weights) else {
         return not_found();
     };
-    if let Some(name) = unknown_name(question, weights) {
+    if let Some(name) = unknown_name(question, &framing, weights) {
         tracing::debug!(name, "the question names something no manual mentions");
         return not_found();
     }
@@ -167,7 +168,7 @@ pub fn extract_answer(
         &query,
         passages,
         &passing,
-        lead,
+        (lead, coverage(lead)),
         &similarity,
         weights,
     );
@@ -198,12 +199,11 @@ fn answer_from(
     query: &Query,
     passages: &[&str],
     passing: &[usize],
-    lead: usize,
+    (lead, lead_coverage): (usize, f32),
     similarity: &dyn Fn(usize) -> f32,
     weights: &dyn TermWeights,
 ) -> Extract {
     let chosen = [lead];
-    let lead_coverage = query.coverage(&term_set(weights, passages[lead]));
     if is_how_to(question)
         && let Some(answer) =
             answer_with_steps(query, passages, &chosen, lead_coverage, similarity, weights)
@@ -231,8 +231,7 @@ struct Query {
 
 impl Query {
     /// None when the question has no content words to look for.
-    fn new(question: &str, weights: &dyn TermWeights) -> Option<Self> {
-        let framing: HashSet<String> = weights.terms(FRAMING_WORDS).into_iter().collect();
+    fn new(question: &str, framing: &HashSet<String>, weights: &dyn TermWeights) -> Option<Self> {
         let mut seen = HashSet::new();
         let mut terms = Vec::new();
         for term in weights.terms(question) {
@@ -269,13 +268,21 @@ impl Query {
     }
 }
 
+/// The analysed terms of [`FRAMING_WORDS`].
+fn framing_terms(weights: &dyn TermWeights) -> HashSet<String> {
+    weights.terms(FRAMING_WORDS).into_iter().collect()
+}
+
 /// A name in the question that none of the user's manuals mentions: a capitalised word that does
 /// not start a sentence ("De'Longhi", "Netgear", "E24"), none of whose terms any manual
 /// contains. Such a question is about something else: answering it from the manual of another
 /// product or another error code ("descale my De'Longhi" from the BrewMaster's manual) would be
 /// confidently wrong.
-fn unknown_name<'q>(question: &'q str, weights: &dyn TermWeights) -> Option<&'q str> {
-    let framing: HashSet<String> = weights.terms(FRAMING_WORDS).into_iter().collect();
+fn unknown_name<'q>(
+    question: &'q str,
+    framing: &HashSet<String>,
+    weights: &dyn TermWeights,
+) -> Option<&'q str> {
     let mut sentence_start = true;
     for word in question.split_whitespace() {
         let starts = std::mem::replace(&mut sentence_start, word.ends_with(['.', '?', '!', ':']));
@@ -1387,11 +1394,19 @@ mod tests {
         assert!(ask("Ink cartridge. How do I replace it?", &[INK]).found);
         assert!(ask("How do I replace the Ink Cartridge?", &[INK]).found);
         assert_eq!(
-            unknown_name("Now I'm stuck, how do I replace the Epson's ink?", &weights),
+            unknown_name(
+                "Now I'm stuck, how do I replace the Epson's ink?",
+                &framing_terms(&weights),
+                &weights
+            ),
             Some("Epson's")
         );
         assert_eq!(
-            unknown_name("Now I'm stuck, how do I replace the ink?", &weights),
+            unknown_name(
+                "Now I'm stuck, how do I replace the ink?",
+                &framing_terms(&weights),
+                &weights
+            ),
             None
         );
     }

@@ -285,24 +285,32 @@ pub fn from_bytes(bytes: &[u8]) -> Option<Vec<Vec<f32>>> {
     )
 }
 
+/// `variable`, or where `make setup` installs the file (`relative` to the repository), for tests.
+#[cfg(test)]
+fn installed(variable: &str, relative: &str) -> PathBuf {
+    std::env::var_os(variable).map_or_else(
+        || {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../..")
+                .join(relative)
+        },
+        PathBuf::from,
+    )
+}
+
 /// Where `make setup` puts the model, for tests.
 #[cfg(test)]
 pub(crate) fn test_model_dir() -> PathBuf {
-    std::env::var_os("MANUEL_EMBEDDING_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/models/all-MiniLM-L6-v2-int8")
-        })
+    installed(
+        "MANUEL_EMBEDDING_MODEL",
+        ".tools/models/all-MiniLM-L6-v2-int8",
+    )
 }
 
 /// Where `make setup` puts ONNX Runtime, for tests.
 #[cfg(test)]
 pub(crate) fn test_runtime() -> PathBuf {
-    std::env::var_os("MANUEL_ONNXRUNTIME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/onnxruntime/libonnxruntime.so")
-        })
+    installed("MANUEL_ONNXRUNTIME", ".tools/onnxruntime/libonnxruntime.so")
 }
 
 #[cfg(test)]

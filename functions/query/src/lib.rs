@@ -576,10 +576,7 @@ fn further_sources<'a>(
     ranking: &[usize],
 ) -> impl Iterator<Item = &'a RetrievedChunk> {
     let mut order: Vec<usize> = Vec::with_capacity(passages.len());
-    for &index in ranking
-        .iter()
-        .chain(&(0..passages.len()).collect::<Vec<_>>())
-    {
+    for index in ranking.iter().copied().chain(0..passages.len()) {
         if index < passages.len() && !order.contains(&index) {
             order.push(index);
         }

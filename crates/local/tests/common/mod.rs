@@ -12,39 +12,38 @@ use serde_json::{Value, json};
 
 pub type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
+/// `variable`, or where `make setup` installs the file (`relative` to the repository).
+fn installed(variable: &str, relative: &str) -> PathBuf {
+    std::env::var_os(variable).map_or_else(
+        || {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../..")
+                .join(relative)
+        },
+        PathBuf::from,
+    )
+}
+
 pub fn pdfium_lib() -> PathBuf {
-    std::env::var_os("MANUEL_PDFIUM_LIB")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/pdfium/libpdfium.so")
-        })
+    installed("MANUEL_PDFIUM_LIB", ".tools/pdfium/libpdfium.so")
 }
 
 /// The embedding model `make setup` installs.
 pub fn embedding_model() -> PathBuf {
-    std::env::var_os("MANUEL_EMBEDDING_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/models/all-MiniLM-L6-v2-int8")
-        })
+    installed(
+        "MANUEL_EMBEDDING_MODEL",
+        ".tools/models/all-MiniLM-L6-v2-int8",
+    )
 }
 
 /// The ONNX Runtime library `make setup` installs.
 pub fn onnxruntime() -> PathBuf {
-    std::env::var_os("MANUEL_ONNXRUNTIME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/onnxruntime/libonnxruntime.so")
-        })
+    installed("MANUEL_ONNXRUNTIME", ".tools/onnxruntime/libonnxruntime.so")
 }
 
 /// The speech model `make setup` installs.
 pub fn speech_model() -> PathBuf {
-    std::env::var_os("MANUEL_SPEECH_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/models/whisper-tiny.en")
-        })
+    installed("MANUEL_SPEECH_MODEL", ".tools/models/whisper-tiny.en")
 }
 
 pub fn fixture(name: &str) -> Vec<u8> {
