@@ -21,6 +21,13 @@ use manuel_core::usage::{Operation, Pricing, QuotaLimits, QuotaWindows, Reservat
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 async fn store(url: &str) -> Result<DynamoUsageStore, Box<dyn std::error::Error>> {
+    Ok(store_and_table(url).await?.0)
+}
+
+/// The store, and a client and the name of its table to look at the items themselves.
+async fn store_and_table(
+    url: &str,
+) -> Result<(DynamoUsageStore, Client, String), Box<dyn std::error::Error>> {
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
@@ -59,7 +66,7 @@ async fn store(url: &str) -> Result<DynamoUsageStore, Box<dyn std::error::Error>
         )
         .send()
         .await?;
-    Ok(DynamoUsageStore::new(client, table))
+    Ok((DynamoUsageStore::new(client.clone(), &table), client, table))
 }
 
 fn at(text: &str) -> DateTime<Utc> {
@@ -191,9 +198,9 @@ async fn days_and_months_roll_over_and_refunds_give_back() -> TestResult {
 }
 
 #[tokio::test]
-async fn cost_records_round_trip_and_erase_leaves_nothing() -> TestResult {
+async fn cost_records_round_trip_and_erase_keeps_only_the_current_quota() -> TestResult {
     let Some(url) = moto() else { return Ok(()) };
-    let store = store(&url).await?;
+    let (store, client, table) = store_and_table(&url).await?;
     let carol = user("carol");
     let dave = user("dave");
     let pricing = Pricing {
@@ -233,22 +240,36 @@ async fn cost_records_round_trip_and_erase_leaves_nothing() -> TestResult {
     assert!((records[0].total_cost - (0.0036 + 0.0045)).abs() < 1e-9);
     assert_eq!(records[0].input_tokens, 1200);
 
-    let removed = store.erase(&carol).await?;
-    assert_eq!(removed, 4, "two counters and two cost records");
+    // Counters of a day and month long past.
+    let past = QuotaWindows::at(now - chrono::Duration::days(40));
+    store
+        .reserve(&carol, &past, limits, Operation::Query)
+        .await?;
+
+    let removed = store.erase(&carol, &windows).await?;
+    assert_eq!(removed, 4, "two past counters and two cost records");
     assert!(
         store
             .costs_since(&carol, now - chrono::Duration::hours(1))
             .await?
             .is_empty()
     );
-    assert_eq!(
-        store
-            .usage(&carol, &windows, limits)
-            .await?
-            .numbers
-            .daily_used,
-        0
-    );
+    // The quota of today and this month holds across the erase; the past is gone.
+    let kept = store.usage(&carol, &windows, limits).await?.numbers;
+    assert_eq!((kept.daily_used, kept.monthly_used), (2, 2));
+    assert_eq!(store.daily_counts(&carol, &[past.day.clone()]).await?, vec![0]);
+    // Nothing left names carol: the kept counters are under her id's hash.
+    let raw = client
+        .query()
+        .table_name(&table)
+        .key_condition_expression("user_id = :user")
+        .expression_attribute_values(
+            ":user",
+            aws_sdk_dynamodb::types::AttributeValue::S("carol".to_owned()),
+        )
+        .send()
+        .await?;
+    assert_eq!(raw.count(), 0);
     assert_eq!(
         store
             .costs_since(&dave, now - chrono::Duration::hours(1))

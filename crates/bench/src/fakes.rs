@@ -339,7 +339,7 @@ impl UsageStore for Tables {
             })
             .collect())
     }
-    async fn erase(&self, _user: &UserId) -> Result<u64, PortError> {
+    async fn erase(&self, _user: &UserId, _keep: &QuotaWindows) -> Result<u64, PortError> {
         Ok(0)
     }
 }

@@ -300,6 +300,11 @@ fn wav(bytes: &[u8]) -> Result<AudioClip, AudioError> {
             if channels == 0 || bits == 0 || byte_rate == 0 {
                 return Err(damaged);
             }
+            // The duration is what decoding yields: samples per second times the size of one
+            // sample frame, never the header's own `byte_rate` (a lying header must not change
+            // the bill: 17.4 s once billed as 4.35 s).
+            let frame_bytes = u32::from(channels) * u32::from(bits.div_ceil(8));
+            let decoded_byte_rate = f64::from(rate) * f64::from(frame_bytes);
             let present = bytes.len().saturating_sub(body);
             let data = if size >= STREAMING_SIZE || size == 0 {
                 present
@@ -312,7 +317,7 @@ fn wav(bytes: &[u8]) -> Result<AudioClip, AudioError> {
                 format: AudioFormat::Wav,
                 sample_rate: Some(rate),
                 channels: Some(channels),
-                duration: Some(Duration::from_secs_f64(data as f64 / f64::from(byte_rate))),
+                duration: Some(Duration::from_secs_f64(data as f64 / decoded_byte_rate)),
             });
         }
         // Chunks are padded to an even length.
@@ -780,6 +785,16 @@ mod tests {
         let clip = check(&silent_wav(16_000, 2.0), "audio/wav", &limits()).unwrap();
         assert_eq!(clip.format, AudioFormat::Wav);
         assert_eq!(clip.sample_rate, Some(16_000));
+        assert!((clip.duration.unwrap().as_secs_f64() - 2.0).abs() < 1e-6);
+        assert!((clip.billable_seconds(64_000) - 2.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_wav_is_billed_from_its_samples_not_its_declared_byte_rate() {
+        let mut lying = silent_wav(16_000, 2.0);
+        // byte_rate (offset 28) claims four times the real rate: 0.5 s by the header.
+        lying[28..32].copy_from_slice(&(16_000u32 * 2 * 4).to_le_bytes());
+        let clip = check(&lying, "audio/wav", &limits()).unwrap();
         assert!((clip.duration.unwrap().as_secs_f64() - 2.0).abs() < 1e-6);
         assert!((clip.billable_seconds(64_000) - 2.0).abs() < 1e-6);
     }

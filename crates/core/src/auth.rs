@@ -38,6 +38,8 @@ impl From<AuthError> for ApiError {
 struct Claims {
     sub: String,
     #[serde(default)]
+    iat: Option<i64>,
+    #[serde(default)]
     aud: Option<Audience>,
     #[serde(default)]
     client_id: Option<String>,
@@ -224,6 +226,11 @@ impl JwtVerifier {
         if header.alg != Algorithm::RS256 {
             return Err(AuthError::Invalid("algorithm not allowed"));
         }
+        // RFC 7515 §4.1.11: a recipient that does not understand every listed extension must
+        // refuse the token; this verifier understands none.
+        if header.crit.is_some() {
+            return Err(AuthError::Invalid("critical header extensions are not supported"));
+        }
         let kid = header.kid.ok_or(AuthError::Invalid("no key id"))?;
         let keys = self
             .keys
@@ -242,6 +249,15 @@ impl JwtVerifier {
             }
         })?;
         let claims = data.claims;
+        // Cognito's tokens are issued at the moment they are given out; one issued in the
+        // future (beyond the clock leeway) was not minted by it.
+        let leeway = i64::try_from(LEEWAY_SECONDS).unwrap_or(60);
+        if claims
+            .iat
+            .is_some_and(|iat| iat > chrono::Utc::now().timestamp() + leeway)
+        {
+            return Err(AuthError::Invalid("issued in the future"));
+        }
         let audience_ok = match claims.token_use.as_deref() {
             Some("access") => claims.client_id.as_deref() == Some(self.audience.as_str()),
             Some("id") | None => claims
@@ -398,6 +414,7 @@ mod tests {
         );
         // Within the leeway.
         assert!(ok(&sign(&good, "k1", &claims(json!({"exp": now() - 30})))).is_ok());
+        assert!(ok(&sign(&good, "k1", &claims(json!({"iat": now() + 30})))).is_ok());
 
         let refused = [
             ("other key", sign(&other, "k1", &claims(json!({})))),
@@ -440,6 +457,17 @@ mod tests {
                 sign(&good, "k1", &claims(json!({"sub": "../bob"}))),
             ),
             ("empty sub", sign(&good, "k1", &claims(json!({"sub": ""})))),
+            (
+                "issued in the future",
+                sign(&good, "k1", &claims(json!({"iat": now() + 3600}))),
+            ),
+            ("critical header", {
+                let mut header = Header::new(Algorithm::RS256);
+                header.kid = Some("k1".to_owned());
+                header.crit = Some(vec!["exp".to_owned()]);
+                encode(&header, &claims(json!({})), &good.encoding)
+                    .unwrap_or_else(|_| unreachable!())
+            }),
         ];
         for (why, token) in refused {
             assert!(ok(&token).is_err(), "{why} was accepted");

@@ -21,7 +21,38 @@ pub fn serve_app(router: Router, security: &Security) -> Router {
         .outer_layers(router)
         .layer(middleware::from_fn(crate::deadline::scope))
         .layer(middleware::from_fn(crate::telemetry::request_telemetry))
+        .layer(middleware::from_fn(header_limits))
         .layer(middleware::from_fn(request_id_layer))
+}
+
+/// Request headers a request may carry, in number and in bytes (names and values). Browsers
+/// and the real clients send a few dozen lines and well under 8 KiB.
+pub const MAX_HEADERS: usize = 100;
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// 431 with the JSON error body, logged, for a request whose headers are over
+/// [`MAX_HEADERS`] or [`MAX_HEADER_BYTES`] (the HTTP server's own, larger bounds answer a bare
+/// 431 and log it).
+async fn header_limits(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        tracing::warn!(
+            headers = headers.len(),
+            bytes,
+            path = request.uri().path(),
+            "request headers too large; refused with 431"
+        );
+        return ApiError::HeadersTooLarge(format!(
+            "The request headers are too large (at most {MAX_HEADERS} headers and {} KiB).",
+            MAX_HEADER_BYTES / 1024
+        ))
+        .into_response();
+    }
+    next.run(request).await
 }
 
 async fn not_found() -> ApiError {

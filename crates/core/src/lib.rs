@@ -11,6 +11,7 @@ pub mod failure;
 pub mod health;
 pub mod http;
 pub mod idempotency;
+pub mod ingestion;
 pub mod json;
 pub mod ports;
 pub mod request_id;

@@ -11,6 +11,7 @@ use crate::domain::{
     Answer, ArrivedUpload, DocumentKind, Manual, ProcessingOutcome, RetrievedChunk, UserId,
 };
 use crate::error::PortError;
+use crate::ingestion::{IngestionLimits, Limit};
 use crate::usage::{CostRecord, Operation, QuotaLimits, QuotaWindows, Reservation, UsageNumbers};
 
 /// Manual files (S3 in AWS, files under the data directory locally).
@@ -166,11 +167,21 @@ pub enum ReadError {
     Damaged(&'static str),
     #[error("{0}")]
     Unavailable(String),
+    /// The document is over one of the [`IngestionLimits`].
+    #[error("the document exceeds the {0:?} limit")]
+    Exceeds(Limit),
 }
 
 /// Text per page of a document. CPU-bound and synchronous: callers run it off the async runtime.
 pub trait DocumentReader: Send + Sync {
-    fn read_pages(&self, kind: DocumentKind, bytes: &[u8]) -> Result<Vec<String>, ReadError>;
+    /// Stops with [`ReadError::Exceeds`] as soon as the page count, a page's text or the
+    /// document's text is over `limits` (before reading the rest).
+    fn read_pages(
+        &self,
+        kind: DocumentKind,
+        bytes: &[u8],
+        limits: &IngestionLimits,
+    ) -> Result<Vec<String>, ReadError>;
 }
 
 /// Atomic windowed counters for rate limiting (SQLite locally, DynamoDB in AWS).
@@ -218,8 +229,10 @@ pub trait UsageStore: Send + Sync {
         user: &UserId,
         since: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<CostRecord>, PortError>;
-    /// Deletes every counter and cost record of `user`; returns how many were removed.
-    async fn erase(&self, user: &UserId) -> Result<u64, PortError>;
+    /// Deletes every cost record of `user` and every counter but those of `keep` (the current
+    /// day and month, kept under [`crate::usage::quota_owner`] so the quota holds across an
+    /// erase); returns how many records were removed.
+    async fn erase(&self, user: &UserId, keep: &QuotaWindows) -> Result<u64, PortError>;
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -60,6 +60,13 @@ impl QuotaLimits {
     }
 }
 
+/// Whose quota counters these are: the user id's hash ([`crate::telemetry::user_hash`]), not
+/// the id. Erasing a user's data keeps the counters of the current day and month (so erasing
+/// does not reset the quota), and what is kept names no one.
+pub fn quota_owner(user: &crate::domain::UserId) -> String {
+    format!("quota#{}", crate::telemetry::user_hash(user))
+}
+
 /// The UTC day and month a moment falls in: the windows of the daily and monthly counters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuotaWindows {

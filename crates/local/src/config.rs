@@ -24,6 +24,9 @@ pub enum Command {
     Serve(ServeConfig),
     /// Print an ID token for a user, signed with this server's key.
     Token(TokenConfig),
+    /// Internal: read and embed one manual given on stdin (the server starts these).
+    #[command(hide = true)]
+    IngestWorker(crate::worker::WorkerConfig),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -73,6 +76,16 @@ pub struct ServeConfig {
     /// The largest manual accepted through an upload link (`POST /api/manuals/upload-url`), in MiB.
     #[arg(long, env = "MANUEL_MAX_UPLOAD_LINK_MB", default_value_t = 100)]
     pub max_upload_link_mb: usize,
+    /// Manuals ingested at the same time, each in its own worker process (at most one per user).
+    #[arg(long, env = "MANUEL_INGEST_WORKERS", default_value_t = 2)]
+    pub ingest_workers: usize,
+    /// Connections open at the same time; past it new ones are closed at once (and logged).
+    #[arg(long, env = "MANUEL_MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
+    /// Seconds a connection may take to send a request's header, or stay idle between
+    /// requests, before it is closed.
+    #[arg(long, env = "MANUEL_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 15)]
+    pub header_read_timeout_seconds: u64,
     /// Base URL that download and upload links point at (defaults to http://<host>:<port>).
     #[arg(long, env = "MANUEL_PUBLIC_URL")]
     pub public_url: Option<String>,

@@ -328,6 +328,74 @@ impl LocalIndex {
     }
 }
 
+impl LocalIndex {
+    /// Replaces what was indexed for `manual` with `chunks`, already embedded.
+    pub async fn store(&self, manual: &Manual, chunks: Vec<PreparedChunk>) -> Result<(), PortError> {
+        let user = manual.user_id.clone();
+        let manual_id = manual.id.clone();
+        let title = manual.name.clone();
+        self.blocking(move |inner| {
+            let fields = inner.fields;
+            let mut writer = inner.lock_writer()?;
+            writer.delete_term(Term::from_field_text(
+                fields.owner_manual,
+                &owner_manual(&user, &manual_id),
+            ));
+            for (number, chunk) in chunks.iter().enumerate() {
+                writer
+                    .add_document(doc!(
+                        fields.user => user.as_str(),
+                        fields.owner_manual => owner_manual(&user, &manual_id),
+                        fields.manual_id => manual_id.as_str(),
+                        fields.page => u64::from(chunk.page),
+                        fields.text => chunk.text.as_str(),
+                        fields.title => title.as_str(),
+                        fields.chunk => number as u64,
+                        fields.vector => embedding::to_bytes(&chunk.vectors),
+                    ))
+                    .map_err(PortError::failed)?;
+            }
+            inner.commit(&mut writer, &user)
+        })
+        .await
+    }
+}
+
+/// One search passage with its embeddings, ready to be indexed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PreparedChunk {
+    pub page: u32,
+    pub text: String,
+    /// One embedding per window of the text ([`embedding::windows`]).
+    pub vectors: Vec<Vec<f32>>,
+}
+
+/// Embeds `chunks`. CPU-bound: run it off the async runtime (the server runs it in the ingest
+/// worker process).
+pub fn prepare(
+    embedder: &Embedder,
+    chunks: &[crate::chunk::Chunk],
+) -> Result<Vec<PreparedChunk>, PortError> {
+    let windows: Vec<Vec<String>> = chunks
+        .iter()
+        .map(|chunk| embedding::windows(&chunk.text))
+        .collect();
+    let flat: Vec<&str> = windows.iter().flatten().map(String::as_str).collect();
+    let mut embedded = embedder
+        .embed(&flat)
+        .map_err(PortError::failed)?
+        .into_iter();
+    Ok(chunks
+        .iter()
+        .zip(&windows)
+        .map(|(chunk, of_chunk)| PreparedChunk {
+            page: chunk.page,
+            text: chunk.text.clone(),
+            vectors: embedded.by_ref().take(of_chunk.len()).collect(),
+        })
+        .collect())
+}
+
 impl Inner {
     fn analyse(&self, text: &str) -> Vec<String> {
         let mut analyzer = self.analyzer.clone();
@@ -547,50 +615,16 @@ fn fuse(rankings: Vec<Vec<Hit>>, limit: usize) -> Vec<RetrievedChunk> {
 #[async_trait]
 impl KnowledgeBase for LocalIndex {
     /// Chunks the pages, embeds every chunk, and replaces what was indexed for the manual. The
-    /// manual stays `processing` until this returns, vectors included.
+    /// manual stays `processing` until this returns, vectors included. (The server does this in
+    /// an ingest worker process and calls [`LocalIndex::store`]; this in-process path serves
+    /// tests and tools.)
     async fn ingest(&self, manual: &Manual, pages: &[String]) -> Result<(), PortError> {
         let chunks = chunk_pages(pages);
-        let user = manual.user_id.clone();
-        let manual_id = manual.id.clone();
-        let title = manual.name.clone();
-        self.blocking(move |inner| {
-            let windows: Vec<Vec<String>> = chunks
-                .iter()
-                .map(|chunk| embedding::windows(&chunk.text))
-                .collect();
-            let flat: Vec<&str> = windows.iter().flatten().map(String::as_str).collect();
-            let mut embedded = inner
-                .embedder
-                .embed(&flat)
-                .map_err(PortError::failed)?
-                .into_iter();
-            let vectors: Vec<Vec<Vec<f32>>> = windows
-                .iter()
-                .map(|of_chunk| embedded.by_ref().take(of_chunk.len()).collect())
-                .collect();
-            let fields = inner.fields;
-            let mut writer = inner.lock_writer()?;
-            writer.delete_term(Term::from_field_text(
-                fields.owner_manual,
-                &owner_manual(&user, &manual_id),
-            ));
-            for (number, (chunk, vector)) in chunks.iter().zip(&vectors).enumerate() {
-                writer
-                    .add_document(doc!(
-                        fields.user => user.as_str(),
-                        fields.owner_manual => owner_manual(&user, &manual_id),
-                        fields.manual_id => manual_id.as_str(),
-                        fields.page => u64::from(chunk.page),
-                        fields.text => chunk.text.as_str(),
-                        fields.title => title.as_str(),
-                        fields.chunk => number as u64,
-                        fields.vector => embedding::to_bytes(vector),
-                    ))
-                    .map_err(PortError::failed)?;
-            }
-            inner.commit(&mut writer, &user)
-        })
-        .await
+        let embedder = Arc::clone(&self.inner.embedder);
+        let prepared = tokio::task::spawn_blocking(move || prepare(&embedder, &chunks))
+            .await
+            .map_err(PortError::failed)??;
+        self.store(manual, prepared).await
     }
 
     async fn retrieve(

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
             }
         }
         Some(Command::Serve(config)) => serve(config),
+        Some(Command::IngestWorker(config)) => manuel_local::worker::run_worker(&config),
         None => serve(cli.serve),
     }
 }
@@ -36,7 +37,10 @@ fn serve(config: manuel_local::config::ServeConfig) -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => return fail(&error),
     };
-    match runtime.block_on(manuel_local::server::run(config)) {
+    let result = runtime.block_on(manuel_local::server::run(config));
+    // Blocking work still running (a transcription, an index write) is not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(&error),
     }

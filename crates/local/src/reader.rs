@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use manuel_core::domain::DocumentKind;
+use manuel_core::ingestion::{IngestionLimits, Limit};
 use manuel_core::ports::{DocumentReader, ReadError};
 use pdfium_render::prelude::{Pdfium, PdfiumError, PdfiumInternalError};
 
@@ -37,7 +38,15 @@ impl PdfiumReader {
 }
 
 impl DocumentReader for PdfiumReader {
-    fn read_pages(&self, kind: DocumentKind, bytes: &[u8]) -> Result<Vec<String>, ReadError> {
+    /// Runs in the ingest worker process ([`crate::worker`]), whose memory and time limits
+    /// contain whatever pdfium does with a hostile file; the page count and each page's text
+    /// are checked as they come.
+    fn read_pages(
+        &self,
+        kind: DocumentKind,
+        bytes: &[u8],
+        limits: &IngestionLimits,
+    ) -> Result<Vec<String>, ReadError> {
         if kind != DocumentKind::Pdf {
             return Err(ReadError::Damaged("PDF"));
         }
@@ -53,9 +62,21 @@ impl DocumentReader for PdfiumReader {
                 }
                 _ => ReadError::Damaged("PDF"),
             })?;
-        let mut pages = Vec::new();
+        let count = u32::try_from(document.pages().len()).unwrap_or(0);
+        if count > limits.max_pages {
+            return Err(ReadError::Exceeds(Limit::Pages));
+        }
+        let mut pages = Vec::with_capacity(count as usize);
+        let mut total = 0u64;
         for page in document.pages().iter() {
             let text = page.text().map(|text| text.all()).unwrap_or_default();
+            if text.len() as u64 > limits.max_page_text_bytes {
+                return Err(ReadError::Exceeds(Limit::PageText));
+            }
+            total += text.len() as u64;
+            if total > limits.max_manual_text_bytes {
+                return Err(ReadError::Exceeds(Limit::ManualText));
+            }
             pages.push(text.replace("\r\n", "\n").replace('\r', "\n"));
         }
         Ok(pages)

@@ -12,7 +12,8 @@ use axum::{Json, Router};
 use manuel_core::ApiError;
 use manuel_core::auth::JwtVerifier;
 use manuel_core::http::serve_app;
-use manuel_core::ports::IngestionQueue;
+use manuel_core::ingestion::IngestionLimits;
+use manuel_core::ports::{IngestionQueue, KnowledgeBase};
 use manuel_core::security::{Security, SecurityConfig};
 use manuel_core::usage::{Clock, Pricing, QuotaLimits, SystemClock};
 use manuel_process_manual::Processor;
@@ -24,7 +25,9 @@ use crate::config::ServeConfig;
 use crate::extractive::ExtractiveAnswerModel;
 use crate::identity::{AUDIENCE, ISSUER, LocalIdentity};
 use crate::index::LocalIndex;
-use crate::ingest::start_worker;
+use crate::ingest::{LocalIngestionQueue, start_workers};
+use crate::listener::ConnectionLimits;
+use crate::worker::{ContainedIndexer, WorkerSetup};
 use crate::objects::{FileObjectStore, LinkError, LinkSigner};
 use crate::reader::PdfiumReader;
 use crate::secrets::load_or_create_secret;
@@ -65,24 +68,33 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{bound}"));
-    let app = build(&config, &public_url).await?;
+    let (app, ingestion) = build(&config, &public_url).await?;
     // Tests and scripts read this line to learn the port.
     println!(
         "manuel-local listening on http://{bound} (data in {})",
         config.data_dir.display()
     );
     tracing::info!(address = %bound, "listening");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .map_err(|source| StartError::Listen {
-        address: bound,
-        source,
-    })
+    let stop_ingestion = Arc::clone(&ingestion);
+    // On the signal, ingestion stops first (its workers are killed at once; their manuals stay
+    // `processing`, resumed at the next start), then the listener; open requests get a few
+    // seconds.
+    let signalled = async move {
+        shutdown_signal().await;
+        stop_ingestion.stop(INGESTION_STOP_GRACE).await;
+    };
+    let limits = ConnectionLimits {
+        header_read_timeout: std::time::Duration::from_secs(config.header_read_timeout_seconds.max(1)),
+        max_connections: config.max_connections.max(1),
+    };
+    crate::listener::serve(listener, app, limits, signalled, OPEN_REQUESTS_GRACE).await;
+    ingestion.stop(INGESTION_STOP_GRACE).await;
+    Ok(())
 }
+
+/// How long a shutdown waits for ingestion workers to be stopped and for open requests.
+const INGESTION_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+const OPEN_REQUESTS_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
@@ -108,7 +120,16 @@ struct LocalRoutes {
     objects: Arc<FileObjectStore>,
 }
 
-pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, StartError> {
+/// The reason of a manual whose ingestion started twice without finishing (it crashed or
+/// stopped the server each time): it is not resumed again.
+pub const NOT_PROCESSABLE: &str = "The manual could not be processed: its processing was interrupted twice (the file may be hostile or damaged). Delete it, or upload another copy.";
+/// Ingestion attempts after which a manual is not resumed at start-up.
+const MAX_INGEST_ATTEMPTS: u32 = 2;
+
+pub async fn build(
+    config: &ServeConfig,
+    public_url: &str,
+) -> Result<(Router, Arc<LocalIngestionQueue>), StartError> {
     let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir).map_err(|error| {
         StartError::Config(format!(
@@ -195,15 +216,46 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
         idempotency_config: manuel_core::idempotency::IdempotencyConfig::from_vars(&env)
             .map_err(|error| StartError::Config(error.to_string()))?,
     };
-    let reader = Arc::new(PdfiumReader::load(&config.pdfium_lib).map_err(StartError::Config)?);
-
+    // Checked here so a missing library stops the start, not the first upload; the server
+    // itself never reads a manual with it (its workers do).
+    PdfiumReader::load(&config.pdfium_lib).map_err(StartError::Config)?;
+    let limits = IngestionLimits::from_vars(&env).map_err(|error| StartError::Config(error.to_string()))?;
+    let program = std::env::current_exe().map_err(|error| {
+        StartError::Config(format!("cannot find the manuel-local executable for ingest workers: {error}"))
+    })?;
+    let (stopping_sender, stopping) = tokio::sync::watch::channel(false);
     let processor = Processor {
         objects: objects.clone(),
         manuals: store.clone(),
         knowledge_base: index.clone(),
-        reader,
+        indexer: Arc::new(ContainedIndexer {
+            setup: WorkerSetup {
+                program,
+                pdfium_lib: config.pdfium_lib.clone(),
+                embedding_model: config.embedding_model.clone(),
+                onnxruntime: config.onnxruntime.clone(),
+                limits,
+            },
+            index: index.clone(),
+            store: store.clone(),
+            stopping,
+        }),
     };
-    let ingestion = start_worker(processor);
+    let ingestion = start_workers(processor, config.ingest_workers);
+    let mut ingestion_stopping = ingestion.stopping();
+    tokio::spawn(async move {
+        let _ = ingestion_stopping.wait_for(|stopping| *stopping).await;
+        let _ = stopping_sender.send(true);
+    });
+    let exhausted = store
+        .fail_exhausted(MAX_INGEST_ATTEMPTS, NOT_PROCESSABLE)
+        .map_err(|error| config_error("cannot read unfinished manuals")(error.to_string()))?;
+    for manual in &exhausted {
+        tracing::warn!(manual_id = %manual.id, "ingestion was interrupted twice; the manual is marked failed, not resumed");
+        if let Err(error) = index.remove(manual).await {
+            tracing::warn!(manual_id = %manual.id, %error, "could not remove a failed manual's passages");
+        }
+    }
     let pending = store
         .pending()
         .map_err(|error| config_error("cannot read unfinished manuals")(error.to_string()))?;
@@ -285,7 +337,7 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
     let uploads = crate::uploads::router(crate::uploads::UploadRoutes {
         objects: objects.clone(),
         manuals: store.clone(),
-        ingestion,
+        ingestion: ingestion.clone(),
         max_bytes: max_upload_link_bytes,
     });
     let local = Router::new()
@@ -296,7 +348,7 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
             jwks: Arc::new(identity.jwks_json().clone()),
             objects,
         });
-    Ok(serve_app(
+    let app = serve_app(
         manuals
             .merge(query)
             .merge(transcribe)
@@ -304,7 +356,8 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
             .merge(uploads)
             .merge(local),
         &security,
-    ))
+    );
+    Ok((app, ingestion))
 }
 
 /// The API contract, as served to clients and contract tests.

@@ -108,6 +108,12 @@ impl SqliteStore {
         connection
             .execute_batch(SCHEMA)
             .map_err(PortError::failed)?;
+        add_column_if_missing(
+            &connection,
+            "manuals",
+            "ingest_attempts",
+            "INTEGER NOT NULL DEFAULT 0",
+        )?;
         Ok(Self {
             connection: Mutex::new(connection),
             writes: AtomicU64::new(0),
@@ -142,9 +148,59 @@ impl SqliteStore {
         let connection = self.lock()?;
         connection
             .execute(
-                "UPDATE manuals SET status = 'processing', pages = NULL WHERE status = 'ready'",
+                "UPDATE manuals SET status = 'processing', pages = NULL, ingest_attempts = 0 WHERE status = 'ready'",
                 [],
             )
+            .map_err(PortError::failed)
+    }
+
+    /// Counts one more ingestion attempt of a `processing` manual, before its worker starts:
+    /// if the process dies during it, the count survives. Returns the count, or `None` when
+    /// the manual is no longer `processing`.
+    pub fn begin_attempt(&self, user: &UserId, manual_id: &str) -> Result<Option<u32>, PortError> {
+        let connection = self.lock()?;
+        connection
+            .query_row(
+                "UPDATE manuals SET ingest_attempts = ingest_attempts + 1
+                 WHERE user_id = ?1 AND manual_id = ?2 AND status = 'processing'
+                 RETURNING ingest_attempts",
+                params![user.as_str(), manual_id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(PortError::failed)
+    }
+
+    /// Takes back an attempt that was interrupted on purpose (a shutdown), so it does not count
+    /// against the manual.
+    pub fn undo_attempt(&self, user: &UserId, manual_id: &str) -> Result<(), PortError> {
+        let connection = self.lock()?;
+        connection
+            .execute(
+                "UPDATE manuals SET ingest_attempts = MAX(ingest_attempts - 1, 0)
+                 WHERE user_id = ?1 AND manual_id = ?2",
+                params![user.as_str(), manual_id],
+            )
+            .map(|_| ())
+            .map_err(PortError::failed)
+    }
+
+    /// Marks `failed` every `processing` manual whose ingestion already started `attempts`
+    /// times without finishing (it crashed the process, or failed): it is not resumed again.
+    /// Returns those manuals.
+    pub fn fail_exhausted(&self, attempts: u32, reason: &str) -> Result<Vec<Manual>, PortError> {
+        let connection = self.lock()?;
+        let mut statement = connection
+            .prepare(&format!(
+                "UPDATE manuals SET status = 'failed', status_reason = ?2, updated_us = ?3
+                 WHERE status = 'processing' AND ingest_attempts >= ?1
+                 RETURNING {COLUMNS}"
+            ))
+            .map_err(PortError::failed)?;
+        let rows = statement
+            .query_map(params![attempts, reason, micros(&Utc::now())], manual_from_row)
+            .map_err(PortError::failed)?;
+        rows.collect::<Result<Vec<_>, _>>()
             .map_err(PortError::failed)
     }
 
@@ -190,6 +246,30 @@ impl SqliteStore {
             .optional()
             .map_err(PortError::failed)
     }
+}
+
+/// Adds a column an older database lacks (SQLite has no `ADD COLUMN IF NOT EXISTS`).
+fn add_column_if_missing(
+    connection: &Connection,
+    table: &str,
+    column: &str,
+    definition: &str,
+) -> Result<(), PortError> {
+    let present: bool = connection
+        .query_row(
+            &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
+            params![column],
+            |row| row.get(0),
+        )
+        .map_err(PortError::failed)?;
+    if !present {
+        connection
+            .execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {definition}"
+            ))
+            .map_err(PortError::failed)?;
+    }
+    Ok(())
 }
 
 fn micros(time: &DateTime<Utc>) -> i64 {

@@ -1,14 +1,15 @@
 //! `PUT /uploads/<key>?type=…&length=…&expires=…&sig=…`: manuel-local's stand-in for an S3
-//! pre-signed PUT. The link is the credential (no token), so everything it grants is checked:
-//! the signature over key, type, length and expiry, the request's Content-Type, the exact body
-//! length, and that the manual is still waiting for its bytes. The bytes then start the same
-//! processing as any other upload.
+//! pre-signed PUT. The link is the credential (no token), so everything it grants is checked
+//! before a byte of the body is read: the signature over key, type, length and expiry, the
+//! request's Content-Type, its declared Content-Length (it must be the granted length), and
+//! that the manual is still waiting for its bytes. Only then is the body read, and never past
+//! the granted length. The bytes then start the same processing as any other upload.
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::routing::put;
 use axum::{Router, extract::rejection::QueryRejection};
@@ -43,7 +44,7 @@ pub fn router(routes: UploadRoutes) -> Router {
     let limit = routes.max_bytes;
     Router::new()
         .route("/uploads/{*key}", put(receive))
-        .layer(DefaultBodyLimit::max(limit))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
         .with_state(routes)
 }
 
@@ -56,7 +57,7 @@ async fn receive(
     Path(key): Path<String>,
     params: Result<Query<UploadParams>, QueryRejection>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let Ok(Query(params)) = params else {
         return Err(refused("This upload link is not valid."));
@@ -82,15 +83,15 @@ async fn receive(
             params.content_type
         )));
     }
-    if body.len() as u64 != params.length {
-        return Err(ApiError::validation(
-            "body",
-            format!(
-                "The body is {} bytes; this link uploads exactly {}.",
-                body.len(),
-                params.length
-            ),
-        ));
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared != Some(params.length) {
+        return Err(refused(&format!(
+            "This link uploads exactly {} bytes, with `Content-Length: {}`.",
+            params.length, params.length
+        )));
     }
     let object = manual_object(&key).map_err(|_| refused("This upload link is not valid."))?;
     let manual = routes
@@ -102,6 +103,23 @@ async fn receive(
     if manual.status != ManualStatus::Uploading {
         return Err(ApiError::Conflict(
             "This manual's file has already been uploaded.".to_owned(),
+        ));
+    }
+    let length = usize::try_from(params.length).unwrap_or(usize::MAX);
+    let body = axum::body::to_bytes(body, length).await.map_err(|_| {
+        ApiError::validation(
+            "body",
+            format!("The body did not match its `Content-Length: {}`.", params.length),
+        )
+    })?;
+    if body.len() as u64 != params.length {
+        return Err(ApiError::validation(
+            "body",
+            format!(
+                "The body is {} bytes; this link uploads exactly {}.",
+                body.len(),
+                params.length
+            ),
         ));
     }
     routes

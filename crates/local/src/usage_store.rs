@@ -7,7 +7,7 @@ use manuel_core::PortError;
 use manuel_core::domain::UserId;
 use manuel_core::ports::{UsageState, UsageStore};
 use manuel_core::usage::{
-    CostRecord, Operation, QuotaLimits, QuotaWindows, Reservation, UsageNumbers,
+    CostRecord, Operation, QuotaLimits, QuotaWindows, Reservation, UsageNumbers, quota_owner,
 };
 use rusqlite::{OptionalExtension, params};
 
@@ -29,7 +29,7 @@ fn count_of(
     let count: Option<i64> = connection
         .query_row(
             "SELECT count FROM usage_counters WHERE user_id = ?1 AND window = ?2",
-            params![user.as_str(), window],
+            params![quota_owner(user), window],
             |row| row.get(0),
         )
         .optional()
@@ -79,7 +79,7 @@ impl UsageStore for SqliteStore {
                      ON CONFLICT (user_id, window) DO UPDATE
                         SET count = count + 1, last_operation = ?4, updated_us = ?5
                         WHERE count < ?3",
-                    params![user.as_str(), window, to_i64(limit), operation.as_str(), now],
+                    params![quota_owner(user), window, to_i64(limit), operation.as_str(), now],
                 )
                 .map_err(PortError::failed)?;
             if moved != 1 || limit == 0 {
@@ -109,7 +109,7 @@ impl UsageStore for SqliteStore {
             transaction
                 .execute(
                     "UPDATE usage_counters SET count = count - 1 WHERE user_id = ?1 AND window = ?2 AND count > 0",
-                    params![user.as_str(), window],
+                    params![quota_owner(user), window],
                 )
                 .map_err(PortError::failed)?;
         }
@@ -128,7 +128,7 @@ impl UsageStore for SqliteStore {
             .query_row(
                 "SELECT last_operation, updated_us FROM usage_counters WHERE user_id = ?1 AND window LIKE 'D#%'
                  ORDER BY updated_us DESC LIMIT 1",
-                params![user.as_str()],
+                params![quota_owner(user)],
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()
@@ -216,13 +216,20 @@ impl UsageStore for SqliteStore {
             .map_err(PortError::failed)
     }
 
-    async fn erase(&self, user: &UserId) -> Result<u64, PortError> {
+    async fn erase(&self, user: &UserId, keep: &QuotaWindows) -> Result<u64, PortError> {
         let mut connection = self.lock()?;
         let transaction = connection.transaction().map_err(PortError::failed)?;
+        // Counters under the raw id are from before counters were kept under its hash.
         let counters = transaction
             .execute(
-                "DELETE FROM usage_counters WHERE user_id = ?1",
-                params![user.as_str()],
+                "DELETE FROM usage_counters
+                 WHERE user_id = ?1 OR (user_id = ?2 AND window NOT IN (?3, ?4))",
+                params![
+                    user.as_str(),
+                    quota_owner(user),
+                    day_key(keep),
+                    month_key(keep)
+                ],
             )
             .map_err(PortError::failed)?;
         let costs = transaction

@@ -179,6 +179,12 @@ pub(crate) async fn delete(
     deps.knowledge_base.remove(&manual).await?;
     deps.objects.delete(&manual.key).await?;
     deps.manuals.delete(&user, &manual.id).await?;
+    // Stored responses of idempotent requests may quote the manual (an answer's sources): a
+    // replay must not bring its text back.
+    deps.security
+        .idempotency
+        .erase_prefix(&manuel_core::idempotency::user_prefix(&user))
+        .await?;
     tracing::info!(manual_id = %manual.id, "manual deleted");
     Ok(Json(json!({
         "message": "Manual deleted.",

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use manuel_core::ports::{IngestionQueue, KnowledgeBase, ManualRepository, ObjectStore};
 use manuel_core::security::{ConfigError, Security};
@@ -30,6 +29,10 @@ pub struct ManualsConfig {
     pub max_upload_link_bytes: u64,
     /// How long an upload link stays valid.
     pub upload_link_ttl: Duration,
+    /// Upload links one user may be given per link lifetime (a window of `upload_link_ttl`):
+    /// with links valid one window, at most twice this many are outstanding at any moment, so
+    /// at most twice this times `max_upload_link_bytes` can be announced.
+    pub max_upload_links: u64,
 }
 
 impl Default for ManualsConfig {
@@ -39,6 +42,7 @@ impl Default for ManualsConfig {
             download_link_ttl: Duration::from_secs(300),
             max_upload_link_bytes: 100 * 1024 * 1024,
             upload_link_ttl: Duration::from_secs(900),
+            max_upload_links: 10,
         }
     }
 }
@@ -106,7 +110,6 @@ pub fn router(deps: ManualsDeps) -> Router {
             get(handlers::detail).delete(handlers::delete),
         );
     deps.security
-        .protect(routes)
-        .layer(DefaultBodyLimit::max(body_limit))
+        .protect_with_body_limit(routes, body_limit)
         .with_state(deps)
 }

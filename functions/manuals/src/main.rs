@@ -20,6 +20,9 @@ async fn app(init: &Init) -> Result<(Router, Security), ConfigError> {
             "UPLOAD_LINK_TTL_SECONDS",
             defaults.upload_link_ttl.as_secs(),
         )?),
+        max_upload_links: init
+            .env
+            .parsed_or("MAX_UPLOAD_LINKS", defaults.max_upload_links)?,
         ..defaults
     };
     let deps = ManualsDeps {

@@ -68,6 +68,8 @@ pub(crate) async fn upload_link(
         )));
     }
 
+    count_link(&deps, &user).await?;
+
     let id = uuid::Uuid::new_v4().to_string();
     let key = format!("manuals/{}/{}.{}", user.as_str(), id, kind.extension());
     let ttl = deps.config.upload_link_ttl;
@@ -114,6 +116,26 @@ pub(crate) async fn upload_link(
         "expires_in": ttl.as_secs(),
     });
     Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// Counts one more link for `user` in the current link-lifetime window; refuses (429) past
+/// [`ManualsConfig::max_upload_links`].
+async fn count_link(deps: &ManualsDeps, user: &manuel_core::domain::UserId) -> Result<(), ApiError> {
+    let window = deps.config.upload_link_ttl.as_secs().max(1) as i64;
+    let now = Utc::now().timestamp();
+    let start = now - now.rem_euclid(window);
+    let key = format!(
+        "upload-links#{}#{start}",
+        manuel_core::telemetry::user_hash(user)
+    );
+    let count = deps.security.rate_limits.hit(&key, start + window).await?;
+    if count > deps.config.max_upload_links {
+        tracing::warn!(count, limit = deps.config.max_upload_links, "upload link refused: too many outstanding");
+        return Err(ApiError::RateLimited {
+            retry_after_secs: u64::try_from(start + window - now).unwrap_or(1).max(1),
+        });
+    }
+    Ok(())
 }
 
 /// A manual's status as its owner should see it: an upload whose link expired without the

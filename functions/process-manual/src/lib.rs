@@ -5,6 +5,7 @@
 
 pub mod content;
 pub mod pages;
+pub mod pdf_streams;
 #[cfg(feature = "lambda")]
 pub mod pdf_structure;
 mod processor;
@@ -12,4 +13,6 @@ pub mod s3_event;
 
 pub use content::{SniffError, sniff};
 pub use pages::split_text_pages;
-pub use processor::{Processor, ReadFailure, read_pages};
+pub use processor::{
+    InProcessIndexer, Indexer, NOT_INDEXED, Processor, ReadFailure, check_pages, read_pages,
+};

@@ -11,17 +11,24 @@ use manuel_core::deadline::{self, Deadline};
 use manuel_core::resilience::RetryPolicy;
 use manuel_core::security::ConfigError;
 use manuel_core::telemetry;
-use manuel_process_manual::Processor;
+use manuel_core::ingestion::IngestionLimits;
+use manuel_process_manual::{InProcessIndexer, Processor};
 use manuel_process_manual::pdf_structure::PdfStructureReader;
 use manuel_process_manual::s3_event::{EventHandling, process_keys};
 
+/// The `INGEST_*` limits apply where this function can check them cheaply: the streams'
+/// decompressed sizes, pages and text; the function's memory and timeout bound the rest.
 fn processor(init: &Init) -> Result<Processor, ConfigError> {
-    let objects = init.objects()?;
+    let knowledge_base = init.knowledge_base()?;
     Ok(Processor {
-        objects: objects.clone(),
+        objects: init.objects()?,
         manuals: init.manuals()?,
-        knowledge_base: init.knowledge_base()?,
-        reader: Arc::new(PdfStructureReader),
+        knowledge_base: knowledge_base.clone(),
+        indexer: Arc::new(InProcessIndexer {
+            reader: Arc::new(PdfStructureReader),
+            knowledge_base,
+            limits: IngestionLimits::from_vars(&std::env::vars().collect())?,
+        }),
     })
 }
 

@@ -6,12 +6,18 @@
 use lopdf::content::Content;
 use lopdf::{Document, Object, ObjectId};
 use manuel_core::domain::DocumentKind;
+use manuel_core::ingestion::{IngestionLimits, Limit};
 use manuel_core::ports::{DocumentReader, ReadError};
 
 pub struct PdfStructureReader;
 
 impl DocumentReader for PdfStructureReader {
-    fn read_pages(&self, kind: DocumentKind, bytes: &[u8]) -> Result<Vec<String>, ReadError> {
+    fn read_pages(
+        &self,
+        kind: DocumentKind,
+        bytes: &[u8],
+        limits: &IngestionLimits,
+    ) -> Result<Vec<String>, ReadError> {
         if kind != DocumentKind::Pdf {
             return Err(ReadError::Unavailable(format!(
                 "the PDF reader was asked to read {}",
@@ -30,10 +36,23 @@ impl DocumentReader for PdfStructureReader {
         if pages.is_empty() {
             return Err(ReadError::Damaged("PDF"));
         }
-        Ok(pages
-            .iter()
-            .map(|(&number, &id)| page_text(&document, number, id))
-            .collect())
+        if pages.len() as u64 > u64::from(limits.max_pages) {
+            return Err(ReadError::Exceeds(Limit::Pages));
+        }
+        let mut texts = Vec::with_capacity(pages.len());
+        let mut total = 0u64;
+        for (&number, &id) in &pages {
+            let text = page_text(&document, number, id);
+            if text.len() as u64 > limits.max_page_text_bytes {
+                return Err(ReadError::Exceeds(Limit::PageText));
+            }
+            total += text.len() as u64;
+            if total > limits.max_manual_text_bytes {
+                return Err(ReadError::Exceeds(Limit::ManualText));
+            }
+            texts.push(text);
+        }
+        Ok(texts)
     }
 }
 

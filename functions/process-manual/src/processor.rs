@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use manuel_core::PortError;
 use manuel_core::domain::{
@@ -10,19 +11,78 @@ use manuel_core::domain::{
 use manuel_core::ports::{
     ArrivalOutcome, DocumentReader, KnowledgeBase, ManualRepository, ObjectStore, ReadError,
 };
+use manuel_core::ingestion::{IngestionLimits, Limit};
 use manuel_core::telemetry::{self, Metric};
 use sha2::{Digest, Sha256};
 
 use crate::content::{SniffError, sniff};
 use crate::pages::split_text_pages;
+use crate::pdf_streams::check_streams;
 
 #[derive(Clone)]
 pub struct Processor {
     pub objects: Arc<dyn ObjectStore>,
     pub manuals: Arc<dyn ManualRepository>,
     pub knowledge_base: Arc<dyn KnowledgeBase>,
-    pub reader: Arc<dyn DocumentReader>,
+    pub indexer: Arc<dyn Indexer>,
 }
+
+/// How a stored manual's bytes become searchable.
+#[async_trait]
+pub trait Indexer: Send + Sync {
+    /// Reads `bytes` and makes `manual` searchable: `Ready` with its page count, or `Failed`
+    /// with a reason its owner can act on. A [`PortError`] means a dependency failed: retry.
+    async fn index(&self, manual: &Manual, bytes: Bytes) -> Result<ProcessingOutcome, PortError>;
+}
+
+/// Reads the pages in this process, within `limits`, and hands them to the knowledge base
+/// (process-manual on Lambda, where the function's own memory and timeout contain a runaway).
+pub struct InProcessIndexer {
+    pub reader: Arc<dyn DocumentReader>,
+    pub knowledge_base: Arc<dyn KnowledgeBase>,
+    pub limits: IngestionLimits,
+}
+
+#[async_trait]
+impl Indexer for InProcessIndexer {
+    async fn index(&self, manual: &Manual, bytes: Bytes) -> Result<ProcessingOutcome, PortError> {
+        let reader = Arc::clone(&self.reader);
+        let limits = self.limits;
+        let read = tokio::task::spawn_blocking(move || read_pages(reader.as_ref(), &bytes, &limits))
+            .await
+            .map_err(PortError::failed)?;
+        let pages = match read {
+            Ok(pages) => pages,
+            Err(ReadFailure::Unavailable(message)) => {
+                return Err(PortError::Unavailable {
+                    service: "document reader",
+                    message,
+                });
+            }
+            Err(failure) => {
+                return Ok(ProcessingOutcome::Failed {
+                    reason: failure.to_string(),
+                });
+            }
+        };
+        match self.knowledge_base.ingest(manual, &pages).await {
+            Ok(()) => Ok(ProcessingOutcome::Ready {
+                pages: u32::try_from(pages.len()).unwrap_or(u32::MAX),
+            }),
+            // The knowledge base refused this document; asking again will not help.
+            Err(PortError::Failed(cause)) => {
+                tracing::warn!(manual_id = %manual.id, %cause, "the knowledge base could not index a manual");
+                Ok(ProcessingOutcome::Failed {
+                    reason: NOT_INDEXED.to_owned(),
+                })
+            }
+            Err(unavailable) => Err(unavailable),
+        }
+    }
+}
+
+/// The reason of a manual the knowledge base refused.
+pub const NOT_INDEXED: &str = "The manual could not be indexed for search; try uploading it again, or a different copy of it.";
 
 impl Processor {
     /// Processes a manual that is still `processing`. Returns the recorded outcome, or `None`
@@ -55,36 +115,7 @@ impl Processor {
             None => ProcessingOutcome::Failed {
                 reason: "The uploaded file is missing from storage.".to_owned(),
             },
-            Some(bytes) => {
-                let reader = Arc::clone(&self.reader);
-                let read = tokio::task::spawn_blocking(move || read_pages(reader.as_ref(), &bytes))
-                    .await
-                    .map_err(PortError::failed)?;
-                match read {
-                    Ok(pages) => match self.knowledge_base.ingest(&manual, &pages).await {
-                        Ok(()) => ProcessingOutcome::Ready {
-                            pages: u32::try_from(pages.len()).unwrap_or(u32::MAX),
-                        },
-                        // The knowledge base refused this document; asking again will not help.
-                        Err(PortError::Failed(cause)) => {
-                            tracing::warn!(manual_id = %manual.id, %cause, "the knowledge base could not index a manual");
-                            ProcessingOutcome::Failed {
-                                reason: "The manual could not be indexed for search; try uploading it again, or a different copy of it.".to_owned(),
-                            }
-                        }
-                        Err(unavailable) => return Err(unavailable),
-                    },
-                    Err(ReadFailure::Unavailable(message)) => {
-                        return Err(PortError::Unavailable {
-                            service: "document reader",
-                            message,
-                        });
-                    }
-                    Err(failure) => ProcessingOutcome::Failed {
-                        reason: failure.to_string(),
-                    },
-                }
-            }
+            Some(bytes) => self.indexer.index(&manual, bytes).await?,
         };
         let moved = self
             .manuals
@@ -94,6 +125,10 @@ impl Processor {
             // Deleted while it was being read: take back what was just indexed.
             self.knowledge_base.remove(&manual).await?;
             return Ok(None);
+        }
+        if matches!(outcome, ProcessingOutcome::Failed { .. }) {
+            // Whatever a failed ingestion indexed before it stopped is taken back.
+            self.knowledge_base.remove(&manual).await?;
         }
         log_outcome(&manual, &outcome);
         Ok(Some(outcome))
@@ -158,34 +193,87 @@ pub enum ReadFailure {
     Damaged(&'static str),
     #[error("No text could be extracted; the manual may be scanned images without a text layer.")]
     NoText,
+    #[error("The PDF has no pages that could be read; its page structure may be damaged.")]
+    NoPages,
+    #[error("{reason}")]
+    Exceeds { limit: Limit, reason: String },
     #[error("{0}")]
     Unavailable(String),
 }
 
+impl ReadFailure {
+    pub fn exceeds(limit: Limit, limits: &IngestionLimits) -> Self {
+        Self::Exceeds {
+            limit,
+            reason: limit.reason(limits),
+        }
+    }
+}
+
 /// Checks the bytes and returns the text of every page (empty pages included, so the count is
-/// the document's page count). Fails when no page has any text.
-pub fn read_pages(reader: &dyn DocumentReader, bytes: &[u8]) -> Result<Vec<String>, ReadFailure> {
+/// the document's page count), within `limits`. Fails when no page has any text.
+pub fn read_pages(
+    reader: &dyn DocumentReader,
+    bytes: &[u8],
+    limits: &IngestionLimits,
+) -> Result<Vec<String>, ReadFailure> {
     let kind = sniff(bytes).map_err(|error| match error {
         SniffError::Empty => ReadFailure::Empty,
         SniffError::Unsupported => ReadFailure::Unsupported,
     })?;
+    let exceeds = |limit| ReadFailure::exceeds(limit, limits);
     let pages = match kind {
-        DocumentKind::Pdf => reader
-            .read_pages(kind, bytes)
-            .map_err(|error| match error {
-                ReadError::Encrypted => ReadFailure::Encrypted,
-                ReadError::Damaged(what) => ReadFailure::Damaged(what),
-                ReadError::Unavailable(message) => ReadFailure::Unavailable(message),
-            })?,
+        DocumentKind::Pdf => {
+            check_streams(bytes, limits).map_err(exceeds)?;
+            reader
+                .read_pages(kind, bytes, limits)
+                .map_err(|error| match error {
+                    ReadError::Encrypted => ReadFailure::Encrypted,
+                    ReadError::Damaged(what) => ReadFailure::Damaged(what),
+                    ReadError::Unavailable(message) => ReadFailure::Unavailable(message),
+                    ReadError::Exceeds(limit) => exceeds(limit),
+                })?
+        }
         DocumentKind::Markdown | DocumentKind::Text => {
+            if bytes.len() as u64 > limits.max_manual_text_bytes {
+                return Err(exceeds(Limit::ManualText));
+            }
+            // A form feed starts a page: counted before anything is split.
+            let form_feeds = bytes.iter().filter(|&&byte| byte == b'\x0c').count();
+            if form_feeds >= limits.max_pages as usize {
+                return Err(exceeds(Limit::Pages));
+            }
             let text = std::str::from_utf8(bytes).map_err(|_| ReadFailure::Unsupported)?;
             split_text_pages(kind, text)
         }
     };
+    check_pages(&pages, limits).map_err(exceeds)?;
+    if pages.is_empty() {
+        return Err(ReadFailure::NoPages);
+    }
     if pages.iter().all(|page| page.trim().is_empty()) {
         return Err(ReadFailure::NoText);
     }
     Ok(pages)
+}
+
+/// The page count, each page's text and the whole text against `limits` (whatever read them).
+pub fn check_pages(pages: &[String], limits: &IngestionLimits) -> Result<(), Limit> {
+    if pages.len() as u64 > u64::from(limits.max_pages) {
+        return Err(Limit::Pages);
+    }
+    let mut total = 0u64;
+    for page in pages {
+        let length = page.len() as u64;
+        if length > limits.max_page_text_bytes {
+            return Err(Limit::PageText);
+        }
+        total += length;
+    }
+    if total > limits.max_manual_text_bytes {
+        return Err(Limit::ManualText);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -195,31 +283,87 @@ mod tests {
     struct FixedReader(Result<Vec<String>, ReadError>);
 
     impl DocumentReader for FixedReader {
-        fn read_pages(&self, _: DocumentKind, _: &[u8]) -> Result<Vec<String>, ReadError> {
+        fn read_pages(
+            &self,
+            _: DocumentKind,
+            _: &[u8],
+            _: &IngestionLimits,
+        ) -> Result<Vec<String>, ReadError> {
             self.0.clone()
         }
+    }
+
+    fn read(reader: &FixedReader, bytes: &[u8]) -> Result<Vec<String>, ReadFailure> {
+        read_pages(reader, bytes, &IngestionLimits::default())
     }
 
     #[test]
     fn pdf_failures_become_reasons() {
         let pdf = b"%PDF-1.7\n";
         let encrypted = FixedReader(Err(ReadError::Encrypted));
-        assert_eq!(read_pages(&encrypted, pdf), Err(ReadFailure::Encrypted));
+        assert_eq!(read(&encrypted, pdf), Err(ReadFailure::Encrypted));
         let blank = FixedReader(Ok(vec![String::new(), " \n".to_owned()]));
-        assert_eq!(read_pages(&blank, pdf), Err(ReadFailure::NoText));
+        assert_eq!(read(&blank, pdf), Err(ReadFailure::NoText));
+        let no_pages = FixedReader(Ok(Vec::new()));
+        assert_eq!(read(&no_pages, pdf), Err(ReadFailure::NoPages));
         let good = FixedReader(Ok(vec!["Title".to_owned(), String::new()]));
-        assert_eq!(read_pages(&good, pdf).map(|pages| pages.len()), Ok(2));
+        assert_eq!(read(&good, pdf).map(|pages| pages.len()), Ok(2));
     }
 
     #[test]
     fn text_is_read_without_the_pdf_reader() {
         let unused = FixedReader(Err(ReadError::Unavailable("no pdfium".to_owned())));
-        let pages = read_pages(&unused, b"# Manual\n\nPress the red button to start.");
+        let pages = read(&unused, b"# Manual\n\nPress the red button to start.");
         assert_eq!(pages.map(|p| p.len()), Ok(1));
-        assert_eq!(read_pages(&unused, b""), Err(ReadFailure::Empty));
+        assert_eq!(read(&unused, b""), Err(ReadFailure::Empty));
+        assert_eq!(read(&unused, b"\x7fELF\x02"), Err(ReadFailure::Unsupported));
+    }
+
+    #[test]
+    fn every_limit_on_pages_and_text_is_enforced_with_its_reason() {
+        let limits = IngestionLimits {
+            max_pages: 3,
+            max_page_text_bytes: 100,
+            max_manual_text_bytes: 250,
+            ..IngestionLimits::default()
+        };
+        let unused = FixedReader(Err(ReadError::Unavailable("no pdfium".to_owned())));
+        let limit_of = |result: Result<Vec<String>, ReadFailure>| match result {
+            Err(ReadFailure::Exceeds { limit, reason }) => {
+                assert_eq!(reason, limit.reason(&limits));
+                Some(limit)
+            }
+            _ => None,
+        };
+        // A million one-word pages are refused from the count of form feeds alone.
+        let many_pages = "word\x0c".repeat(1_000_000);
+        let big = IngestionLimits {
+            max_manual_text_bytes: 64 << 20,
+            ..limits
+        };
+        assert!(matches!(
+            read_pages(&unused, many_pages.as_bytes(), &big),
+            Err(ReadFailure::Exceeds { limit: Limit::Pages, .. })
+        ));
+        let long_page = format!("Manual\n{}", "word ".repeat(40));
         assert_eq!(
-            read_pages(&unused, b"\x7fELF\x02"),
-            Err(ReadFailure::Unsupported)
+            limit_of(read_pages(&unused, long_page.as_bytes(), &limits)),
+            Some(Limit::PageText)
+        );
+        let too_much = "word ".repeat(60);
+        assert_eq!(
+            limit_of(read_pages(&unused, too_much.as_bytes(), &limits)),
+            Some(Limit::ManualText)
+        );
+        let pdf_pages = FixedReader(Ok(vec!["a".repeat(90); 3]));
+        assert_eq!(
+            limit_of(read_pages(&pdf_pages, b"%PDF-1.7\n", &limits)),
+            Some(Limit::ManualText)
+        );
+        let reader_stops = FixedReader(Err(ReadError::Exceeds(Limit::Pages)));
+        assert_eq!(
+            limit_of(read_pages(&reader_stops, b"%PDF-1.7\n", &limits)),
+            Some(Limit::Pages)
         );
     }
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use manuel_core::ApiError;
@@ -71,8 +71,7 @@ pub fn router(deps: QueryDeps) -> Router {
     let routes = Router::new().route("/api/query", post(query));
     let body_limit = manuel_transcribe::request_body_limit(&deps.audio_limits);
     deps.security
-        .protect(routes)
-        .layer(DefaultBodyLimit::max(body_limit))
+        .protect_with_body_limit(routes, body_limit)
         .with_state(deps)
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::routing::post;
 use axum::{Extension, Json, Router};
 use base64::Engine;
@@ -45,9 +45,9 @@ pub fn request_body_limit(limits: &AudioLimits) -> usize {
 
 pub fn router(deps: TranscribeDeps) -> Router {
     let routes = Router::new().route("/api/transcribe", post(transcribe));
+    let body_limit = request_body_limit(&deps.limits);
     deps.security
-        .protect(routes)
-        .layer(DefaultBodyLimit::max(request_body_limit(&deps.limits)))
+        .protect_with_body_limit(routes, body_limit)
         .with_state(deps)
 }
 

@@ -34,6 +34,9 @@ pub struct UsageDeps {
     pub security: Security,
 }
 
+/// The largest body a usage route reads (none needs one).
+const USAGE_BODY_LIMIT: usize = 64 * 1024;
+
 pub fn router(deps: UsageDeps) -> Router {
     let api = Router::new()
         .route("/api/user/usage", get(report::usage))
@@ -44,11 +47,18 @@ pub fn router(deps: UsageDeps) -> Router {
         cache: deps.cache.clone(),
         resilience: deps.resilience.clone(),
     });
-    deps.security.protect(api).with_state(deps).merge(health)
+    // No route here takes a body: a small limit keeps `DELETE /api/user/data` with an
+    // `Idempotency-Key` from buffering one.
+    deps.security
+        .protect_with_body_limit(api, USAGE_BODY_LIMIT)
+        .with_state(deps)
+        .merge(health)
 }
 
-/// `DELETE /api/user/data`: every manual (file, index entries, record), every usage counter
-/// and cost record, and every cached answer. Safe to repeat after a partial failure.
+/// `DELETE /api/user/data`: every manual (file, index entries, record), every cost record and
+/// past usage counter, and every cached answer. The counters of the current day and month stay
+/// (they hold a count under the user id's hash, nothing else), so erasing does not reset the
+/// quota. Safe to repeat after a partial failure.
 async fn erase(
     State(deps): State<UsageDeps>,
     AuthenticatedUser(user): AuthenticatedUser,
@@ -76,7 +86,9 @@ async fn erase(
             }
         }
     }
-    let usage_records = deps.usage.erase(&user).await?;
+    // The quota of the current day and month survives the erase (under the user id's hash).
+    let current = manuel_core::usage::QuotaWindows::at(deps.clock.now());
+    let usage_records = deps.usage.erase(&user, &current).await?;
     let cached_answers = deps.cache.purge_user(user.as_str()).await?;
     // Stored responses of idempotent requests hold the user's data too (answers, manual names).
     let idempotency_records = deps

@@ -1,5 +1,8 @@
 //! The usage table (DESIGN.md §4): PK `user_id`, SK `D#YYYY-MM-DD` (daily counter),
-//! `M#YYYY-MM` (monthly counter), `C#<time>#<request_id>` (cost records).
+//! `M#YYYY-MM` (monthly counter), `C#<time>#<request_id>` (cost records). Counters live under
+//! the user id's hash ([`quota_owner`], `quota#<hash>`), cost records under the user id: erasing
+//! a user deletes the cost records and keeps the current day's and month's counters, which name
+//! no one, so an erase does not reset the quota.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,7 +19,7 @@ use manuel_core::PortError;
 use manuel_core::domain::UserId;
 use manuel_core::ports::{UsageState, UsageStore};
 use manuel_core::usage::{
-    CostRecord, Operation, QuotaLimits, QuotaWindows, Reservation, UsageNumbers,
+    CostRecord, Operation, QuotaLimits, QuotaWindows, Reservation, UsageNumbers, quota_owner,
 };
 
 use super::{Item, get_n, get_s, n, s, sdk_error, unavailable};
@@ -41,9 +44,14 @@ impl DynamoUsageStore {
         }
     }
 
+    /// The key of one of `user`'s counters.
     fn key(user: &UserId, sort_key: &str) -> Item {
+        Self::item_key(&quota_owner(user), sort_key)
+    }
+
+    fn item_key(partition: &str, sort_key: &str) -> Item {
         HashMap::from([
-            ("user_id".to_owned(), s(user.as_str())),
+            ("user_id".to_owned(), s(partition)),
             ("sk".to_owned(), s(sort_key)),
         ])
     }
@@ -118,12 +126,13 @@ impl DynamoUsageStore {
         ))
     }
 
-    async fn all_keys(&self, user: &UserId) -> Result<Vec<Item>, PortError> {
+    /// Every key in `partition` (a user id, or a [`quota_owner`]).
+    async fn all_keys(&self, partition: &str) -> Result<Vec<Item>, PortError> {
         self.client
             .query()
             .table_name(&self.table)
             .key_condition_expression("user_id = :user")
-            .expression_attribute_values(":user", s(user.as_str()))
+            .expression_attribute_values(":user", s(partition))
             .projection_expression("user_id, sk")
             .into_paginator()
             .items()
@@ -368,8 +377,15 @@ impl UsageStore for DynamoUsageStore {
         Ok(items.iter().filter_map(cost_from_item).collect())
     }
 
-    async fn erase(&self, user: &UserId) -> Result<u64, PortError> {
-        let keys = self.all_keys(user).await?;
+    async fn erase(&self, user: &UserId, keep: &QuotaWindows) -> Result<u64, PortError> {
+        let kept = [format!("D#{}", keep.day), format!("M#{}", keep.month)];
+        let mut keys = self.all_keys(user.as_str()).await?;
+        keys.extend(
+            self.all_keys(&quota_owner(user))
+                .await?
+                .into_iter()
+                .filter(|key| get_s(key, "sk").is_none_or(|sk| !kept.iter().any(|k| k == sk))),
+        );
         let total = keys.len() as u64;
         for batch in keys.chunks(25) {
             let mut pending: Vec<WriteRequest> = batch

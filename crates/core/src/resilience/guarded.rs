@@ -266,8 +266,8 @@ impl UsageStore for Guarded<dyn UsageStore> {
             .await
     }
 
-    async fn erase(&self, user: &UserId) -> Result<u64, PortError> {
-        self.dependency.call(|| self.inner.erase(user)).await
+    async fn erase(&self, user: &UserId, keep: &QuotaWindows) -> Result<u64, PortError> {
+        self.dependency.call(|| self.inner.erase(user, keep)).await
     }
 }
 

@@ -50,6 +50,21 @@ impl Security {
             .route_layer(from_fn_with_state(Arc::clone(&self.verifier), require_user))
     }
 
+    /// [`Security::protect`] with the routes' own body limit held by everything that reads a
+    /// body: extractors, and the idempotency and signature layers, which buffer it before the
+    /// handler. A body over `limit` gets 413 whatever headers come with it (an
+    /// `Idempotency-Key` does not lift it), and a declared `Content-Length` over it is refused
+    /// before the body is read.
+    pub fn protect_with_body_limit<S: Clone + Send + Sync + 'static>(
+        &self,
+        router: Router<S>,
+        limit: usize,
+    ) -> Router<S> {
+        self.protect(router)
+            .layer(axum::extract::DefaultBodyLimit::max(limit))
+            .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
+    }
+
     /// Layers for the whole app, outermost first: security headers and CORS (every response),
     /// JSON bodies for errors raised by layers, body size limit (413), IP allowlist (403),
     /// per-IP rate limit (429).

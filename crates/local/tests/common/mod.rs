@@ -121,6 +121,28 @@ impl Server {
         token(&self.data_dir, user)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the server as a crash would (SIGKILL): no shutdown code runs.
+    pub fn crash(mut self) -> TestResult {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// The server process's peak resident memory so far (`VmHWM`), in bytes; its ingest
+    /// workers are other processes and not counted.
+    pub fn peak_rss(&self) -> TestResult<u64> {
+        proc_status_kib(self.pid(), "VmHWM:").map(|kib| kib * 1024)
+    }
+
+    /// The processes the server started (its ingest workers) that are still alive.
+    pub fn children(&self) -> Vec<u32> {
+        children_of(self.pid())
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -213,6 +235,40 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A field of `/proc/<pid>/status` given in kB.
+pub fn proc_status_kib(pid: u32, field: &str) -> TestResult<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|line| line.starts_with(field))
+        .ok_or_else(|| format!("no {field} for {pid}"))?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .ok_or("no value")?
+        .parse()?)
+}
+
+/// Live (not zombie) processes whose parent is `pid`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|stat| {
+                // pid (comm) state ppid …: comm may hold spaces, so read after the last ')'.
+                let fields: Vec<&str> = stat
+                    .rsplit_once(')')
+                    .map(|(_, rest)| rest.split_whitespace().collect())
+                    .unwrap_or_default();
+                fields.first() != Some(&"Z") && fields.get(1) == Some(&pid.to_string().as_str())
+            })
+        })
+        .collect()
 }
 
 pub fn token(data_dir: &Path, user: &str) -> TestResult<String> {
