@@ -157,6 +157,92 @@ def upload(api, path, name):
         time.sleep(0.25)
 
 
+def rss_kib(pid):
+    """Resident memory of `pid` in KiB, or 0 once it is gone."""
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def children(pid):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if stat.rsplit(")", 1)[1].split()[1] == str(pid):
+                found.append(int(entry))
+    return found
+
+
+class PeakMemory:
+    """Samples the server's resident memory and its ingest workers' (each a process of its own)
+    every 50 ms while a manual is ingested: the peaks of each."""
+
+    def __init__(self, server_pid):
+        import threading
+        self.server_pid, self.server_kib, self.worker_kib = server_pid, 0, 0
+        self.running = True
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+        self.thread.start()
+
+    def sample(self):
+        while self.running:
+            self.server_kib = max(self.server_kib, rss_kib(self.server_pid))
+            for child in children(self.server_pid):
+                self.worker_kib = max(self.worker_kib, rss_kib(child))
+            time.sleep(0.05)
+
+    def stop(self):
+        self.running = False
+        self.thread.join()
+        return {"server_peak_rss_mib": self.server_kib / 1024, "worker_peak_rss_mib": self.worker_kib / 1024}
+
+
+def bomb_pdf(out, inflated=256 * 1024 * 1024):
+    """The decompression bomb of issue 21: one page whose content stream inflates to `inflated`
+    bytes of text-drawing operators (~250 KB on disk)."""
+    import zlib
+    block = b"BT /F1 12 Tf 72 720 Td (Press the red button to start) Tj ET\n" * 16384
+    deflater = zlib.compressobj(9)
+    stream = b"".join(deflater.compress(block) for _ in range(inflated // len(block) + 1)) + deflater.flush()
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>",
+               b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
+               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    pdf, offsets = bytearray(b"%PDF-1.7\n"), []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(pdf))
+        pdf += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(pdf)
+    pdf += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    pdf += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    pdf += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    Path(out).write_bytes(bytes(pdf))
+    return Path(out)
+
+
+def ingest_until_done(api, path, name):
+    """Uploads and waits until the manual leaves `processing`: (seconds, detail)."""
+    data = Path(path).read_bytes()
+    started = time.monotonic()
+    status, body = api.call("POST", "/api/manuals/upload", {
+        "file_name": name, "file_data": base64.b64encode(data).decode(), "content_type": "application/pdf"})
+    if status != 201:
+        raise RuntimeError(f"upload {name}: {status} {body}")
+    while True:
+        status, body = api.call("GET", f"/api/manuals/{body.get('manual_id') or body.get('id')}")
+        if status != 200 or body.get("status") != "processing":
+            return time.monotonic() - started, body
+        time.sleep(0.25)
+
+
 def concatenated(manuals_dir, order, out):
     names = {"g": "gutenprint-users-manual.pdf", "a": "avrdude.pdf"}
     subprocess.run(["pdfunite", *[str(Path(manuals_dir) / names[c]) for c in order], str(out)],
@@ -201,11 +287,25 @@ def local(args):
         ingestion = []
         for n, order in enumerate(orders[: args.copies]):
             pdf = concatenated(args.manuals_dir, order, Path(tmp) / f"manuals-{order}.pdf")
+            memory = PeakMemory(args.server_pid) if args.server_pid else None
             seconds, pages, manual_id = upload(pages_api, pdf, f"manuals-{order}.pdf")
-            say(f"ingested manuals-{order}.pdf: {pages} pages, {pdf.stat().st_size} bytes, {seconds:.1f} s")
+            peaks = memory.stop() if memory else {}
+            say(f"ingested manuals-{order}.pdf: {pages} pages, {pdf.stat().st_size} bytes, {seconds:.1f} s"
+                + (f", peak RSS server {peaks['server_peak_rss_mib']:.0f} MiB, worker "
+                   f"{peaks['worker_peak_rss_mib']:.0f} MiB" if peaks else ""))
             ingestion.append({"file": pdf.name, "pages": pages, "bytes": pdf.stat().st_size,
-                              "seconds": seconds, "indexed_before": sum(i["pages"] for i in ingestion)})
+                              "seconds": seconds, "indexed_before": sum(i["pages"] for i in ingestion),
+                              **peaks})
         results["ingestion"] = ingestion
+        # The decompression bomb: it must end `failed`, with the server's memory flat.
+        bomb = bomb_pdf(Path(tmp) / "bomb.pdf")
+        memory = PeakMemory(args.server_pid) if args.server_pid else None
+        seconds, detail = ingest_until_done(pages_api, bomb, "bomb.pdf")
+        peaks = memory.stop() if memory else {}
+        results["bomb"] = {"bytes": bomb.stat().st_size, "seconds": seconds,
+                           "status": detail.get("status"), "reason": detail.get("status_reason"), **peaks}
+        say(f"bomb ({bomb.stat().st_size} bytes): {detail.get('status')} after {seconds:.1f} s: "
+            f"{detail.get('status_reason')}; {peaks}")
 
     questions = [q["question"] for q in json.loads((ROOT / "eval/questions.json").read_text())["questions"]
                  if q.get("manual") in (None, "gutenprint-users-manual.pdf", "avrdude.pdf")]
@@ -305,6 +405,16 @@ def report(args):
                q["miss"]["p50_ms"] if q else None, 30, " ms")
         target("query over ~1,000 pages p50 ≤ 2 ms on a cache hit",
                q["hit"]["p50_ms"] if q else None, 2, " ms", 2)
+        first = (local_part.get("ingestion") or [{}])[0]
+        target("ingesting the 329-page PDF: server peak RSS ≤ 600 MiB",
+               first.get("server_peak_rss_mib"), 600, " MiB", 0)
+        target("ingesting the 329-page PDF: ingest worker peak RSS ≤ 1,536 MiB (its limit)",
+               first.get("worker_peak_rss_mib"), 1536, " MiB", 0)
+        bomb = local_part.get("bomb") or {}
+        target("decompression bomb: server peak RSS ≤ 600 MiB",
+               bomb.get("server_peak_rss_mib"), 600, " MiB", 0,
+               f"{bomb.get('status')}: {bomb.get('reason')}" if bomb else "")
+        target("decompression bomb: `failed` within 60 s", bomb.get("seconds"), 60, " s", 1)
 
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -490,6 +600,7 @@ def main():
     p.add_argument("--copies", type=int, default=3)
     p.add_argument("--questions", type=int, default=40)
     p.add_argument("--skip-ingest", action="store_true")
+    p.add_argument("--server-pid", type=int, help="manuel-local's pid, for its peak memory")
     r = sub.add_parser("report")
     r.add_argument("--parts", required=True)
     r.add_argument("--out-dir", required=True)

@@ -162,7 +162,7 @@ if wants local; then
     [[ -n "${BENCH_SKIP_INGEST:-}" ]] && ingest_args+=(--skip-ingest)
     python3 "$root/scripts/bench.py" local --api "$base_url" --token-bench "$token_bench" \
         --token-pages "$token_pages" --load-seconds "${BENCH_LOAD_SECONDS:-10}" \
-        --out "$parts/local.json" "${ingest_args[@]}"
+        --server-pid "$server_pid" --out "$parts/local.json" "${ingest_args[@]}"
     stop_local_server_quietly() { trap - EXIT; ( stop_local_server ) || true; }
     stop_local_server_quietly
 fi

@@ -196,7 +196,7 @@ fn emit_unavailable(message: String) -> ExitCode {
 /// The worker's own backstops, set before it reads anything: its data segment (heap and
 /// anonymous mappings, `RLIMIT_DATA`) at 1.5 times the memory limit plus room for the
 /// libraries' start-up (the server's resident-memory watch fires first and names the limit),
-/// its CPU time at the wall-time limit plus a little, and no core dumps.
+/// its CPU time at the wall-time limit on every core plus a little, and no core dumps.
 fn limit_this_process(limits: &IngestionLimits) -> std::io::Result<()> {
     use rlimit::Resource;
     let data = limits
@@ -204,7 +204,13 @@ fn limit_this_process(limits: &IngestionLimits) -> std::io::Result<()> {
         .saturating_add(limits.max_memory_bytes / 2)
         .saturating_add(256 << 20);
     Resource::DATA.set(data, data)?;
-    let cpu = limits.max_wall_time.as_secs().saturating_add(5);
+    // CPU time adds up over threads (ONNX Runtime uses one per core).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let cpu = limits
+        .max_wall_time
+        .as_secs()
+        .saturating_mul(cores)
+        .saturating_add(5);
     Resource::CPU.set(cpu, cpu)?;
     Resource::CORE.set(0, 0)
 }

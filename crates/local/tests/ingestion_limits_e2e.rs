@@ -16,6 +16,9 @@ const MIB: u64 = 1 << 20;
 /// What manuel-local may hold at its peak while a bomb is ingested: the server itself (models,
 /// index, runtime) with its ingest workers being other processes. Measured ~200-260 MB.
 const SERVER_PEAK_BOUND: u64 = 600 * MIB;
+/// What the bomb's one content stream inflates to (~590 KB compressed: deflate repeats a
+/// 62-byte line at about 340:1).
+const BOMB_INFLATED: u64 = 192 * MIB;
 
 /// A one-page PDF whose single content stream inflates to `inflated` bytes of text-drawing
 /// operators; written as it is compressed, so the test never holds the inflated text.
@@ -31,25 +34,52 @@ fn bomb_pdf(inflated: u64) -> TestResult<Vec<u8>> {
 }
 
 fn pdf_with_content(stream: &[u8]) -> Vec<u8> {
-    let mut pdf = b"%PDF-1.7\n".to_vec();
-    let mut offsets = Vec::new();
-    let mut object = |pdf: &mut Vec<u8>, body: &[u8]| {
-        offsets.push(pdf.len());
-        pdf.extend_from_slice(format!("{} 0 obj\n", offsets.len()).as_bytes());
-        pdf.extend_from_slice(body);
-        pdf.extend_from_slice(b"\nendobj\n");
-    };
-    object(&mut pdf, b"<< /Type /Catalog /Pages 2 0 R >>");
-    object(&mut pdf, b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>");
-    object(
-        &mut pdf,
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>",
-    );
     let mut content = format!("<< /Length {} /Filter /FlateDecode >>\nstream\n", stream.len()).into_bytes();
     content.extend_from_slice(stream);
     content.extend_from_slice(b"\nendstream");
-    object(&mut pdf, &content);
-    object(&mut pdf, b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>");
+    pdf_of(vec![
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>".to_vec(),
+        content,
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_vec(),
+    ])
+}
+
+/// A PDF whose one page with text sits under `depth` levels of page-tree nodes.
+fn deep_page_tree_pdf(depth: usize) -> Vec<u8> {
+    let text = b"BT /F1 12 Tf 72 720 Td (Press the red button to start) Tj ET";
+    let mut objects = vec![
+        b"<< /Type /Catalog /Pages 4 0 R >>".to_vec(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_vec(),
+        [format!("<< /Length {} >>\nstream\n", text.len()).as_bytes(), text, b"\nendstream"].concat(),
+    ];
+    // Objects 4 .. 4 + depth - 1 are the nodes, the last one the page.
+    for level in 0..depth {
+        let number = 4 + level;
+        let parent = if level == 0 { String::new() } else { format!(" /Parent {} 0 R", number - 1) };
+        objects.push(format!("<< /Type /Pages /Kids [{} 0 R] /Count 1{parent} >>", number + 1).into_bytes());
+    }
+    objects.push(
+        format!(
+            "<< /Type /Page /Parent {} 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 2 0 R >> >> /Contents 3 0 R >>",
+            3 + depth
+        )
+        .into_bytes(),
+    );
+    pdf_of(objects)
+}
+
+/// A PDF of these objects (numbered from 1, the first the catalog), with a correct xref.
+fn pdf_of(objects: Vec<Vec<u8>>) -> Vec<u8> {
+    let mut pdf = b"%PDF-1.7\n".to_vec();
+    let mut offsets = Vec::new();
+    for (index, body) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.extend_from_slice(format!("{} 0 obj\n", index + 1).as_bytes());
+        pdf.extend_from_slice(body);
+        pdf.extend_from_slice(b"\nendobj\n");
+    }
     let xref = pdf.len();
     pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", offsets.len() + 1).as_bytes());
     for offset in &offsets {
@@ -136,8 +166,8 @@ async fn a_decompression_bomb_fails_at_the_content_limit_while_other_users_are_s
     let dir = tempfile::tempdir()?;
     let server = Server::start(dir.path(), &[])?;
     let (alice, bob) = (server.token("alice")?, server.token("bob")?);
-    let bomb = bomb_pdf(256 * MIB)?;
-    assert!(bomb.len() < 400_000, "the bomb is {} bytes", bomb.len());
+    let bomb = bomb_pdf(BOMB_INFLATED)?;
+    assert!(bomb.len() < 700_000, "the bomb is {} bytes", bomb.len());
 
     let bomb_id = upload_id(&server, &alice, "bomb.pdf", &bomb).await?;
     let small = b"# Kettle\n\nDescale the kettle every month with white vinegar.".to_vec();
@@ -175,7 +205,7 @@ async fn a_bomb_past_the_stream_check_is_stopped_by_the_workers_memory_limit() -
     )?;
     let (alice, bob) = (server.token("alice")?, server.token("bob")?);
     let started = Instant::now();
-    let bomb_id = upload_id(&server, &alice, "bomb.pdf", &bomb_pdf(256 * MIB)?).await?;
+    let bomb_id = upload_id(&server, &alice, "bomb.pdf", &bomb_pdf(BOMB_INFLATED)?).await?;
     let small_id = upload_id(
         &server,
         &bob,
@@ -241,6 +271,15 @@ async fn manuals_over_the_text_page_and_chunk_limits_fail_naming_the_limit() -> 
         assert_eq!(detail["status"], "failed", "{name}: {detail}");
         assert!(reason(&detail).contains(expected), "{name}: {detail}");
     }
+    // A page tree 5,000 levels deep is a damaged page structure, not a manual without text.
+    let shallow = deep_page_tree_pdf(3);
+    let id = upload_id(&server, &alice, "shallow.pdf", &shallow).await?;
+    let detail = wait_done(&server, &alice, &id, Duration::from_secs(60)).await?;
+    assert_eq!(detail["status"], "ready", "the generator makes readable trees: {detail}");
+    let id = upload_id(&server, &alice, "deep.pdf", &deep_page_tree_pdf(5_000)).await?;
+    let detail = wait_done(&server, &alice, &id, Duration::from_secs(60)).await?;
+    assert_eq!(detail["status"], "failed", "{detail}");
+    assert!(!reason(&detail).contains("No text could be extracted"), "{detail}");
     server.stop()
 }
 

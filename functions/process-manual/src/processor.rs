@@ -31,7 +31,8 @@ pub struct Processor {
 #[async_trait]
 pub trait Indexer: Send + Sync {
     /// Reads `bytes` and makes `manual` searchable: `Ready` with its page count, or `Failed`
-    /// with a reason its owner can act on. A [`PortError`] means a dependency failed: retry.
+    /// with a reason its owner can act on, and then nothing of it searchable (no partial
+    /// passages). A [`PortError`] means a dependency failed: retry.
     async fn index(&self, manual: &Manual, bytes: Bytes) -> Result<ProcessingOutcome, PortError>;
 }
 
@@ -125,10 +126,6 @@ impl Processor {
             // Deleted while it was being read: take back what was just indexed.
             self.knowledge_base.remove(&manual).await?;
             return Ok(None);
-        }
-        if matches!(outcome, ProcessingOutcome::Failed { .. }) {
-            // Whatever a failed ingestion indexed before it stopped is taken back.
-            self.knowledge_base.remove(&manual).await?;
         }
         log_outcome(&manual, &outcome);
         Ok(Some(outcome))
