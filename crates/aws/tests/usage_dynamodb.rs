@@ -257,7 +257,12 @@ async fn cost_records_round_trip_and_erase_keeps_only_the_current_quota() -> Tes
     // The quota of today and this month holds across the erase; the past is gone.
     let kept = store.usage(&carol, &windows, limits).await?.numbers;
     assert_eq!((kept.daily_used, kept.monthly_used), (2, 2));
-    assert_eq!(store.daily_counts(&carol, &[past.day.clone()]).await?, vec![0]);
+    assert_eq!(
+        store
+            .daily_counts(&carol, std::slice::from_ref(&past.day))
+            .await?,
+        vec![0]
+    );
     // Nothing left names carol: the kept counters are under her id's hash.
     let raw = client
         .query()

@@ -229,7 +229,9 @@ impl JwtVerifier {
         // RFC 7515 §4.1.11: a recipient that does not understand every listed extension must
         // refuse the token; this verifier understands none.
         if header.crit.is_some() {
-            return Err(AuthError::Invalid("critical header extensions are not supported"));
+            return Err(AuthError::Invalid(
+                "critical header extensions are not supported",
+            ));
         }
         let kid = header.kid.ok_or(AuthError::Invalid("no key id"))?;
         let keys = self

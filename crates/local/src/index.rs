@@ -330,7 +330,11 @@ impl LocalIndex {
 
 impl LocalIndex {
     /// Replaces what was indexed for `manual` with `chunks`, already embedded.
-    pub async fn store(&self, manual: &Manual, chunks: Vec<PreparedChunk>) -> Result<(), PortError> {
+    pub async fn store(
+        &self,
+        manual: &Manual,
+        chunks: Vec<PreparedChunk>,
+    ) -> Result<(), PortError> {
         let user = manual.user_id.clone();
         let manual_id = manual.id.clone();
         let title = manual.name.clone();

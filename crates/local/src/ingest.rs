@@ -54,9 +54,10 @@ impl Queues {
     /// The next user in turn who is under their cap: their oldest job. They go to the back
     /// of the turn.
     fn pop(&mut self) -> Option<Job> {
-        let position = self.turn.iter().position(|user| {
-            self.running.get(user).copied().unwrap_or(0) < PER_USER_RUNNING
-        })?;
+        let position = self
+            .turn
+            .iter()
+            .position(|user| self.running.get(user).copied().unwrap_or(0) < PER_USER_RUNNING)?;
         let user = self.turn.remove(position)?;
         let queue = self.waiting.get_mut(&user)?;
         let job = queue.pop_front()?;

@@ -27,11 +27,11 @@ use crate::identity::{AUDIENCE, ISSUER, LocalIdentity};
 use crate::index::LocalIndex;
 use crate::ingest::{LocalIngestionQueue, start_workers};
 use crate::listener::ConnectionLimits;
-use crate::worker::{ContainedIndexer, WorkerSetup};
 use crate::objects::{FileObjectStore, LinkError, LinkSigner};
 use crate::reader::PdfiumReader;
 use crate::secrets::load_or_create_secret;
 use crate::store::SqliteStore;
+use crate::worker::{ContainedIndexer, WorkerSetup};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -84,7 +84,9 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         stop_ingestion.stop(INGESTION_STOP_GRACE).await;
     };
     let limits = ConnectionLimits {
-        header_read_timeout: std::time::Duration::from_secs(config.header_read_timeout_seconds.max(1)),
+        header_read_timeout: std::time::Duration::from_secs(
+            config.header_read_timeout_seconds.max(1),
+        ),
         max_connections: config.max_connections.max(1),
     };
     crate::listener::serve(listener, app, limits, signalled, OPEN_REQUESTS_GRACE).await;
@@ -219,9 +221,12 @@ pub async fn build(
     // Checked here so a missing library stops the start, not the first upload; the server
     // itself never reads a manual with it (its workers do).
     PdfiumReader::load(&config.pdfium_lib).map_err(StartError::Config)?;
-    let limits = IngestionLimits::from_vars(&env).map_err(|error| StartError::Config(error.to_string()))?;
+    let limits =
+        IngestionLimits::from_vars(&env).map_err(|error| StartError::Config(error.to_string()))?;
     let program = std::env::current_exe().map_err(|error| {
-        StartError::Config(format!("cannot find the manuel-local executable for ingest workers: {error}"))
+        StartError::Config(format!(
+            "cannot find the manuel-local executable for ingest workers: {error}"
+        ))
     })?;
     let (stopping_sender, stopping) = tokio::sync::watch::channel(false);
     let processor = Processor {

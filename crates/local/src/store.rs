@@ -198,7 +198,10 @@ impl SqliteStore {
             ))
             .map_err(PortError::failed)?;
         let rows = statement
-            .query_map(params![attempts, reason, micros(&Utc::now())], manual_from_row)
+            .query_map(
+                params![attempts, reason, micros(&Utc::now())],
+                manual_from_row,
+            )
             .map_err(PortError::failed)?;
         rows.collect::<Result<Vec<_>, _>>()
             .map_err(PortError::failed)

@@ -109,7 +109,10 @@ async fn receive(
     let body = axum::body::to_bytes(body, length).await.map_err(|_| {
         ApiError::validation(
             "body",
-            format!("The body did not match its `Content-Length: {}`.", params.length),
+            format!(
+                "The body did not match its `Content-Length: {}`.",
+                params.length
+            ),
         )
     })?;
     if body.len() as u64 != params.length {

@@ -73,7 +73,10 @@ pub struct WorkerConfig {
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Message {
     /// The text was read: this many pages, and this many passages follow.
-    Read { pages: u32, chunks: u32 },
+    Read {
+        pages: u32,
+        chunks: u32,
+    },
     Chunk {
         page: u32,
         text: String,
@@ -82,9 +85,13 @@ enum Message {
     },
     Done,
     /// The manual cannot be ingested, for good.
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
     /// Something the worker needs is missing (the model, the library): worth retrying later.
-    Unavailable { message: String },
+    Unavailable {
+        message: String,
+    },
 }
 
 /// The worker process's main: reads the manual from stdin, writes [`Message`] lines to stdout.
@@ -141,11 +148,12 @@ fn ingest(
     if chunks.len() as u64 > u64::from(limits.max_chunks) {
         return Err(failed(Limit::Chunks, limits));
     }
-    let embedder = Embedder::load(&config.embedding_model, &config.onnxruntime).map_err(|error| {
-        Message::Unavailable {
-            message: error.to_string(),
-        }
-    })?;
+    let embedder =
+        Embedder::load(&config.embedding_model, &config.onnxruntime).map_err(|error| {
+            Message::Unavailable {
+                message: error.to_string(),
+            }
+        })?;
     let written = |result: std::io::Result<()>| {
         result.map_err(|error| Message::Unavailable {
             message: format!("cannot write to the server: {error}"),
@@ -254,7 +262,11 @@ struct Extracted {
 #[async_trait]
 impl Indexer for ContainedIndexer {
     async fn index(&self, manual: &Manual, bytes: Bytes) -> Result<ProcessingOutcome, PortError> {
-        if self.store.begin_attempt(&manual.user_id, &manual.id)?.is_none() {
+        if self
+            .store
+            .begin_attempt(&manual.user_id, &manual.id)?
+            .is_none()
+        {
             // Deleted (or finished) meanwhile: whatever is recorded now is not changed.
             return Err(PortError::Unavailable {
                 service: "ingestion",
@@ -327,7 +339,9 @@ impl ContainedIndexer {
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|error| Stopped::Unavailable(format!("cannot start the ingest worker: {error}")))?;
+            .map_err(|error| {
+                Stopped::Unavailable(format!("cannot start the ingest worker: {error}"))
+            })?;
         let pid = child.id();
         tracing::debug!(manual_id = %manual.id, ?pid, "ingest worker started");
         let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
@@ -466,9 +480,17 @@ async fn read_messages(
 
 /// Why a worker whose output ended early died: near its memory limit it is taken for memory
 /// (the `RLIMIT_DATA` backstop makes allocations fail), otherwise a crash.
-async fn died(child: &mut tokio::process::Child, peak_rss: u64, limits: &IngestionLimits) -> Stopped {
+async fn died(
+    child: &mut tokio::process::Child,
+    peak_rss: u64,
+    limits: &IngestionLimits,
+) -> Stopped {
     let status = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
-    tracing::warn!(?status, peak_rss_mb = peak_rss >> 20, "the ingest worker ended without a result");
+    tracing::warn!(
+        ?status,
+        peak_rss_mb = peak_rss >> 20,
+        "the ingest worker ended without a result"
+    );
     if peak_rss >= limits.max_memory_bytes / 2 {
         Stopped::Exceeded(Limit::Memory)
     } else {
@@ -501,7 +523,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
-        let Message::Chunk { page, text, vectors } = serde_json::from_slice(&out).unwrap() else {
+        let Message::Chunk {
+            page,
+            text,
+            vectors,
+        } = serde_json::from_slice(&out).unwrap()
+        else {
             panic!("not a chunk");
         };
         assert_eq!((page, text.as_str()), (2, "Press\nstart"));

@@ -34,7 +34,11 @@ fn bomb_pdf(inflated: u64) -> TestResult<Vec<u8>> {
 }
 
 fn pdf_with_content(stream: &[u8]) -> Vec<u8> {
-    let mut content = format!("<< /Length {} /Filter /FlateDecode >>\nstream\n", stream.len()).into_bytes();
+    let mut content = format!(
+        "<< /Length {} /Filter /FlateDecode >>\nstream\n",
+        stream.len()
+    )
+    .into_bytes();
     content.extend_from_slice(stream);
     content.extend_from_slice(b"\nendstream");
     pdf_of(vec![
@@ -52,13 +56,28 @@ fn deep_page_tree_pdf(depth: usize) -> Vec<u8> {
     let mut objects = vec![
         b"<< /Type /Catalog /Pages 4 0 R >>".to_vec(),
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_vec(),
-        [format!("<< /Length {} >>\nstream\n", text.len()).as_bytes(), text, b"\nendstream"].concat(),
+        [
+            format!("<< /Length {} >>\nstream\n", text.len()).as_bytes(),
+            text,
+            b"\nendstream",
+        ]
+        .concat(),
     ];
     // Objects 4 .. 4 + depth - 1 are the nodes, the last one the page.
     for level in 0..depth {
         let number = 4 + level;
-        let parent = if level == 0 { String::new() } else { format!(" /Parent {} 0 R", number - 1) };
-        objects.push(format!("<< /Type /Pages /Kids [{} 0 R] /Count 1{parent} >>", number + 1).into_bytes());
+        let parent = if level == 0 {
+            String::new()
+        } else {
+            format!(" /Parent {} 0 R", number - 1)
+        };
+        objects.push(
+            format!(
+                "<< /Type /Pages /Kids [{} 0 R] /Count 1{parent} >>",
+                number + 1
+            )
+            .into_bytes(),
+        );
     }
     objects.push(
         format!(
@@ -81,7 +100,9 @@ fn pdf_of(objects: Vec<Vec<u8>>) -> Vec<u8> {
         pdf.extend_from_slice(b"\nendobj\n");
     }
     let xref = pdf.len();
-    pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", offsets.len() + 1).as_bytes());
+    pdf.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", offsets.len() + 1).as_bytes(),
+    );
     for offset in &offsets {
         pdf.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
     }
@@ -97,12 +118,17 @@ fn pdf_of(objects: Vec<Vec<u8>>) -> Vec<u8> {
 
 /// A plain-text manual of `sections` sections of real-looking prose, each its own page.
 fn long_manual(title: &str, sections: usize) -> Vec<u8> {
-    let nouns = ["filter", "valve", "drum", "hose", "panel", "belt", "sensor", "door"];
+    let nouns = [
+        "filter", "valve", "drum", "hose", "panel", "belt", "sensor", "door",
+    ];
     let verbs = ["clean", "replace", "check", "tighten", "inspect", "remove"];
     let mut text = format!("{title}\n{}\n\n", "=".repeat(title.len()));
     for section in 1..=sections {
         let noun = nouns[section % nouns.len()];
-        text.push_str(&format!("Part {section}: the {noun}\n{}\n\n", "-".repeat(20)));
+        text.push_str(&format!(
+            "Part {section}: the {noun}\n{}\n\n",
+            "-".repeat(20)
+        ));
         for step in 1..=12 {
             let verb = verbs[(section + step) % verbs.len()];
             text.push_str(&format!(
@@ -142,8 +168,10 @@ async fn wait_done(server: &Server, token: &str, id: &str, limit: Duration) -> T
 
 /// Whether process `pid` is alive (a zombie is not).
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
 }
 
 async fn wait_gone(pids: &[u32], limit: Duration) -> TestResult {
@@ -162,7 +190,8 @@ fn reason(detail: &Value) -> &str {
 }
 
 #[tokio::test]
-async fn a_decompression_bomb_fails_at_the_content_limit_while_other_users_are_served() -> TestResult {
+async fn a_decompression_bomb_fails_at_the_content_limit_while_other_users_are_served() -> TestResult
+{
     let dir = tempfile::tempdir()?;
     let server = Server::start(dir.path(), &[])?;
     let (alice, bob) = (server.token("alice")?, server.token("bob")?);
@@ -182,9 +211,15 @@ async fn a_decompression_bomb_fails_at_the_content_limit_while_other_users_are_s
     let ready = wait_done(&server, &bob, &small_id, Duration::from_secs(60)).await?;
     assert_eq!(ready["status"], "ready", "{ready}");
     let peak = server.peak_rss()?;
-    assert!(peak < SERVER_PEAK_BOUND, "server peak RSS {} MiB", peak / MIB);
+    assert!(
+        peak < SERVER_PEAK_BOUND,
+        "server peak RSS {} MiB",
+        peak / MIB
+    );
     // Nothing of the bomb is searchable, and it can be deleted.
-    let (status, body) = server.delete(&alice, &format!("/api/manuals/{bomb_id}")).await?;
+    let (status, body) = server
+        .delete(&alice, &format!("/api/manuals/{bomb_id}"))
+        .await?;
     assert!(status == 200 || status == 204, "{status} {body}");
     server.stop()
 }
@@ -227,7 +262,11 @@ async fn a_bomb_past_the_stream_check_is_stopped_by_the_workers_memory_limit() -
         started.elapsed(),
         peak / MIB
     );
-    assert!(peak < SERVER_PEAK_BOUND, "server peak RSS {} MiB", peak / MIB);
+    assert!(
+        peak < SERVER_PEAK_BOUND,
+        "server peak RSS {} MiB",
+        peak / MIB
+    );
     assert!(server.children().is_empty(), "a worker outlived its manual");
     // The server still answers.
     let (status, _) = server.get(&bob, "/api/manuals").await?;
@@ -275,11 +314,17 @@ async fn manuals_over_the_text_page_and_chunk_limits_fail_naming_the_limit() -> 
     let shallow = deep_page_tree_pdf(3);
     let id = upload_id(&server, &alice, "shallow.pdf", &shallow).await?;
     let detail = wait_done(&server, &alice, &id, Duration::from_secs(60)).await?;
-    assert_eq!(detail["status"], "ready", "the generator makes readable trees: {detail}");
+    assert_eq!(
+        detail["status"], "ready",
+        "the generator makes readable trees: {detail}"
+    );
     let id = upload_id(&server, &alice, "deep.pdf", &deep_page_tree_pdf(5_000)).await?;
     let detail = wait_done(&server, &alice, &id, Duration::from_secs(60)).await?;
     assert_eq!(detail["status"], "failed", "{detail}");
-    assert!(!reason(&detail).contains("No text could be extracted"), "{detail}");
+    assert!(
+        !reason(&detail).contains("No text could be extracted"),
+        "{detail}"
+    );
     server.stop()
 }
 
@@ -302,7 +347,10 @@ async fn a_user_with_big_manuals_does_not_delay_another_users_small_one() -> Tes
     assert_eq!(ready["status"], "ready", "{ready}");
     for big in [&big_one, &big_two] {
         let detail = status_of(&server, &alice, big).await?;
-        assert_eq!(detail["status"], "processing", "bob's small manual waited: {detail}");
+        assert_eq!(
+            detail["status"], "processing",
+            "bob's small manual waited: {detail}"
+        );
     }
 
     // SIGTERM in the middle of alice's ingestion: the server is gone within seconds, its
@@ -360,10 +408,15 @@ async fn a_manual_whose_ingestion_crashed_the_server_twice_is_not_resumed_again(
     let (alice, bob) = (server.token("alice")?, server.token("bob")?);
     let detail = status_of(&server, &alice, &big_id).await?;
     assert_eq!(detail["status"], "failed", "{detail}");
-    assert!(reason(&detail).contains("could not be processed"), "{detail}");
+    assert!(
+        reason(&detail).contains("could not be processed"),
+        "{detail}"
+    );
     let ready = wait_done(&server, &bob, &small_id, Duration::from_secs(60)).await?;
     assert_eq!(ready["status"], "ready", "{ready}");
-    let (status, body) = server.delete(&alice, &format!("/api/manuals/{big_id}")).await?;
+    let (status, body) = server
+        .delete(&alice, &format!("/api/manuals/{big_id}"))
+        .await?;
     assert!(status == 200 || status == 204, "{status} {body}");
     server.stop()
 }

@@ -181,12 +181,20 @@ async fn erasing_your_data_does_not_reset_your_quota() -> TestResult {
     )?;
     let rose = server.token("rose")?;
     server
-        .upload_ready(&rose, "kettle.txt", b"Descale the kettle every month with citric acid.")
+        .upload_ready(
+            &rose,
+            "kettle.txt",
+            b"Descale the kettle every month with citric acid.",
+        )
         .await?;
-    let question = json!({"question": "How often should I descale the kettle?"});
+    // A different question each time: a cached answer is not charged.
+    let question =
+        |n: u32| json!({"question": format!("How often should I descale kettle number {n}?")});
     let mut answered = 0;
     loop {
-        let (status, body) = server.post(&rose, "/api/query", &question).await?;
+        let (status, body) = server
+            .post(&rose, "/api/query", &question(answered))
+            .await?;
         match status {
             200 => answered += 1,
             429 => {
@@ -201,9 +209,13 @@ async fn erasing_your_data_does_not_reset_your_quota() -> TestResult {
     let (status, erased) = server.delete(&rose, "/api/user/data").await?;
     assert_eq!(status, 200, "{erased}");
     server
-        .upload_ready(&rose, "kettle.txt", b"Descale the kettle every month with citric acid.")
+        .upload_ready(
+            &rose,
+            "kettle.txt",
+            b"Descale the kettle every month with citric acid.",
+        )
         .await?;
-    let (status, body) = server.post(&rose, "/api/query", &question).await?;
+    let (status, body) = server.post(&rose, "/api/query", &question(99)).await?;
     assert_error(status, &body, 429, "quota_exceeded");
     let (_, quota) = server.get(&rose, "/api/user/quota").await?;
     assert_eq!(quota["quotas"]["daily"]["used"], 3, "{quota}");

@@ -120,7 +120,10 @@ pub(crate) async fn upload_link(
 
 /// Counts one more link for `user` in the current link-lifetime window; refuses (429) past
 /// [`ManualsConfig::max_upload_links`].
-async fn count_link(deps: &ManualsDeps, user: &manuel_core::domain::UserId) -> Result<(), ApiError> {
+async fn count_link(
+    deps: &ManualsDeps,
+    user: &manuel_core::domain::UserId,
+) -> Result<(), ApiError> {
     let window = deps.config.upload_link_ttl.as_secs().max(1) as i64;
     let now = Utc::now().timestamp();
     let start = now - now.rem_euclid(window);
@@ -130,7 +133,11 @@ async fn count_link(deps: &ManualsDeps, user: &manuel_core::domain::UserId) -> R
     );
     let count = deps.security.rate_limits.hit(&key, start + window).await?;
     if count > deps.config.max_upload_links {
-        tracing::warn!(count, limit = deps.config.max_upload_links, "upload link refused: too many outstanding");
+        tracing::warn!(
+            count,
+            limit = deps.config.max_upload_links,
+            "upload link refused: too many outstanding"
+        );
         return Err(ApiError::RateLimited {
             retry_after_secs: u64::try_from(start + window - now).unwrap_or(1).max(1),
         });

@@ -8,13 +8,13 @@ use aws_lambda_events::event::s3::S3Event;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use manuel_aws::lambda::Init;
 use manuel_core::deadline::{self, Deadline};
+use manuel_core::ingestion::IngestionLimits;
 use manuel_core::resilience::RetryPolicy;
 use manuel_core::security::ConfigError;
 use manuel_core::telemetry;
-use manuel_core::ingestion::IngestionLimits;
-use manuel_process_manual::{InProcessIndexer, Processor};
 use manuel_process_manual::pdf_structure::PdfStructureReader;
 use manuel_process_manual::s3_event::{EventHandling, process_keys};
+use manuel_process_manual::{InProcessIndexer, Processor};
 
 /// The `INGEST_*` limits apply where this function can check them cheaply: the streams'
 /// decompressed sizes, pages and text; the function's memory and timeout bound the rest.

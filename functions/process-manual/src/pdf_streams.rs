@@ -44,7 +44,8 @@ pub fn check_streams(pdf: &[u8], limits: &IngestionLimits) -> Result<(), Limit> 
         {
             continue;
         }
-        let data_end = find(&pdf[data_start..], b"endstream").map_or(pdf.len(), |end| data_start + end);
+        let data_end =
+            find(&pdf[data_start..], b"endstream").map_or(pdf.len(), |end| data_start + end);
         let remaining_page = limits.max_page_content_bytes;
         let remaining_document = limits.max_document_content_bytes.saturating_sub(total);
         let inflated = inflated_size(
@@ -108,8 +109,7 @@ mod tests {
     use super::*;
 
     fn deflate(data: &[u8]) -> Vec<u8> {
-        let mut encoder =
-            flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
         encoder.write_all(data).unwrap();
         encoder.finish().unwrap()
     }
@@ -139,8 +139,14 @@ mod tests {
             &deflate(&operators),
         );
         assert!(bomb.len() < 100_000, "{} bytes", bomb.len());
-        assert_eq!(check_streams(&bomb, &limits(4, 64)), Err(Limit::PageContent));
-        assert_eq!(check_streams(&bomb, &limits(8, 6)), Err(Limit::DocumentContent));
+        assert_eq!(
+            check_streams(&bomb, &limits(4, 64)),
+            Err(Limit::PageContent)
+        );
+        assert_eq!(
+            check_streams(&bomb, &limits(8, 6)),
+            Err(Limit::DocumentContent)
+        );
         assert_eq!(check_streams(&bomb, &limits(8, 64)), Ok(()));
     }
 

@@ -8,10 +8,10 @@ use manuel_core::PortError;
 use manuel_core::domain::{
     ArrivedUpload, DocumentKind, Manual, ManualStatus, ProcessingOutcome, UserId,
 };
+use manuel_core::ingestion::{IngestionLimits, Limit};
 use manuel_core::ports::{
     ArrivalOutcome, DocumentReader, KnowledgeBase, ManualRepository, ObjectStore, ReadError,
 };
-use manuel_core::ingestion::{IngestionLimits, Limit};
 use manuel_core::telemetry::{self, Metric};
 use sha2::{Digest, Sha256};
 
@@ -49,9 +49,10 @@ impl Indexer for InProcessIndexer {
     async fn index(&self, manual: &Manual, bytes: Bytes) -> Result<ProcessingOutcome, PortError> {
         let reader = Arc::clone(&self.reader);
         let limits = self.limits;
-        let read = tokio::task::spawn_blocking(move || read_pages(reader.as_ref(), &bytes, &limits))
-            .await
-            .map_err(PortError::failed)?;
+        let read =
+            tokio::task::spawn_blocking(move || read_pages(reader.as_ref(), &bytes, &limits))
+                .await
+                .map_err(PortError::failed)?;
         let pages = match read {
             Ok(pages) => pages,
             Err(ReadFailure::Unavailable(message)) => {
@@ -340,7 +341,10 @@ mod tests {
         };
         assert!(matches!(
             read_pages(&unused, many_pages.as_bytes(), &big),
-            Err(ReadFailure::Exceeds { limit: Limit::Pages, .. })
+            Err(ReadFailure::Exceeds {
+                limit: Limit::Pages,
+                ..
+            })
         ));
         let long_page = format!("Manual\n{}", "word ".repeat(40));
         assert_eq!(

@@ -244,11 +244,7 @@ pub fn proc_status_kib(pid: u32, field: &str) -> TestResult<u64> {
         .lines()
         .find(|line| line.starts_with(field))
         .ok_or_else(|| format!("no {field} for {pid}"))?;
-    Ok(line
-        .split_whitespace()
-        .nth(1)
-        .ok_or("no value")?
-        .parse()?)
+    Ok(line.split_whitespace().nth(1).ok_or("no value")?.parse()?)
 }
 
 /// Live (not zombie) processes whose parent is `pid`.
