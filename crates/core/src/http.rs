@@ -28,7 +28,7 @@ pub fn serve_app(router: Router, security: &Security) -> Router {
 /// Request headers a request may carry, in number and in bytes (names and values). Browsers
 /// and the real clients send a few dozen lines and well under 8 KiB.
 pub const MAX_HEADERS: usize = 100;
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// 431 with the JSON error body, logged, for a request whose headers are over
 /// [`MAX_HEADERS`] or [`MAX_HEADER_BYTES`] (the HTTP server's own, larger bounds answer a bare

@@ -164,6 +164,13 @@ async fn a_retried_question_is_charged_once_and_a_retried_delete_replays_its_ans
     let (status, body) = server.send(delete("d-2")).await?;
     assert_error(status, &body, 404, "not_found");
 
+    // The stored answer quoted the deleted manual: a retry with its key runs again rather
+    // than replay the manual's text.
+    let (status, after_delete, replayed) =
+        post_with_key(&server, &token, "/api/query", "q-1", &question).await?;
+    assert_eq!((status, replayed), (200, false), "{after_delete}");
+    assert_eq!(after_delete["context_found"], false, "{after_delete}");
+
     // Erasing the user's data erases the responses kept for retries too (a stored answer is
     // the user's data): the same key and question afterwards run again.
     let (status, erased) = server.delete(&token, "/api/user/data").await?;
