@@ -92,6 +92,8 @@ sam_build() {
         }
     fi
     cd "$root"
+    # The PdfiumLayer's content (libpdfium.so for arm64).
+    "$root/scripts/setup-pdfium-layer.sh"
     sam build --template-file "$template" --build-dir "$root/.aws-sam/build"
 }
 
