@@ -194,7 +194,7 @@ pub(crate) async fn detail(
         )
     };
     // The predecessor's app opens `pdfUrl` while its detail screen is open: an hour.
-    let pdf_url = match download_url {
+    let pdf_url = match &download_url {
         None => None,
         Some(_) => Some(
             deps.objects

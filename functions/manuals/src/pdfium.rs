@@ -186,14 +186,14 @@ pub fn encode_png(pixels: &[u8], width: u32, height: u32) -> Result<Vec<u8>, Ren
         .flat_map(|pixel| [pixel[0], pixel[1], pixel[2]])
         .collect();
     let failed = |error: png::EncodingError| RenderError::Unavailable(error.to_string());
-    let mut png = Vec::with_capacity(rgb.len() / 8);
-    let mut encoder = png::Encoder::new(&mut png, width, height);
+    let mut out = Vec::with_capacity(rgb.len() / 8);
+    let mut encoder = png::Encoder::new(&mut out, width, height);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
     let mut writer = encoder.write_header().map_err(failed)?;
     writer.write_image_data(&rgb).map_err(failed)?;
     writer.finish().map_err(failed)?;
-    Ok(png)
+    Ok(out)
 }
 
 #[cfg(test)]
