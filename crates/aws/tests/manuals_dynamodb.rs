@@ -228,7 +228,7 @@ async fn citations_are_counted_on_the_manual_and_go_with_it() -> TestResult {
         .record_citations(&alice, &[cited.id.clone(), gone.clone()], first)
         .await?;
     store
-        .record_citations(&alice, &[cited.id.clone()], last)
+        .record_citations(&alice, std::slice::from_ref(&cited.id), last)
         .await?;
     let counted = store.citations(&alice, &cited.id).await?;
     assert_eq!(counted.count, 2);

@@ -169,10 +169,10 @@ fn fill(
     for y in top..bottom {
         for x in left..right {
             let at = (y * width as usize + x) * 4;
-            for channel in 0..3 {
-                if let Some(value) = pixels.get_mut(at + channel) {
-                    *value = (f32::from(*value) * (1.0 - alpha) + f32::from(rgba[channel]) * alpha)
-                        .round() as u8;
+            if let Some(pixel) = pixels.get_mut(at..at + 3) {
+                for (value, colour) in pixel.iter_mut().zip(rgba) {
+                    *value = (f32::from(*value) * (1.0 - alpha) + f32::from(colour) * alpha).round()
+                        as u8;
                 }
             }
         }
