@@ -20,7 +20,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 sam_venv="$root/.tools/sam-venv"
 checkov_venv="$root/.tools/checkov-venv"
 template="$root/template.yaml"
-region="${AWS_REGION:-eu-central-1}"
+# The product runs in eu-west-1 (the predecessor's region): region-specific checks are for it.
+region="${AWS_REGION:-eu-west-1}"
 
 # SAM would otherwise try to send usage data; nothing here needs the network besides pip.
 export SAM_CLI_TELEMETRY=0
