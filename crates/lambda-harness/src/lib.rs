@@ -5,6 +5,7 @@
 
 mod bedrock;
 mod fault_proxy;
+pub mod iam;
 mod runtime;
 pub mod stack;
 

@@ -281,6 +281,20 @@ pub async fn stack(moto: &str, bedrock: &FakeBedrock) -> Stack {
         }
     }
 
+    if !credentials.is_empty() {
+        bedrock.authorize_with(
+            credentials
+                .iter()
+                .map(|(binary, (key, _))| (key.clone(), statements[binary].clone()))
+                .collect(),
+        );
+    }
+    // The model the template gives the query function, which its role is written for.
+    let model = roles["functions"]["manuel-query"]["environment"]["BEDROCK_MODEL_ID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
     let mut env: Vec<(String, String)> = [
         ("AWS_ENDPOINT_URL", moto),
         ("AWS_ACCESS_KEY_ID", "test"),
@@ -297,10 +311,7 @@ pub async fn stack(moto: &str, bedrock: &FakeBedrock) -> Stack {
         ("AUDIO_BUCKET", &audio_bucket),
         ("KNOWLEDGE_BASE_ID", KNOWLEDGE_BASE_ID),
         ("KNOWLEDGE_BASE_DATA_SOURCE_ID", DATA_SOURCE_ID),
-        (
-            "BEDROCK_MODEL_ID",
-            "eu.anthropic.claude-sonnet-4-20250514-v1:0",
-        ),
+        ("BEDROCK_MODEL_ID", &model),
         (
             "JWT_ISSUER",
             "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_TEST",

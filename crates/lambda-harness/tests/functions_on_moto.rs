@@ -213,7 +213,7 @@ async fn upload_processing_query_and_isolation_through_the_lambda_binaries() -> 
     assert!(
         converse[0]
             .0
-            .contains("eu.anthropic.claude-sonnet-4-20250514-v1"),
+            .contains("eu.anthropic.claude-sonnet-4-5-20250929-v1"),
         "{}",
         converse[0].0
     );
