@@ -19,8 +19,9 @@ its role's inline policy, and adds the user's keys to the output ("access_key", 
 moto authorises S3 and SQS calls against the bucket/object and queue ARNs, but DynamoDB, SNS,
 KMS, Secrets Manager and the rest against the resource "*" only (moto 5.2:
 moto/core/responses.py, `_determine_resource`): for those services the statement's resources
-are widened to "*" in moto, so moto checks their actions and not which table or topic. That is
-what this fake forgives; crates/lambda-harness checks those resources itself.
+are widened to "*" in moto, so moto checks their actions and not which table or topic. The
+harness checks DynamoDB's tables and indexes itself (crates/lambda-harness, DynamoDbIamProxy);
+which SNS topic, KMS key or secret a call names is what this setup forgives.
 
 Used by crates/lambda-harness to give each function binary an IAM user with exactly its role's
 permissions, and by its Bedrock fake to authorise the calls moto lacks.

@@ -171,6 +171,8 @@ pub struct Stack {
     pub alerts_queue: String,
     pub dead_letters: String,
     pub stage: String,
+    /// The DynamoDB calls refused by table (IAM-enforcing moto only).
+    pub dynamodb_iam: Option<crate::DynamoDbIamProxy>,
 }
 
 impl Stack {
@@ -281,13 +283,16 @@ pub async fn stack(moto: &str, bedrock: &FakeBedrock) -> Stack {
         }
     }
 
+    // moto authorises DynamoDB actions but not which table: this proxy checks the tables and
+    // indexes; the Bedrock fake authorises what moto cannot serve at all.
+    let mut dynamodb_iam = None;
     if !credentials.is_empty() {
-        bedrock.authorize_with(
-            credentials
-                .iter()
-                .map(|(binary, (key, _))| (key.clone(), statements[binary].clone()))
-                .collect(),
-        );
+        let roles: HashMap<String, Vec<Value>> = credentials
+            .iter()
+            .map(|(binary, (key, _))| (key.clone(), statements[binary].clone()))
+            .collect();
+        bedrock.authorize_with(roles.clone());
+        dynamodb_iam = Some(crate::DynamoDbIamProxy::start(moto, roles).await);
     }
     // The model the template gives the query function, which its role is written for.
     let model = roles["functions"]["manuel-query"]["environment"]["BEDROCK_MODEL_ID"]
@@ -327,6 +332,9 @@ pub async fn stack(moto: &str, bedrock: &FakeBedrock) -> Stack {
     .iter()
     .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
     .collect();
+    if let Some(proxy) = &dynamodb_iam {
+        env.push(("AWS_ENDPOINT_URL_DYNAMODB".to_owned(), proxy.url.clone()));
+    }
     env.push(("JWKS_URL".to_owned(), format!("{}/jwks.json", bedrock.url)));
     env.extend(bedrock.env());
     Stack {
@@ -345,6 +353,7 @@ pub async fn stack(moto: &str, bedrock: &FakeBedrock) -> Stack {
         alerts_queue,
         dead_letters,
         stage,
+        dynamodb_iam,
     }
 }
 
