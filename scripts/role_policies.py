@@ -300,13 +300,29 @@ def main() -> None:
 MOTO_CHECKS_RESOURCES = {"s3", "sqs"}
 
 
+# AWS authorises a DynamoDB transaction by its items' actions (PutItem, UpdateItem,
+# ConditionCheckItem, ...: https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html),
+# moto by a "dynamodb:TransactWriteItems" / "TransactGetItems" action no policy needs in AWS. A
+# role with item actions gets those in moto; the harness's DynamoDB proxy checks the items.
+MOTO_TRANSACTION_ACTIONS = {
+    "dynamodb:TransactWriteItems": {"dynamodb:putitem", "dynamodb:updateitem",
+                                    "dynamodb:deleteitem", "dynamodb:conditioncheckitem"},
+    "dynamodb:TransactGetItems": {"dynamodb:getitem"},
+}
+
+
 def for_moto(statement: dict) -> dict:
     actions = statement.get("Action", [])
-    actions = [actions] if isinstance(actions, str) else actions
+    actions = [actions] if isinstance(actions, str) else list(actions)
     services = {action.split(":", 1)[0].lower() for action in actions}
     widened = dict(statement)
     if not services <= MOTO_CHECKS_RESOURCES:
         widened["Resource"] = "*"
+    granted = {action.lower() for action in actions}
+    for transaction, item_actions in MOTO_TRANSACTION_ACTIONS.items():
+        if granted & item_actions:
+            actions.append(transaction)
+    widened["Action"] = actions
     return widened
 
 

@@ -1250,7 +1250,7 @@ async fn usage_report_and_erasure_run_with_the_usage_role_only() -> TestResult {
     upload["headers"]["Idempotency-Key"] = json!("upload-1");
     upload["multiValueHeaders"]["Idempotency-Key"] = json!(["upload-1"]);
     let (status, body) = http(&manuals.invoke(upload).await.response());
-    assert_eq!(status, 201, "{body}");
+    assert_eq!(status, 201, "{body}\n{}", manuals.stderr().join("\n"));
 
     let (status, report) = http(
         &usage
