@@ -358,7 +358,12 @@ fn alarms_and_widgets_read_only_metrics_the_code_emits() {
 fn every_function_has_error_and_throttle_alarms() {
     let template = template();
     let alarms = alarm_uses(&template);
-    for id in function_names(&template).keys() {
+    // The first-sync function runs once, during a deploy, which fails if it does.
+    let deploy_only = ["KnowledgeBaseFirstSyncFunction"];
+    for id in function_names(&template)
+        .keys()
+        .filter(|id| !deploy_only.contains(&id.as_str()))
+    {
         for metric in ["Errors", "Throttles"] {
             let found = alarms.iter().any(|u| {
                 u.name == metric
@@ -749,7 +754,9 @@ fn model_problem(id: &str, through_profile: bool, retired: &[String]) -> Option<
     )
     .unwrap();
     if !well_formed.is_match(id) {
-        return Some(format!("{id:?} is not a Bedrock model or inference profile id"));
+        return Some(format!(
+            "{id:?} is not a Bedrock model or inference profile id"
+        ));
     }
     let parts: Vec<&str> = id.split('.').collect();
     let (geography, model) = match parts.as_slice() {

@@ -177,10 +177,8 @@ mod tests {
                 {"Update": {"TableName": "b"}}
             ]}),
         );
-        let pairs: Vec<(String, String)> = checks
-            .into_iter()
-            .map(|c| (c.action, c.resource))
-            .collect();
+        let pairs: Vec<(String, String)> =
+            checks.into_iter().map(|c| (c.action, c.resource)).collect();
         assert_eq!(
             pairs,
             [
@@ -188,8 +186,14 @@ mod tests {
                 ("dynamodb:UpdateItem".to_owned(), table_arn("b")),
             ]
         );
-        let query = checks_of("Query", &json!({"TableName": "m", "IndexName": "by_created"}));
-        assert_eq!(query[0].resource, format!("{}/index/by_created", table_arn("m")));
+        let query = checks_of(
+            "Query",
+            &json!({"TableName": "m", "IndexName": "by_created"}),
+        );
+        assert_eq!(
+            query[0].resource,
+            format!("{}/index/by_created", table_arn("m"))
+        );
         let batch = checks_of("BatchGetItem", &json!({"RequestItems": {"u": {}}}));
         assert_eq!(batch[0].action, "dynamodb:BatchGetItem");
     }

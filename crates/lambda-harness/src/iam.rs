@@ -96,7 +96,8 @@ fn applies(statement: &Value, check: &Check) -> bool {
 /// Whether `statements` (one role's) allow `check`.
 pub fn allows(statements: &[Value], check: &Check) -> bool {
     let matching: Vec<&Value> = statements.iter().filter(|s| applies(s, check)).collect();
-    !matching.iter().any(|s| s["Effect"] == "Deny") && matching.iter().any(|s| s["Effect"] == "Allow")
+    !matching.iter().any(|s| s["Effect"] == "Deny")
+        && matching.iter().any(|s| s["Effect"] == "Allow")
 }
 
 fn check(action: &str, resource: String) -> Check {
@@ -116,7 +117,8 @@ fn check(action: &str, resource: String) -> Check {
 /// https://docs.aws.amazon.com/bedrock/latest/userguide/inference-profiles-prereq.html
 /// The fake routes `eu.` to eu-central-1 and `global.` to the region-less model ARN.
 pub fn bedrock_checks(method: &str, path: &str) -> Option<Vec<Check>> {
-    let knowledge_base = |id: &str| format!("arn:aws:bedrock:{REGION}:{ACCOUNT}:knowledge-base/{id}");
+    let knowledge_base =
+        |id: &str| format!("arn:aws:bedrock:{REGION}:{ACCOUNT}:knowledge-base/{id}");
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method, parts.as_slice()) {
         ("POST", ["knowledgebases", kb, "retrieve"]) => {
@@ -126,18 +128,34 @@ pub fn bedrock_checks(method: &str, path: &str) -> Option<Vec<Check>> {
             "bedrock:IngestKnowledgeBaseDocuments",
             knowledge_base(kb),
         )]),
-        ("POST", ["knowledgebases", kb, "datasources", _, "documents", "getDocuments"]) => {
-            Some(vec![check(
-                "bedrock:GetKnowledgeBaseDocuments",
-                knowledge_base(kb),
-            )])
-        }
-        ("POST", ["knowledgebases", kb, "datasources", _, "documents", "deleteDocuments"]) => {
-            Some(vec![check(
-                "bedrock:DeleteKnowledgeBaseDocuments",
-                knowledge_base(kb),
-            )])
-        }
+        (
+            "POST",
+            [
+                "knowledgebases",
+                kb,
+                "datasources",
+                _,
+                "documents",
+                "getDocuments",
+            ],
+        ) => Some(vec![check(
+            "bedrock:GetKnowledgeBaseDocuments",
+            knowledge_base(kb),
+        )]),
+        (
+            "POST",
+            [
+                "knowledgebases",
+                kb,
+                "datasources",
+                _,
+                "documents",
+                "deleteDocuments",
+            ],
+        ) => Some(vec![check(
+            "bedrock:DeleteKnowledgeBaseDocuments",
+            knowledge_base(kb),
+        )]),
         ("POST", ["model", model, "converse" | "converse-stream" | "invoke"]) => {
             let model = percent_decode(model);
             let pieces: Vec<&str> = model.splitn(3, '.').collect();
@@ -152,7 +170,9 @@ pub fn bedrock_checks(method: &str, path: &str) -> Option<Vec<Check>> {
                     };
                     let mut routed = check(
                         "bedrock:InvokeModel",
-                        format!("arn:aws:bedrock:{destination}::foundation-model/{provider}.{name}"),
+                        format!(
+                            "arn:aws:bedrock:{destination}::foundation-model/{provider}.{name}"
+                        ),
                     );
                     routed
                         .context
@@ -223,15 +243,24 @@ mod tests {
         let path = "/model/eu.anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse";
         let both = profile_statements(profile, "anthropic.claude-sonnet-4-5-20250929-v1:0");
         assert!(allowed(&both, "POST", path));
-        assert!(!allowed(&both[..1], "POST", path), "the model grant is needed");
-        assert!(!allowed(&both[1..], "POST", path), "the profile grant is needed");
+        assert!(
+            !allowed(&both[..1], "POST", path),
+            "the model grant is needed"
+        );
+        assert!(
+            !allowed(&both[1..], "POST", path),
+            "the profile grant is needed"
+        );
         let other = profile_statements(profile, "anthropic.claude-3-7-sonnet-20250219-v1:0");
         assert!(!allowed(&other, "POST", path), "another model's grant");
         let elsewhere = profile_statements(
             "eu.anthropic.claude-sonnet-4-20250514-v1:0",
             "anthropic.claude-sonnet-4-5-20250929-v1:0",
         );
-        assert!(!allowed(&elsewhere, "POST", path), "another profile's condition");
+        assert!(
+            !allowed(&elsewhere, "POST", path),
+            "another profile's condition"
+        );
     }
 
     #[test]
@@ -240,7 +269,11 @@ mod tests {
             "Action": ["bedrock:Retrieve"],
             "Resource": format!("arn:aws:bedrock:{REGION}:{ACCOUNT}:knowledge-base/KB1")})];
         assert!(allowed(&statements, "POST", "/knowledgebases/KB1/retrieve"));
-        assert!(!allowed(&statements, "POST", "/knowledgebases/KB2/retrieve"));
+        assert!(!allowed(
+            &statements,
+            "POST",
+            "/knowledgebases/KB2/retrieve"
+        ));
         assert!(!allowed(
             &statements,
             "PUT",
@@ -255,11 +288,25 @@ mod tests {
 
     #[test]
     fn wildcards_match_as_iam_matches() {
-        assert!(glob("bedrock:InvokeModel*", "bedrock:invokemodelwithresponsestream", true));
-        assert!(glob("arn:aws:bedrock:*::foundation-model/x", "arn:aws:bedrock:::foundation-model/x", false));
-        assert!(!glob("arn:aws:s3:::bucket/*", "arn:aws:s3:::bucket2/key", false));
+        assert!(glob(
+            "bedrock:InvokeModel*",
+            "bedrock:invokemodelwithresponsestream",
+            true
+        ));
+        assert!(glob(
+            "arn:aws:bedrock:*::foundation-model/x",
+            "arn:aws:bedrock:::foundation-model/x",
+            false
+        ));
+        assert!(!glob(
+            "arn:aws:s3:::bucket/*",
+            "arn:aws:s3:::bucket2/key",
+            false
+        ));
         assert_eq!(
-            access_key("AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE/20261206/us-east-1/bedrock/aws4_request, SignedHeaders=host, Signature=abc"),
+            access_key(
+                "AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE/20261206/us-east-1/bedrock/aws4_request, SignedHeaders=host, Signature=abc"
+            ),
             Some("AKIAEXAMPLE")
         );
     }

@@ -76,7 +76,12 @@ async fn upload_processing_query_and_isolation_through_the_lambda_binaries() -> 
     };
     let bedrock = FakeBedrock::start().await;
     let stack = stack(&moto, &bedrock).await;
-    let mut manuals = Lambda::start(&manuals_bin, "manuel-manuals", &stack.env_of("manuel-manuals")).await;
+    let mut manuals = Lambda::start(
+        &manuals_bin,
+        "manuel-manuals",
+        &stack.env_of("manuel-manuals"),
+    )
+    .await;
 
     // Upload: the object and its sidecar land in S3, the row in DynamoDB.
     let pdf = std::fs::read(concat!(
@@ -132,7 +137,12 @@ async fn upload_processing_query_and_isolation_through_the_lambda_binaries() -> 
     );
 
     // The S3 event (key URL-encoded, as S3 sends it) makes it ready with its page count.
-    let mut process = Lambda::start(&process_bin, "manuel-process-manual", &stack.env_of("manuel-process-manual")).await;
+    let mut process = Lambda::start(
+        &process_bin,
+        "manuel-process-manual",
+        &stack.env_of("manuel-process-manual"),
+    )
+    .await;
     let mut event: Value = serde_json::from_str(include_str!("fixtures/s3-object-created.json"))?;
     event["Records"][0]["s3"]["bucket"]["name"] = json!(stack.bucket);
     event["Records"][0]["s3"]["object"]["key"] = json!(key.replace('-', "%2D"));
@@ -281,7 +291,12 @@ async fn error_processor_groups_dead_letters_alerts_once_and_keeps_poison() -> T
     };
     let bedrock = FakeBedrock::start().await;
     let stack = stack(&moto, &bedrock).await;
-    let mut lambda = Lambda::start(&bin, "manuel-error-processor", &stack.env_of("manuel-error-processor")).await;
+    let mut lambda = Lambda::start(
+        &bin,
+        "manuel-error-processor",
+        &stack.env_of("manuel-error-processor"),
+    )
+    .await;
     let event: Value = serde_json::from_str(include_str!("fixtures/sqs-dead-letters.json"))?;
     let response = lambda.invoke(event).await.response();
     assert_eq!(
@@ -415,7 +430,12 @@ async fn a_spoken_clip_is_transcribed_and_charged_and_bad_audio_refused_through_
         .env
         .push(("TRANSCRIBE_STREAMING".to_owned(), "false".to_owned()));
     let service = play_transcribe(stack.s3.clone(), stack.audio_bucket.clone());
-    let mut transcribe = Lambda::start(&transcribe_bin, "manuel-transcribe", &stack.env_of("manuel-transcribe")).await;
+    let mut transcribe = Lambda::start(
+        &transcribe_bin,
+        "manuel-transcribe",
+        &stack.env_of("manuel-transcribe"),
+    )
+    .await;
     let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     let clip = manuel_core::audio::silent_wav(16_000, 1.5);
 
@@ -581,7 +601,12 @@ async fn a_download_lands_in_s3_with_its_sidecar_and_a_retry_with_its_key_has_no
     stack
         .env
         .push(("URL_FETCH_ALLOW_HOSTS".to_owned(), web.to_string()));
-    let mut manuals = Lambda::start(&manuals_bin, "manuel-manuals", &stack.env_of("manuel-manuals")).await;
+    let mut manuals = Lambda::start(
+        &manuals_bin,
+        "manuel-manuals",
+        &stack.env_of("manuel-manuals"),
+    )
+    .await;
     let request = |user: &str| {
         let mut event = api_event(
             "POST",
@@ -712,8 +737,18 @@ async fn a_manual_put_to_its_upload_link_is_processed_from_the_s3_event() -> Tes
     };
     let bedrock = FakeBedrock::start().await;
     let stack = stack(&moto, &bedrock).await;
-    let mut manuals = Lambda::start(&manuals_bin, "manuel-manuals", &stack.env_of("manuel-manuals")).await;
-    let mut process = Lambda::start(&process_bin, "manuel-process-manual", &stack.env_of("manuel-process-manual")).await;
+    let mut manuals = Lambda::start(
+        &manuals_bin,
+        "manuel-manuals",
+        &stack.env_of("manuel-manuals"),
+    )
+    .await;
+    let mut process = Lambda::start(
+        &process_bin,
+        "manuel-process-manual",
+        &stack.env_of("manuel-process-manual"),
+    )
+    .await;
     let pdf = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../local/tests/fixtures/printer-manual.pdf"
@@ -987,7 +1022,12 @@ async fn a_manual_that_still_fails_is_reported_to_the_dead_letter_queue_and_mark
     ] {
         stack.env.push((name.to_owned(), value.to_owned()));
     }
-    let mut manuals = Lambda::start(&manuals_bin, "manuel-manuals", &stack.env_of("manuel-manuals")).await;
+    let mut manuals = Lambda::start(
+        &manuals_bin,
+        "manuel-manuals",
+        &stack.env_of("manuel-manuals"),
+    )
+    .await;
     let pdf = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../local/tests/fixtures/printer-manual.pdf"
@@ -1014,7 +1054,12 @@ async fn a_manual_that_still_fails_is_reported_to_the_dead_letter_queue_and_mark
     // The knowledge base refuses every ingestion: each attempt's call is retried, then the
     // attempts run out.
     bedrock.fail("/documents", 500, "InternalServerException", None);
-    let mut process = Lambda::start(&process_bin, "manuel-process-manual", &stack.env_of("manuel-process-manual")).await;
+    let mut process = Lambda::start(
+        &process_bin,
+        "manuel-process-manual",
+        &stack.env_of("manuel-process-manual"),
+    )
+    .await;
     let mut event: Value = serde_json::from_str(include_str!("fixtures/s3-object-created.json"))?;
     event["Records"][0]["s3"]["bucket"]["name"] = json!(stack.bucket);
     event["Records"][0]["s3"]["object"]["key"] = json!(key);
@@ -1153,7 +1198,12 @@ async fn an_s3_failure_during_upload_leaves_no_manual_record() -> TestResult {
         ("AWS_ENDPOINT_URL_S3".to_owned(), proxy.url.clone()),
         ("RETRY_S3".to_owned(), "fixed:2:10:10".to_owned()),
     ]);
-    let mut manuals = Lambda::start(&manuals_bin, "manuel-manuals", &stack.env_of("manuel-manuals")).await;
+    let mut manuals = Lambda::start(
+        &manuals_bin,
+        "manuel-manuals",
+        &stack.env_of("manuel-manuals"),
+    )
+    .await;
     // The manual's own PUT fails (its metadata sidecar is written first and succeeds).
     proxy.fail_path_ending("PUT", ".pdf", 503, "SlowDown", None);
     let upload = json!({
@@ -1228,8 +1278,12 @@ async fn usage_report_and_erasure_run_with_the_usage_role_only() -> TestResult {
     let bedrock = FakeBedrock::start().await;
     let stack = stack(&moto, &bedrock).await;
     assert!(stack.iam_enforced());
-    let mut manuals =
-        Lambda::start(&manuals_bin, "manuel-manuals", &stack.env_of("manuel-manuals")).await;
+    let mut manuals = Lambda::start(
+        &manuals_bin,
+        "manuel-manuals",
+        &stack.env_of("manuel-manuals"),
+    )
+    .await;
     let mut usage = Lambda::start(&usage_bin, "manuel-usage", &stack.env_of("manuel-usage")).await;
 
     // An idempotent upload leaves a stored response that holds Alice's data.
@@ -1258,12 +1312,7 @@ async fn usage_report_and_erasure_run_with_the_usage_role_only() -> TestResult {
             .await
             .response(),
     );
-    assert_eq!(
-        status,
-        200,
-        "{report}\n{}",
-        usage.stderr().join("\n")
-    );
+    assert_eq!(status, 200, "{report}\n{}", usage.stderr().join("\n"));
 
     let (status, erased) = http(
         &usage
@@ -1281,7 +1330,12 @@ async fn usage_report_and_erasure_run_with_the_usage_role_only() -> TestResult {
         .send()
         .await?;
     assert_eq!(left.count(), 0, "{:?}", left.items());
-    let objects = stack.s3.list_objects_v2().bucket(&stack.bucket).send().await?;
+    let objects = stack
+        .s3
+        .list_objects_v2()
+        .bucket(&stack.bucket)
+        .send()
+        .await?;
     assert!(objects.contents().is_empty(), "{:?}", objects.contents());
     Ok(())
 }
