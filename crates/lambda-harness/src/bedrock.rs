@@ -21,6 +21,9 @@ pub struct KbPassage {
     pub text: String,
 }
 
+/// Access key id → the statements of its function's role.
+type Roles = std::collections::HashMap<String, Vec<Value>>;
+
 #[derive(Clone, Default)]
 struct Shared {
     passages: Arc<Mutex<Vec<KbPassage>>>,
@@ -28,7 +31,7 @@ struct Shared {
     ingested: Arc<Mutex<HashSet<String>>>,
     faults: Arc<Mutex<Vec<Fault>>>,
     /// Access key id → the statements of the role its function has; `None`: no IAM checks.
-    roles: Arc<Mutex<Option<std::collections::HashMap<String, Vec<Value>>>>>,
+    roles: Arc<Mutex<Option<Roles>>>,
     /// Requests refused for want of a permission: (path, the check that failed).
     denied: Arc<Mutex<Vec<(String, String)>>>,
 }
@@ -100,7 +103,7 @@ impl FakeBedrock {
     /// From now on every Bedrock request must be signed with one of these access keys and be
     /// allowed by the statements of that key's role, as Bedrock's IAM check would; otherwise it
     /// is refused with 403 `AccessDeniedException` (see [`crate::iam`]).
-    pub fn authorize_with(&self, roles: std::collections::HashMap<String, Vec<Value>>) {
+    pub fn authorize_with(&self, roles: Roles) {
         *self.shared.roles.lock().unwrap() = Some(roles);
     }
 
