@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Lints template.yaml offline: `sam validate --lint`, cfn-lint and checkov.
+# Lints template.yaml offline: `sam validate --lint`, cfn-lint, checkov, and runs the inline
+# first-sync custom resource against stand-ins (scripts/check_first_sync.py).
 #   scripts/template-checks.sh            installs the tools once (pinned), runs the three checks
 #   scripts/template-checks.sh install    only installs the tools
 #   scripts/template-checks.sh sam-build  `sam build` of the six functions (slow: release arm64
@@ -75,6 +76,8 @@ check() {
     echo "== cfn-lint"
     cfn-lint --regions "$region" -- "$template"
     echo "cfn-lint: no findings"
+    echo "== first-sync custom resource (stubbed AWS)"
+    "$sam_venv/bin/python" "$root/scripts/check_first_sync.py" "$template"
     echo "== checkov"
     local skips
     skips="$(checkov_skips)"
