@@ -17,15 +17,23 @@ const ALICE: &str = "7d8f2a10-1c2b-4e5f-9a8b-0c1d2e3f4a5b";
 const BOB: &str = "0b0b0b0b-1c2b-4e5f-9a8b-0c1d2e3f4a5b";
 
 fn moto() -> Option<String> {
-    let url = std::env::var("MANUEL_TEST_MOTO_URL")
-        .ok()
-        .filter(|url| !url.is_empty());
-    if url.is_none() {
+    if std::env::var("MANUEL_TEST_MOTO_URL").map_or(true, |url| url.is_empty()) {
         eprintln!(
             "MANUEL_TEST_MOTO_URL is not set: skipping this Lambda test (run it with `make test`)"
         );
+        return None;
     }
-    url
+    // As in functions_on_moto.rs: the moto that enforces IAM, so the manuals binary holds only
+    // its role's permissions (pages/* objects and listing included).
+    let url = std::env::var("MANUEL_TEST_MOTO_IAM_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .expect("MANUEL_TEST_MOTO_IAM_URL is not set: start it with `scripts/moto.sh start-iam`");
+    assert!(
+        std::env::var("MANUEL_TEST_MOTO_ADMIN").is_ok(),
+        "MANUEL_TEST_MOTO_ADMIN (KEY:SECRET of moto's admin user) is not set"
+    );
+    Some(url)
 }
 
 /// The pdfium library `make setup` installs (`MANUEL_PDFIUM_LIB`, as the Makefile exports it).
@@ -85,7 +93,8 @@ async fn a_page_of_the_callers_own_manual_is_drawn_cached_in_s3_and_deleted_with
     };
     let bedrock = FakeBedrock::start().await;
     let stack = stack(&moto, &bedrock).await;
-    let mut env = stack.env.clone();
+    let mut env = stack.env_of("manuel-manuals");
+    env.retain(|(name, _)| name != "MANUEL_PDFIUM_LIB");
     env.push(("MANUEL_PDFIUM_LIB".to_owned(), pdfium_lib()));
     let mut manuals = Lambda::start(&manuals_bin, "manuel-manuals", &env).await;
 
