@@ -86,6 +86,12 @@ async fn erase(
             }
         }
     }
+    // Pages rendered for `POST /api/pdf-page`, including any left by a manual whose record
+    // went first.
+    let rendered_pages = deps
+        .objects
+        .delete_prefix(&manuel_core::domain::rendered_pages_prefix(&user, None))
+        .await?;
     // The quota of the current day and month survives the erase (under the user id's hash).
     let current = manuel_core::usage::QuotaWindows::at(deps.clock.now());
     let usage_records = deps.usage.erase(&user, &current).await?;
@@ -101,6 +107,7 @@ async fn erase(
         usage_records,
         cached_answers,
         idempotency_records,
+        rendered_pages,
         "user data erased"
     );
     Ok(Json(json!({
@@ -108,6 +115,7 @@ async fn erase(
         "deleted": {
             "manuals": manuals,
             "files": manuals,
+            "rendered_pages": rendered_pages,
             "index_entries_of_manuals": manuals,
             "usage_and_cost_records": usage_records,
             "shared_cache_entries": cached_answers,
