@@ -210,6 +210,16 @@ async fn a_decompression_bomb_fails_at_the_content_limit_while_other_users_are_s
     );
     let ready = wait_done(&server, &bob, &small_id, Duration::from_secs(60)).await?;
     assert_eq!(ready["status"], "ready", "{ready}");
+    // The server never draws it either (pdf-page would run pdfium in the server's process).
+    let pdf_url = failed["pdfUrl"].as_str().ok_or("no pdfUrl")?;
+    let (status, body) = server
+        .post(
+            &alice,
+            "/api/pdf-page",
+            &serde_json::json!({"pdf_url": pdf_url, "page_number": 1}),
+        )
+        .await?;
+    common::assert_error(status, &body, 409, "conflict");
     let peak = server.peak_rss()?;
     assert!(
         peak < SERVER_PEAK_BOUND,

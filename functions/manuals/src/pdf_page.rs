@@ -71,9 +71,12 @@ pub(crate) async fn pdf_page(
             "Only PDF manuals have pages to draw; a text manual's cited passage is the source's `chunk_text`.".to_owned(),
         ));
     }
-    if manual.status == ManualStatus::Uploading {
+    // Only a manual that passed ingestion, within its limits, is drawn: a `failed` one may be
+    // a decompression bomb (pdfium would draw it in this process), and a `processing` one has
+    // not been checked yet. Neither has pages to cite.
+    if manual.status != ManualStatus::Ready {
         return Err(ApiError::Conflict(
-            "This manual's file has not arrived yet.".to_owned(),
+            "This manual is not ready; only the pages of a ready manual can be shown.".to_owned(),
         ));
     }
     if let Some(pages) = manual.pages
