@@ -12,6 +12,7 @@ pub mod health;
 pub mod http;
 pub mod idempotency;
 pub mod json;
+pub mod ogg_opus;
 pub mod ports;
 pub mod request_id;
 pub mod resilience;

@@ -202,6 +202,8 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
         manuals: store.clone(),
         knowledge_base: index.clone(),
         reader,
+        // The local index has no per-file limit; uploads are capped by MANUEL_MAX_UPLOAD_*.
+        max_document_bytes: None,
     };
     let ingestion = start_worker(processor);
     let pending = store

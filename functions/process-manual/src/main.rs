@@ -22,6 +22,7 @@ fn processor(init: &Init) -> Result<Processor, ConfigError> {
         manuals: init.manuals()?,
         knowledge_base: init.knowledge_base()?,
         reader: Arc::new(PdfStructureReader),
+        max_document_bytes: Some(manuel_aws::bedrock::MAX_DOCUMENT_BYTES),
     })
 }
 
