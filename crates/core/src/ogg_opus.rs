@@ -73,8 +73,8 @@ pub fn webm_to_ogg_opus(webm: &[u8]) -> Result<OggOpus, AudioError> {
     let pre_skip = u64::from(u16::from_le_bytes([head[10], head[11]]));
 
     let mut ogg = OggWriter::default();
-    ogg.page(&[head.as_slice()], 0, BEGINNING_OF_STREAM)?;
-    ogg.page(&[opus_tags().as_slice()], 0, 0)?;
+    ogg.page(&[head.as_slice()][..], 0, BEGINNING_OF_STREAM)?;
+    ogg.page(&[opus_tags().as_slice()][..], 0, 0)?;
     let mut granule = 0u64;
     let mut pending: Vec<Vec<u8>> = Vec::with_capacity(PACKETS_PER_PAGE);
     let mut frame = Frame::default();
@@ -85,7 +85,7 @@ pub fn webm_to_ogg_opus(webm: &[u8]) -> Result<OggOpus, AudioError> {
         granule += opus_samples(&frame.data).ok_or_else(damaged)?;
         pending.push(std::mem::take(&mut frame.data));
         if pending.len() == PACKETS_PER_PAGE {
-            ogg.page(&pending, granule, 0)?;
+            ogg.page(pending.as_slice(), granule, 0)?;
             pending.clear();
         }
     }
@@ -94,7 +94,7 @@ pub fn webm_to_ogg_opus(webm: &[u8]) -> Result<OggOpus, AudioError> {
             "The WebM file holds no audio.".to_owned(),
         ));
     }
-    ogg.page(&pending, granule, END_OF_STREAM)?;
+    ogg.page(pending.as_slice(), granule, END_OF_STREAM)?;
     Ok(OggOpus {
         bytes: Bytes::from(ogg.bytes),
         channels,

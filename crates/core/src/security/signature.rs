@@ -108,9 +108,9 @@ pub(crate) async fn require_signature(
         .into_response();
     };
     let requested = parts.extensions.get::<RequestedPath>();
-    let signed_paths = std::iter::once(parts.uri.path())
+    let mut signed_paths = std::iter::once(parts.uri.path())
         .chain(requested.map(|requested| requested.0.as_str()));
-    let matches = signed_paths.into_iter().any(|path| {
+    let matches = signed_paths.any(|path| {
         let mut verifier = mac(key);
         verifier.update(&message(&timestamp, &parts.method, path, &body));
         verifier.verify_slice(&expected).is_ok()
