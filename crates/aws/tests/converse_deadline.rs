@@ -138,13 +138,19 @@ fn passages() -> Vec<RetrievedChunk> {
 }
 
 fn within(seconds: f64) -> Option<Deadline> {
-    Some(Deadline(SystemTime::now() + Duration::from_secs_f64(seconds)))
+    Some(Deadline(
+        SystemTime::now() + Duration::from_secs_f64(seconds),
+    ))
 }
 
 async fn ask(model: &Arc<dyn AnswerModel>, deadline: Option<Deadline>) -> Result<(), PortError> {
     deadline::within(
         deadline,
-        model.answer(&UserId::parse("alice").unwrap(), "How do I reset it?", &passages()),
+        model.answer(
+            &UserId::parse("alice").unwrap(),
+            "How do I reset it?",
+            &passages(),
+        ),
     )
     .await
     .map(|answer| assert!(answer.found, "{answer:?}"))
@@ -200,8 +206,8 @@ async fn refusals_before_processing_are_retried_and_failures_after_it_are_not() 
         answer_after(Duration::from_millis(50)),
     ])
     .await;
-    let model = model(&url, Duration::from_secs(1)).await;
-    ask(&model, within(20.0)).await.unwrap();
+    let throttled = model(&url, Duration::from_secs(1)).await;
+    ask(&throttled, within(20.0)).await.unwrap();
     assert_eq!(*stand.calls.lock().unwrap(), 3);
 
     let (stand, url) = start(vec![
@@ -220,8 +226,8 @@ async fn refusals_before_processing_are_retried_and_failures_after_it_are_not() 
         (408, "ModelTimeoutException"),
     ] {
         let (stand, url) = start(vec![error(status, code)]).await;
-        let model = model(&url, Duration::from_secs(1)).await;
-        let failure = ask(&model, within(20.0)).await.unwrap_err();
+        let failing = model(&url, Duration::from_secs(1)).await;
+        let failure = ask(&failing, within(20.0)).await.unwrap_err();
         assert!(
             matches!(failure, PortError::Unavailable { .. }),
             "{code}: {failure:?}"

@@ -161,8 +161,12 @@ async fn signed_delete(signed_path: &str) -> Result<(u16, Value), Box<dyn std::e
     let security = Security {
         config: Arc::new(config),
         verifier: Arc::new(
-            JwtVerifier::new(&JwkSet { keys: Vec::new() }, "https://issuer", "app-client-id")
-                .trusting_gateway_claims(true),
+            JwtVerifier::new(
+                &JwkSet { keys: Vec::new() },
+                "https://issuer",
+                "app-client-id",
+            )
+            .trusting_gateway_claims(true),
         ),
         rate_limits: Arc::new(NoLimits),
         replay_guard: Arc::new(NoLimits),
@@ -185,7 +189,8 @@ async fn signed_delete(signed_path: &str) -> Result<(u16, Value), Box<dyn std::e
         signed_path,
         b"",
     );
-    let mut event: Value = serde_json::from_str(include_str!("fixtures/apigw-rest-get-manuals.json"))?;
+    let mut event: Value =
+        serde_json::from_str(include_str!("fixtures/apigw-rest-get-manuals.json"))?;
     event["httpMethod"] = json!("DELETE");
     event["path"] = json!("/api/manuals/m1");
     event["resource"] = json!("/api/manuals/{id}");
@@ -219,6 +224,10 @@ async fn a_delete_signed_over_the_path_the_client_requested_with_its_stage_is_ac
     assert_eq!(status, 200, "{body}");
     // Another resource's signature does not carry over.
     let (status, body) = signed_delete("/v1/api/manuals/m2").await?;
-    assert_eq!((status, body["code"].as_str()), (401, Some("invalid_signature")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_signature")),
+        "{body}"
+    );
     Ok(())
 }

@@ -505,7 +505,11 @@ async fn flac_and_ogg_opus_are_streamed_as_they_are_with_their_encoding_and_rate
 
 /// A clip recorded as a browser records it, made once with ffmpeg (tests/fixtures/README.md).
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 #[tokio::test]
@@ -515,7 +519,9 @@ async fn browser_recordings_are_streamed_webm_opus_rewrapped_as_ogg_and_m4a_deco
     let m4a = fixture("question.m4a");
     let started = std::time::Instant::now();
     assert_eq!(
-        transcribe(&setup, webm, "audio/webm;codecs=opus").await.unwrap(),
+        transcribe(&setup, webm, "audio/webm;codecs=opus")
+            .await
+            .unwrap(),
         SPOKEN
     );
     assert_eq!(transcribe(&setup, m4a, "audio/mp4").await.unwrap(), SPOKEN);
@@ -544,7 +550,11 @@ async fn browser_recordings_are_streamed_webm_opus_rewrapped_as_ogg_and_m4a_deco
     // 1.609 s of 44.1 kHz mono (AAC adds a frame of priming at most).
     let seconds = pcm.chunks.concat().len() as f64 / (2.0 * 44_100.0);
     assert!((seconds - 1.609).abs() < 0.1, "{seconds}");
-    assert_eq!(setup.batch.requests.lock().unwrap().len(), 0, "no batch job");
+    assert_eq!(
+        setup.batch.requests.lock().unwrap().len(),
+        0,
+        "no batch job"
+    );
 }
 
 #[tokio::test]

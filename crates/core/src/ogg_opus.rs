@@ -159,7 +159,12 @@ struct OggWriter {
 }
 
 impl OggWriter {
-    fn page(&mut self, packets: &[impl AsRef<[u8]>], granule: u64, flags: u8) -> Result<(), AudioError> {
+    fn page(
+        &mut self,
+        packets: &[impl AsRef<[u8]>],
+        granule: u64,
+        flags: u8,
+    ) -> Result<(), AudioError> {
         let mut lacing: Vec<u8> = Vec::new();
         for packet in packets {
             let length = packet.as_ref().len();

@@ -123,7 +123,9 @@ async fn ready_manual(stack: &Stack, bedrock: &FakeBedrock) {
 }
 
 /// Alice's usage items: (today's question count, cost records).
-async fn usage_items(stack: &Stack) -> (u64, Vec<std::collections::HashMap<String, AttributeValue>>) {
+async fn usage_items(
+    stack: &Stack,
+) -> (u64, Vec<std::collections::HashMap<String, AttributeValue>>) {
     let items = stack
         .dynamodb
         .query()
@@ -164,8 +166,8 @@ async fn ask(query: &mut Lambda) -> (Value, Duration) {
 }
 
 #[tokio::test]
-async fn a_twelve_second_answer_is_answered_once_inside_the_deadline_and_charged_once()
--> TestResult {
+async fn a_twelve_second_answer_is_answered_once_inside_the_deadline_and_charged_once() -> TestResult
+{
     let (Some(moto), Some(query_bin)) = (moto(), binary("manuel-query")) else {
         return Ok(());
     };
@@ -292,7 +294,10 @@ async fn the_longest_spoken_question_streamed_at_real_time_still_gets_a_long_ans
     let streams = transcribe.streams();
     assert_eq!(streams.len(), 1);
     let stream = &streams[0];
-    assert_eq!((stream.encoding.as_str(), stream.sample_rate), ("ogg-opus", 48_000));
+    assert_eq!(
+        (stream.encoding.as_str(), stream.sample_rate),
+        ("ogg-opus", 48_000)
+    );
     assert!(stream.audio.starts_with(b"OggS"));
     let plays = stream.plays_for.unwrap();
     assert!(
@@ -317,8 +322,8 @@ async fn the_longest_spoken_question_streamed_at_real_time_still_gets_a_long_ans
 }
 
 #[tokio::test]
-async fn a_batch_job_takes_its_fifteen_seconds_and_the_answer_still_arrives_in_time()
--> TestResult {
+async fn a_batch_job_takes_its_fifteen_seconds_and_the_answer_still_arrives_in_time() -> TestResult
+{
     let (Some(moto), Some(query_bin)) = (moto(), binary("manuel-query")) else {
         return Ok(());
     };

@@ -39,7 +39,9 @@ fn upload_link(size: u64) -> Value {
         "POST",
         "/api/manuals/upload-url",
         ALICE,
-        Some(json!({"file_name": "big.pdf", "content_type": "application/pdf", "size_bytes": size})),
+        Some(
+            json!({"file_name": "big.pdf", "content_type": "application/pdf", "size_bytes": size}),
+        ),
     )
 }
 
@@ -79,7 +81,10 @@ async fn uploads_stop_at_what_the_knowledge_base_ingests_and_the_signing_key_com
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk(&moto).await);
     let secret = secrets
         .create_secret()
-        .name(format!("manuel/test-{}/hmac-signing-key", uuid::Uuid::new_v4()))
+        .name(format!(
+            "manuel/test-{}/hmac-signing-key",
+            uuid::Uuid::new_v4()
+        ))
         .secret_string(KEY)
         .send()
         .await?;
@@ -107,7 +112,11 @@ async fn uploads_stop_at_what_the_knowledge_base_ingests_and_the_signing_key_com
     // The key read from Secrets Manager is the one enforced.
     let path = "/api/manuals/00000000-0000-4000-8000-000000000001";
     let (status, body) = http(&manuals.invoke(delete(path, None)).await.response());
-    assert_eq!((status, body["code"].as_str()), (401, Some("invalid_signature")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_signature")),
+        "{body}"
+    );
     // Signed as the client sent it, through the stage: accepted (the manual does not exist).
     let (status, body) = http(
         &manuals
@@ -115,7 +124,11 @@ async fn uploads_stop_at_what_the_knowledge_base_ingests_and_the_signing_key_com
             .await
             .response(),
     );
-    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
     Ok(())
 }
 
@@ -138,7 +151,10 @@ async fn a_signing_key_above_the_limit_or_a_missing_secret_stops_init_naming_the
         stack.env.push((name.to_owned(), value));
         let mut lambda = Lambda::start(&manuals_bin, "manuel-manuals", &stack.env).await;
         let code = lambda.exit_code().await;
-        assert!(code.is_some_and(|code| code != 0), "init did not stop: {code:?}");
+        assert!(
+            code.is_some_and(|code| code != 0),
+            "init did not stop: {code:?}"
+        );
         let logs = lambda.stderr().join("\n");
         assert!(logs.contains(name), "{logs}");
     }
@@ -146,8 +162,8 @@ async fn a_signing_key_above_the_limit_or_a_missing_secret_stops_init_naming_the
 }
 
 #[tokio::test]
-async fn a_stored_manual_bigger_than_the_knowledge_base_takes_fails_before_it_is_read()
--> TestResult {
+async fn a_stored_manual_bigger_than_the_knowledge_base_takes_fails_before_it_is_read() -> TestResult
+{
     use aws_sdk_dynamodb::types::AttributeValue;
     let (Some(moto), Some(process_bin)) = (moto(), binary("manuel-process-manual")) else {
         return Ok(());
@@ -206,6 +222,9 @@ async fn a_stored_manual_bigger_than_the_knowledge_base_takes_fails_before_it_is
         field("status_reason").unwrap_or_default().contains("50 MB"),
         "{row:?}"
     );
-    assert!(bedrock.requests("/documents").is_empty(), "not sent to ingestion");
+    assert!(
+        bedrock.requests("/documents").is_empty(),
+        "not sent to ingestion"
+    );
     Ok(())
 }

@@ -128,11 +128,12 @@ impl UrlFetcher {
     /// Fetches `raw`, within `total_timeout` and within the current invocation's deadline less
     /// [`STORE_MARGIN`] (manuel-local sets no deadline).
     pub async fn fetch(&self, raw: &str) -> Result<Fetched, FetchError> {
-        let allowed = manuel_core::deadline::current().map_or(self.limits.total_timeout, |deadline| {
-            deadline
-                .remaining(STORE_MARGIN)
-                .min(self.limits.total_timeout)
-        });
+        let allowed =
+            manuel_core::deadline::current().map_or(self.limits.total_timeout, |deadline| {
+                deadline
+                    .remaining(STORE_MARGIN)
+                    .min(self.limits.total_timeout)
+            });
         tokio::time::timeout(allowed, self.follow(raw))
             .await
             .map_err(|_| FetchError::Timeout)?

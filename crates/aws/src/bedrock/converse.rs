@@ -25,7 +25,6 @@ use manuel_core::domain::{Answer, NOT_FOUND_ANSWER, RetrievedChunk, UserId};
 use manuel_core::ports::AnswerModel;
 use manuel_core::telemetry::{self, Metric};
 
-
 const DEPENDENCY: &str = "bedrock-converse";
 
 /// What the model must reply, alone, when the passages do not contain the answer.

@@ -21,10 +21,10 @@ use super::Env;
 use crate::bedrock::{
     BedrockAnswerModel, BedrockKnowledgeBase, ConverseSettings, KnowledgeBaseSettings,
 };
+use crate::config::Timeouts;
 use crate::dynamodb::{
     DynamoErrors, DynamoIdempotency, DynamoLimits, DynamoManuals, DynamoUsageStore,
 };
-use crate::config::Timeouts;
 use crate::gateway::behind_api_gateway;
 use crate::s3::S3ObjectStore;
 use crate::sns::SnsNotifier;
@@ -238,8 +238,7 @@ impl Init {
             settings,
         );
         if streaming {
-            transcriber =
-                transcriber.with_streaming(aws_sdk_transcribestreaming::Client::new(
+            transcriber = transcriber.with_streaming(aws_sdk_transcribestreaming::Client::new(
                 &self.sdk_for(Timeouts::BoundByDeadline),
             ));
         }

@@ -332,7 +332,10 @@ mod tests {
         assert_eq!(released.len(), 5);
         for (index, at) in released.iter().enumerate() {
             let due = index as f64 * 0.2;
-            assert!(*at >= due - 0.01 && *at < due + 0.15, "event {index} at {at}");
+            assert!(
+                *at >= due - 0.01 && *at < due + 0.15,
+                "event {index} at {at}"
+            );
         }
     }
 }

@@ -108,8 +108,8 @@ pub(crate) async fn require_signature(
         .into_response();
     };
     let requested = parts.extensions.get::<RequestedPath>();
-    let mut signed_paths = std::iter::once(parts.uri.path())
-        .chain(requested.map(|requested| requested.0.as_str()));
+    let mut signed_paths =
+        std::iter::once(parts.uri.path()).chain(requested.map(|requested| requested.0.as_str()));
     let matches = signed_paths.any(|path| {
         let mut verifier = mac(key);
         verifier.update(&message(&timestamp, &parts.method, path, &body));
