@@ -127,12 +127,15 @@ pub(super) fn plan(audio: &Bytes, clip: &AudioClip) -> Result<StreamPlan, &'stat
     if !(8_000..=48_000).contains(&sample_rate) {
         return Err("the sample rate is outside 8-48 kHz");
     }
-    // About CHUNK_SECONDS of audio per event, from the clip's mean bit rate.
-    let chunk = match duration {
-        None => MAX_CHUNK,
-        Some(duration) => {
+    // About CHUNK_SECONDS of audio per event: whole samples of PCM, else from the clip's mean
+    // bit rate.
+    let chunk = match (&encoding, duration) {
+        (MediaEncoding::Pcm, _) => ((f64::from(sample_rate) * 2.0 * CHUNK_SECONDS) as usize & !1)
+            .clamp(MIN_CHUNK, MAX_CHUNK),
+        (_, None) => MAX_CHUNK,
+        (_, Some(duration)) => {
             let per_second = audio.len() as f64 / duration.as_secs_f64().max(0.001);
-            ((per_second * CHUNK_SECONDS) as usize).clamp(MIN_CHUNK, MAX_CHUNK)
+            ((per_second * CHUNK_SECONDS).round() as usize).clamp(MIN_CHUNK, MAX_CHUNK)
         }
     };
     Ok(StreamPlan {
@@ -154,7 +157,8 @@ fn paced_events(
     let seconds_per_byte = plan
         .duration
         .map(|duration| duration.as_secs_f64() / audio.len().max(1) as f64);
-    futures_util::stream::unfold(
+    // Fused: the event-stream sender polls again after the end, which a bare unfold forbids.
+    futures_util::StreamExt::fuse(futures_util::stream::unfold(
         (0usize, None::<tokio::time::Instant>),
         move |(at, started)| {
             let audio = audio.clone();
@@ -176,7 +180,7 @@ fn paced_events(
                 Some((Ok(event), (end, Some(started))))
             }
         },
-    )
+    ))
 }
 
 /// Sends `plan` to Transcribe streaming, paced at real time, and joins the final results'
