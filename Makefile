@@ -48,15 +48,18 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## Every test: moto is started for the AWS adapter and Lambda tests and stopped afterwards, pass
-## or fail; the cache tests start (and kill) their own redis-server instances; the Lambda tests
+## Every test: two moto servers are started and stopped afterwards, pass or fail: one for the AWS
+## adapter tests, one enforcing IAM for the Lambda-binary tests (each function runs as an IAM user
+## holding only its role's policy from template.yaml); the cache tests start (and kill) their own redis-server instances; the Lambda tests
 ## run the debug builds of the function binaries.
 test: setup lint template-check
 	@scripts/redis.sh install
 	@scripts/setup-speech-tools.sh
 	$(CARGO) build --workspace --bins --features $(LAMBDA_FEATURES)
 	@url=$$(scripts/moto.sh start) || exit 1; \
-	MANUEL_TEST_MOTO_URL=$$url MANUEL_TEST_REDIS=1 MANUEL_TEST_LAMBDA_BIN_DIR=$(BIN_DIR) \
+	iam=$$(scripts/moto.sh start-iam) || { scripts/moto.sh stop; exit 1; }; \
+	MANUEL_TEST_MOTO_URL=$$url MANUEL_TEST_MOTO_IAM_URL=$${iam%% *} MANUEL_TEST_MOTO_ADMIN=$${iam#* } \
+	MANUEL_TEST_REDIS=1 MANUEL_TEST_LAMBDA_BIN_DIR=$(BIN_DIR) \
 		$(CARGO) test --workspace --features $(LAMBDA_FEATURES); status=$$?; \
 	scripts/moto.sh stop; exit $$status
 	$(MAKE) contract

@@ -91,6 +91,8 @@ if wants lambdas; then
     say "1-2. cold starts and peak RSS of the Lambda binaries (moto on loopback)"
     # Our own moto server (not scripts/moto.sh start, which would stop one a test run is using).
     "$root/scripts/moto.sh" install
+    # The harness reads the test stack's names from template.yaml with SAM's translator.
+    "$root/scripts/template-checks.sh" install
     moto_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
     "$root/.tools/moto-venv/bin/python" "$root/scripts/moto_server.py" 127.0.0.1 "$moto_port" \
         >"$parts/moto.log" 2>&1 &

@@ -150,6 +150,17 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403",
 [phases.stateful.inference]
 algorithms = ["location-headers"]
 
+# `pdf_url` must name one of the caller's own manuals (a link this server signed for them, or
+# their storage key): any other string is schema-valid and answered 404, and nothing is fetched.
+[[operations]]
+include-operation-id = "renderPdfPage"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "415", "422", "429", "5xx"]
+
+# `job_id` must be one of the caller's manuals (any other string is 404).
+[[operations]]
+include-operation-id = "ingestionStatus"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429", "5xx"]
+
 # `next_token` is an opaque cursor: any string is schema-valid, only tokens this API issued are
 # accepted, the others are 400.
 [[operations]]

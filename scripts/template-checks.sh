@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Lints template.yaml offline: `sam validate --lint`, cfn-lint and checkov.
+# Lints template.yaml offline: `sam validate --lint`, cfn-lint, checkov, and runs the inline
+# first-sync custom resource against stand-ins (scripts/check_first_sync.py).
 #   scripts/template-checks.sh            installs the tools once (pinned), runs the three checks
 #   scripts/template-checks.sh install    only installs the tools
 #   scripts/template-checks.sh sam-build  `sam build` of the six functions (slow: release arm64
@@ -20,7 +21,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 sam_venv="$root/.tools/sam-venv"
 checkov_venv="$root/.tools/checkov-venv"
 template="$root/template.yaml"
-region="${AWS_REGION:-eu-central-1}"
+# The product runs in eu-west-1 (the predecessor's region): region-specific checks are for it.
+region="${AWS_REGION:-eu-west-1}"
 
 # SAM would otherwise try to send usage data; nothing here needs the network besides pip.
 export SAM_CLI_TELEMETRY=0
@@ -74,6 +76,8 @@ check() {
     echo "== cfn-lint"
     cfn-lint --regions "$region" -- "$template"
     echo "cfn-lint: no findings"
+    echo "== first-sync custom resource (stubbed AWS)"
+    "$sam_venv/bin/python" "$root/scripts/check_first_sync.py" "$template"
     echo "== checkov"
     local skips
     skips="$(checkov_skips)"
@@ -92,6 +96,8 @@ sam_build() {
         }
     fi
     cd "$root"
+    # The PdfiumLayer's content (libpdfium.so for arm64).
+    "$root/scripts/setup-pdfium-layer.sh"
     sam build --template-file "$template" --build-dir "$root/.aws-sam/build"
 }
 

@@ -12,7 +12,7 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::presigning::PresigningConfig;
-use aws_sdk_s3::types::ServerSideEncryption;
+use aws_sdk_s3::types::{Delete, ObjectIdentifier, ServerSideEncryption};
 use bytes::Bytes;
 use manuel_core::PortError;
 use manuel_core::ports::{ObjectStore, UploadLink};
@@ -57,6 +57,9 @@ fn presigning(ttl: Duration) -> Result<PresigningConfig, PortError> {
 pub struct S3ObjectStore {
     client: Client,
     bucket: String,
+    /// What this bucket's pre-signed links start with, before the key (see
+    /// [`S3ObjectStore::recognising_links`]).
+    link_prefixes: Vec<String>,
 }
 
 impl S3ObjectStore {
@@ -64,7 +67,40 @@ impl S3ObjectStore {
         Self {
             client,
             bucket: bucket.into(),
+            link_prefixes: Vec::new(),
         }
+    }
+
+    /// Lets [`ObjectStore::key_of_link`] recognise this bucket's pre-signed links, as the client
+    /// built by [`client`] from `sdk` writes them: virtual-hosted
+    /// (`https://<bucket>.s3.<region>.amazonaws.com/<key>`) or path-style
+    /// (`https://s3.<region>.amazonaws.com/<bucket>/<key>`, or `<endpoint>/<bucket>/<key>` for
+    /// an emulator). Addressing styles:
+    /// <https://docs.aws.amazon.com/AmazonS3/latest/userguide/VirtualHosting.html>
+    pub fn recognising_links(
+        mut self,
+        sdk: &aws_config::SdkConfig,
+        force_path_style: bool,
+    ) -> Self {
+        let bucket = &self.bucket;
+        let mut prefixes = Vec::new();
+        match sdk.endpoint_url().map(|url| url.trim_end_matches('/')) {
+            Some(endpoint) => {
+                prefixes.push(format!("{endpoint}/{bucket}/"));
+                if !force_path_style && let Some((scheme, host)) = endpoint.split_once("://") {
+                    prefixes.push(format!("{scheme}://{bucket}.{host}/"));
+                }
+            }
+            None => {
+                if let Some(region) = sdk.region() {
+                    prefixes.push(format!("https://{bucket}.s3.{region}.amazonaws.com/"));
+                    prefixes.push(format!("https://s3.{region}.amazonaws.com/{bucket}/"));
+                }
+                prefixes.push(format!("https://{bucket}.s3.amazonaws.com/"));
+            }
+        }
+        self.link_prefixes = prefixes;
+        self
     }
 
     pub fn bucket(&self) -> &str {
@@ -167,6 +203,71 @@ impl ObjectStore for S3ObjectStore {
         let sidecar = metadata_sidecar_key(key);
         tokio::try_join!(self.delete_one(key), self.delete_one(&sidecar))?;
         Ok(())
+    }
+
+    /// Lists the prefix a page (up to 1,000 keys) at a time and deletes each page with one
+    /// `DeleteObjects`.
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, PortError> {
+        let mut deleted = 0u64;
+        loop {
+            // Always the first page: the previous one is gone.
+            let listed = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .send()
+                .await
+                .map_err(port_error)?;
+            let keys: Vec<String> = listed
+                .contents()
+                .iter()
+                .filter_map(|object| object.key().map(str::to_owned))
+                .collect();
+            if keys.is_empty() {
+                return Ok(deleted);
+            }
+            let objects = keys
+                .iter()
+                .map(|key| ObjectIdentifier::builder().key(key).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(PortError::failed)?;
+            let output = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(
+                    Delete::builder()
+                        .set_objects(Some(objects))
+                        .quiet(true)
+                        .build()
+                        .map_err(PortError::failed)?,
+                )
+                .send()
+                .await
+                .map_err(port_error)?;
+            if let Some(error) = output.errors().first() {
+                return Err(unavailable(format!(
+                    "deleting {}: {}",
+                    error.key().unwrap_or_default(),
+                    error.message().unwrap_or_default()
+                )));
+            }
+            deleted += keys.len() as u64;
+        }
+    }
+
+    fn key_of_link(&self, link: &str) -> Option<String> {
+        let without_query = link.split(['?', '#']).next()?;
+        let encoded = self
+            .link_prefixes
+            .iter()
+            .find_map(|prefix| without_query.strip_prefix(prefix.as_str()))?;
+        let key = percent_encoding::percent_decode_str(encoded)
+            .decode_utf8()
+            .ok()?
+            .into_owned();
+        (!key.is_empty()).then_some(key)
     }
 
     /// The bucket's default encryption applies to the object; the link signs only the

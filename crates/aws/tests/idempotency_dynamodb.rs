@@ -30,6 +30,13 @@ async fn store(url: &str) -> Result<DynamoIdempotency, Box<dyn std::error::Error
         .create_table()
         .table_name(&table)
         .billing_mode(BillingMode::PayPerRequest)
+        // As template.yaml declares it: the user's partition, the record key sorted in it.
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("user")
+                .attribute_type(ScalarAttributeType::S)
+                .build()?,
+        )
         .attribute_definitions(
             AttributeDefinition::builder()
                 .attribute_name("key")
@@ -38,8 +45,14 @@ async fn store(url: &str) -> Result<DynamoIdempotency, Box<dyn std::error::Error
         )
         .key_schema(
             KeySchemaElement::builder()
-                .attribute_name("key")
+                .attribute_name("user")
                 .key_type(KeyType::Hash)
+                .build()?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("key")
+                .key_type(KeyType::Range)
                 .build()?,
         )
         .send()

@@ -133,6 +133,22 @@ impl ManualRepository for Manuals {
         manuals.retain(|m| m.id != manual_id);
         Ok(manuals.len() < before)
     }
+    async fn record_citations(
+        &self,
+        _user: &UserId,
+        _manual_ids: &[String],
+        _at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), PortError> {
+        // Not kept, like uploads: the benchmark measures the routes, not the statistics.
+        Ok(())
+    }
+    async fn citations(
+        &self,
+        _user: &UserId,
+        _manual_id: &str,
+    ) -> Result<manuel_core::ports::Citations, PortError> {
+        Ok(manuel_core::ports::Citations::default())
+    }
 }
 
 /// Objects: stored nowhere, links made up.
@@ -148,6 +164,13 @@ impl ObjectStore for Objects {
     }
     async fn delete(&self, _key: &str) -> Result<(), PortError> {
         Ok(())
+    }
+    async fn delete_prefix(&self, _prefix: &str) -> Result<u64, PortError> {
+        Ok(0)
+    }
+    fn key_of_link(&self, link: &str) -> Option<String> {
+        let key = link.strip_prefix("https://objects.invalid/")?;
+        Some(key.split('?').next()?.to_owned())
     }
     async fn download_link(
         &self,

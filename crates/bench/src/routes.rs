@@ -118,6 +118,7 @@ fn apps(identity: &Identity) -> Result<Apps, Box<dyn std::error::Error>> {
         knowledge_base: knowledge.clone(),
         ingestion: Arc::new(fakes::Ingestion),
         fetcher: manuel_manuals::fetcher_from_vars(&HashMap::new())?,
+        renderer: None,
         security: security.clone(),
         config: manuel_manuals::ManualsConfig::default(),
     });

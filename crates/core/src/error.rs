@@ -131,12 +131,14 @@ impl ApiError {
     }
 }
 
-/// Builds the JSON error body: `{"error", "code", "request_id", "details"?}`.
+/// Builds the JSON error body: `{"error", "code", "request_id", "timestamp", "details"?}`.
+/// `timestamp` (unix seconds) is the predecessor's field, which its integration tests expect.
 pub fn error_body(message: &str, code: &str, details: Option<Value>) -> Value {
     let mut body = json!({
         "error": message,
         "code": code,
         "request_id": current_request_id().unwrap_or_default(),
+        "timestamp": chrono::Utc::now().timestamp(),
     });
     if let (Some(details), Some(map)) = (details, body.as_object_mut()) {
         map.insert("details".to_owned(), details);
@@ -152,24 +154,37 @@ impl IntoResponse for ApiError {
         } else {
             tracing::info!(code = self.code(), error = %self, "request refused");
         }
-        let body = error_body(&self.public_message(), self.code(), self.details());
+        let mut body = error_body(&self.public_message(), self.code(), self.details());
+        if let (Some(retry_after), Some(map)) = (self.retry_after_secs(), body.as_object_mut()) {
+            // The predecessor's CLI reads the wait from the body, next to the header.
+            map.insert("retry_after".to_owned(), json!(retry_after));
+        }
         let mut response = (status, axum::Json(body)).into_response();
         response
             .extensions_mut()
             .insert(crate::telemetry::ErrorCode(self.code()));
-        if let Self::ServiceUnavailable {
-            retry_after_secs, ..
-        }
-        | Self::RateLimited { retry_after_secs }
-        | Self::QuotaExceeded {
-            retry_after_secs, ..
-        } = self
-        {
+        if let Some(retry_after_secs) = self.retry_after_secs() {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
         response
+    }
+}
+
+impl ApiError {
+    /// Seconds until a retry may succeed: the `Retry-After` header and the body's `retry_after`.
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::ServiceUnavailable {
+                retry_after_secs, ..
+            }
+            | Self::RateLimited { retry_after_secs }
+            | Self::QuotaExceeded {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        }
     }
 }
 

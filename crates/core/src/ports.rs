@@ -19,6 +19,13 @@ pub trait ObjectStore: Send + Sync {
     async fn put(&self, key: &str, bytes: Bytes, content_type: &str) -> Result<(), PortError>;
     async fn get(&self, key: &str) -> Result<Option<Bytes>, PortError>;
     async fn delete(&self, key: &str) -> Result<(), PortError>;
+    /// Deletes every object whose key starts with `prefix` (which ends with `/`); returns how
+    /// many there were.
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, PortError>;
+    /// The key of the object a [`ObjectStore::download_link`] of this store names, expired or
+    /// not; `None` for any other URL (another bucket or host, a forged or altered link). It
+    /// says where a link points, not who may read it: callers check the key's owner.
+    fn key_of_link(&self, link: &str) -> Option<String>;
     /// A short-lived link that downloads the object without further authentication.
     async fn download_link(
         &self,
@@ -107,6 +114,23 @@ pub trait ManualRepository: Send + Sync {
     ) -> Result<ArrivalOutcome, PortError>;
     /// Returns whether a record was deleted.
     async fn delete(&self, user: &UserId, manual_id: &str) -> Result<bool, PortError>;
+    /// Counts one answered question that cited each of `manual_ids` (the user's own; ids of
+    /// manuals that no longer exist are skipped, never created).
+    async fn record_citations(
+        &self,
+        user: &UserId,
+        manual_ids: &[String],
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), PortError>;
+    /// How many answered questions cited the manual, and when the last one did.
+    async fn citations(&self, user: &UserId, manual_id: &str) -> Result<Citations, PortError>;
+}
+
+/// A manual's statistics shown on its detail (the predecessor's `queryCount`, `lastQueried`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Citations {
+    pub count: u64,
+    pub last: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +161,11 @@ pub trait KnowledgeBase: Send + Sync {
     ) -> Result<Vec<RetrievedChunk>, PortError>;
     /// Takes a manual out of search (its owner and key say where it is).
     async fn remove(&self, manual: &Manual) -> Result<(), PortError>;
+    /// How many passages the manual was split into for search, when this index knows (a managed
+    /// knowledge base that chunks documents itself does not say: `None`).
+    async fn chunk_count(&self, _manual: &Manual) -> Result<Option<u64>, PortError> {
+        Ok(None)
+    }
 }
 
 /// Turns retrieved passages into a grounded, cited answer.
@@ -171,6 +200,45 @@ pub enum ReadError {
 /// Text per page of a document. CPU-bound and synchronous: callers run it off the async runtime.
 pub trait DocumentReader: Send + Sync {
     fn read_pages(&self, kind: DocumentKind, bytes: &[u8]) -> Result<Vec<String>, ReadError>;
+}
+
+/// A page drawn as an image, with the passages asked for highlighted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RenderedPage {
+    pub png: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+    /// How many pages the document has.
+    pub page_count: u32,
+    /// How many places on the page were highlighted (0 when the text was not found there).
+    pub highlights: u32,
+}
+
+/// Why a page could not be drawn.
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
+pub enum RenderError {
+    #[error("the document has {page_count} pages")]
+    NoSuchPage { page_count: u32 },
+    #[error("the PDF is encrypted or password-protected")]
+    Encrypted,
+    #[error("the file is damaged or not a valid PDF")]
+    Damaged,
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Draws one page of a PDF (CPU-bound and synchronous: callers run it off the async runtime).
+pub trait PageRenderer: Send + Sync {
+    /// Page `page` (1-based) of `pdf` at `scale` × 72 dpi, every occurrence of `highlight`
+    /// (when given) filled with `rgba` (its alpha is the fill's opacity).
+    fn render(
+        &self,
+        pdf: &[u8],
+        page: u32,
+        scale: f32,
+        highlight: Option<&str>,
+        rgba: [u8; 4],
+    ) -> Result<RenderedPage, RenderError>;
 }
 
 /// Atomic windowed counters for rate limiting (SQLite locally, DynamoDB in AWS).

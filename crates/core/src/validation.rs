@@ -193,6 +193,13 @@ fn is_invisible_format(c: char) -> bool {
     )
 }
 
+/// Whether `raw` holds nothing once cleaned as a question (empty, whitespace, control or
+/// invisible characters only). The predecessor's clients send `"question": ""` next to a
+/// spoken clip: such a question is absent, not invalid.
+pub fn is_blank_question(raw: &str) -> bool {
+    clean_question(raw).is_empty()
+}
+
 fn clean_question(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     let mut pending_space = false;

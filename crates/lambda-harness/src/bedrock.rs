@@ -10,8 +10,8 @@
 //! a caller that gives up earlier gets no answer, and the call still counts (Bedrock would
 //! still have run, and billed, the model).
 //!
-//! What it forgives: it checks no signature and no IAM permission (a separate test compares
-//! the adapters' operations with the roles' actions), bills nothing, answers every model id,
+//! What it forgives: it checks no signature, and IAM permissions only once told the roles
+//! ([`FakeBedrock::authorize_with`]); it bills nothing, answers every model id,
 //! ingests instantly (a document is `INDEXED` on its first status read, where Bedrock takes
 //! tens of seconds; the status can be set with [`FakeBedrock::set_document_status`]), needs no
 //! first sync of the data source, and throttles only when told to ([`FakeBedrock::fail`]:
@@ -36,6 +36,9 @@ pub struct KbPassage {
     pub text: String,
 }
 
+/// Access key id → the statements of its function's role.
+type Roles = std::collections::HashMap<String, Vec<Value>>;
+
 #[derive(Clone)]
 struct Shared {
     passages: Arc<Mutex<Vec<KbPassage>>>,
@@ -45,6 +48,10 @@ struct Shared {
     latency: Arc<Mutex<Latency>>,
     /// The status every document reports once ingested (`INDEXED` unless set).
     document_status: Arc<Mutex<&'static str>>,
+    /// Access key id → the statements of the role its function has; `None`: no IAM checks.
+    roles: Arc<Mutex<Option<Roles>>>,
+    /// Requests refused for want of a permission: (path, the check that failed).
+    denied: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 /// How long each API takes to answer.
@@ -72,6 +79,8 @@ impl Default for Shared {
             faults: Arc::default(),
             latency: Arc::default(),
             document_status: Arc::new(Mutex::new("INDEXED")),
+            roles: Arc::default(),
+            denied: Arc::default(),
         }
     }
 }
@@ -114,6 +123,10 @@ impl FakeBedrock {
                 shared.clone(),
                 inject_faults,
             ))
+            .layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                authorize,
+            ))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -151,6 +164,18 @@ impl FakeBedrock {
         *self.shared.document_status.lock().unwrap() = status;
     }
 
+    /// From now on every Bedrock request must be signed with one of these access keys and be
+    /// allowed by the statements of that key's role, as Bedrock's IAM check would; otherwise it
+    /// is refused with 403 `AccessDeniedException` (see [`crate::iam`]).
+    pub fn authorize_with(&self, roles: Roles) {
+        *self.shared.roles.lock().unwrap() = Some(roles);
+    }
+
+    /// Requests refused for want of a permission so far: (path, what was missing).
+    pub fn denied(&self) -> Vec<(String, String)> {
+        self.shared.denied.lock().unwrap().clone()
+    }
+
     /// Removes every fault.
     pub fn heal(&self) {
         self.shared.faults.lock().unwrap().clear();
@@ -175,6 +200,50 @@ impl FakeBedrock {
             .map(|service| (format!("AWS_ENDPOINT_URL_{service}"), self.url.clone()))
             .collect()
     }
+}
+
+/// Refuses a Bedrock request its signer's role does not allow (when roles are set).
+async fn authorize(
+    State(shared): State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = request.uri().path().to_owned();
+    let refusal = {
+        let roles = shared.roles.lock().unwrap();
+        match (
+            roles.as_ref(),
+            crate::iam::bedrock_checks(request.method().as_str(), &path),
+        ) {
+            (Some(roles), Some(checks)) => {
+                let key = request
+                    .headers()
+                    .get("authorization")
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(crate::iam::access_key)
+                    .unwrap_or_default();
+                match roles.get(key) {
+                    None => Some(format!("unknown access key {key:?}")),
+                    Some(statements) => checks
+                        .iter()
+                        .find(|check| !crate::iam::allows(statements, check))
+                        .map(|check| format!("{} on {}", check.action, check.resource)),
+                }
+            }
+            _ => None,
+        }
+    };
+    let Some(missing) = refusal else {
+        return next.run(request).await;
+    };
+    shared.denied.lock().unwrap().push((path, missing.clone()));
+    (
+        axum::http::StatusCode::FORBIDDEN,
+        [("x-amzn-ErrorType", "AccessDeniedException")],
+        Json(json!({"message": format!("not authorized to perform {missing}")})),
+    )
+        .into_response()
 }
 
 /// Answers with the first matching fault, as a Bedrock service error the SDK can classify;

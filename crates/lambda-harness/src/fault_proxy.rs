@@ -196,8 +196,8 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
         shared.upstream,
         parts.uri.path_and_query().map_or("/", |p| p.as_str())
     );
-    let mut headers = parts.headers.clone();
-    headers.remove("host");
+    // The Host header stays as the client signed it: an IAM-enforcing moto checks signatures.
+    let headers = parts.headers.clone();
     let upstream = shared
         .client
         .request(parts.method.clone(), url)

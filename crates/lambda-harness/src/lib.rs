@@ -4,12 +4,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod bedrock;
+mod dynamodb_iam;
 mod fault_proxy;
+pub mod iam;
 mod runtime;
 pub mod stack;
 mod transcribe_streaming;
 
 pub use bedrock::{FakeBedrock, KbPassage};
+pub use dynamodb_iam::DynamoDbIamProxy;
 pub use fault_proxy::FaultProxy;
 pub use runtime::{Invocation, Lambda};
 pub use transcribe_streaming::{FakeTranscribeStreaming, StreamSeen};

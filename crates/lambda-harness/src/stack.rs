@@ -1,5 +1,11 @@
-//! A test stack on moto: the tables, bucket, queues and topic of template.yaml under fresh
-//! names, and the environment the functions get from it; and API Gateway REST events.
+//! A test stack on moto: the tables, buckets, queue and topic of template.yaml under the names
+//! the template gives them (for a fresh stage), the environment the functions get from it, and,
+//! on an IAM-enforcing moto, one IAM user per function whose only policy is that function's role
+//! policy from the SAM-transformed template (scripts/role_policies.py); and API Gateway REST
+//! events.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
@@ -9,78 +15,183 @@ use serde_json::{Value, json};
 
 use crate::FakeBedrock;
 
-/// An SDK configuration for moto at `moto` (static test credentials, us-east-1).
+/// The knowledge base and data source ids the test stack pretends CloudFormation gave.
+pub const KNOWLEDGE_BASE_ID: &str = "KBTEST1234";
+pub const DATA_SOURCE_ID: &str = "DSTEST1234";
+/// moto's default account, in which every test resource lives.
+pub const ACCOUNT: &str = "123456789012";
+pub const REGION: &str = "us-east-1";
+
+/// The keys of moto's admin user (`MANUEL_TEST_MOTO_ADMIN`, "KEY:SECRET", printed by
+/// `scripts/moto.sh start-iam`), or `None` on a moto that does not enforce IAM.
+fn admin_keys() -> Option<(String, String)> {
+    let keys = std::env::var("MANUEL_TEST_MOTO_ADMIN").ok()?;
+    let (key, secret) = keys.split_once(':')?;
+    Some((key.to_owned(), secret.to_owned()))
+}
+
+/// An SDK configuration for moto at `moto` (the admin user's keys when IAM is enforced, static
+/// test credentials otherwise; us-east-1).
 pub async fn sdk(moto: &str) -> aws_config::SdkConfig {
+    let (key, secret) = admin_keys().unwrap_or_else(|| ("test".to_owned(), "test".to_owned()));
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(moto)
-        .region(aws_config::Region::new("us-east-1"))
+        .region(aws_config::Region::new(REGION))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "test",
+            key, secret, None, None, "test",
         ))
         .load()
         .await
 }
 
-fn key(name: &str, kind: KeyType) -> KeySchemaElement {
-    KeySchemaElement::builder()
-        .attribute_name(name)
-        .key_type(kind)
-        .build()
-        .unwrap()
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn attribute(name: &str) -> AttributeDefinition {
-    AttributeDefinition::builder()
-        .attribute_name(name)
-        .attribute_type(ScalarAttributeType::S)
-        .build()
-        .unwrap()
+/// The python of the SAM venv (`scripts/template-checks.sh install`), which has SAM's
+/// translator: `MANUEL_TEST_SAM_PYTHON` or .tools/sam-venv/bin/python.
+fn sam_python() -> PathBuf {
+    std::env::var_os("MANUEL_TEST_SAM_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join(".tools/sam-venv/bin/python"))
 }
 
-async fn table(client: &aws_sdk_dynamodb::Client, name: &str, hash: &str, range: Option<&str>) {
+/// What scripts/role_policies.py says about template.yaml for `stage`: resources (names, ARNs,
+/// table keys) and, per function binary, its role's statements and (on an IAM-enforcing moto)
+/// the keys of the IAM user holding exactly those statements.
+pub fn template_roles(stage: &str, moto: Option<&str>) -> Value {
+    let python = sam_python();
+    assert!(
+        python.is_file(),
+        "{} is missing: run scripts/template-checks.sh install (make test does)",
+        python.display()
+    );
+    let mut command = std::process::Command::new(&python);
+    command
+        .arg(workspace().join("scripts/role_policies.py"))
+        .arg("--template")
+        .arg(workspace().join("template.yaml"))
+        .args(["--account", ACCOUNT, "--region", REGION])
+        .arg(format!("--param=Stage={stage}"))
+        .arg(format!(
+            "--param=DeployerPrincipalArn=arn:aws:iam::{ACCOUNT}:user/deployer"
+        ))
+        .arg(format!(
+            "--attribute=KnowledgeBase.KnowledgeBaseId={KNOWLEDGE_BASE_ID}"
+        ))
+        .arg(format!(
+            "--attribute=ManualsDataSource.DataSourceId={DATA_SOURCE_ID}"
+        ));
+    if let Some(moto) = moto {
+        command.args(["--endpoint", moto]);
+        if let Some((key, secret)) = admin_keys() {
+            command
+                .args(["--moto-url", moto])
+                .arg(format!("--moto-admin={key}:{secret}"));
+        }
+    }
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "scripts/role_policies.py failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn key_schema(spec: &Value) -> Vec<KeySchemaElement> {
+    spec.as_array()
+        .unwrap()
+        .iter()
+        .map(|element| {
+            KeySchemaElement::builder()
+                .attribute_name(element["AttributeName"].as_str().unwrap())
+                .key_type(KeyType::from(element["KeyType"].as_str().unwrap()))
+                .build()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Creates the table as template.yaml declares it (keys and global secondary indexes).
+async fn table(client: &aws_sdk_dynamodb::Client, spec: &Value) -> String {
+    let name = spec["name"].as_str().unwrap().to_owned();
     let mut request = client
         .create_table()
-        .table_name(name)
+        .table_name(&name)
         .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attribute(hash))
-        .key_schema(key(hash, KeyType::Hash));
-    if let Some(range) = range {
-        request = request
-            .attribute_definitions(attribute(range))
-            .key_schema(key(range, KeyType::Range));
+        .set_key_schema(Some(key_schema(&spec["KeySchema"])));
+    for attribute in spec["AttributeDefinitions"].as_array().unwrap() {
+        request = request.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(attribute["AttributeName"].as_str().unwrap())
+                .attribute_type(ScalarAttributeType::from(
+                    attribute["AttributeType"].as_str().unwrap(),
+                ))
+                .build()
+                .unwrap(),
+        );
     }
-    if name.starts_with("manuals") {
-        request = request
-            .attribute_definitions(attribute("created_sk"))
-            .global_secondary_indexes(
-                GlobalSecondaryIndex::builder()
-                    .index_name("by_created")
-                    .key_schema(key("user_id", KeyType::Hash))
-                    .key_schema(key("created_sk", KeyType::Range))
-                    .projection(
-                        Projection::builder()
-                            .projection_type(ProjectionType::All)
-                            .build(),
-                    )
-                    .build()
-                    .unwrap(),
-            );
+    for index in spec["GlobalSecondaryIndexes"].as_array().unwrap() {
+        request = request.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(index["IndexName"].as_str().unwrap())
+                .set_key_schema(Some(key_schema(&index["KeySchema"])))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        );
     }
     request.send().await.unwrap();
+    name
 }
 
-/// Tables, bucket, queue and topic of one test stack on moto, and the environment the functions
-/// get from template.yaml.
+/// Tables, buckets, queue and topic of one test stack on moto, and the environment the
+/// functions get from template.yaml.
 pub struct Stack {
+    /// What every function gets (no credentials); tests may add or override variables.
     pub env: Vec<(String, String)>,
+    /// Per function binary: the keys of its IAM user (IAM-enforcing moto only).
+    credentials: HashMap<String, (String, String)>,
+    /// Per function binary: its role's statements from the SAM-transformed template.
+    pub statements: HashMap<String, Vec<Value>>,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub bucket: String,
+    pub audio_bucket: String,
     pub manuals_table: String,
+    pub usage_table: String,
+    pub idempotency_table: String,
     pub errors_table: String,
     pub alerts_queue: String,
     pub dead_letters: String,
+    pub stage: String,
+    /// The DynamoDB calls refused by table (IAM-enforcing moto only).
+    pub dynamodb_iam: Option<crate::DynamoDbIamProxy>,
+}
+
+impl Stack {
+    /// The environment of function `binary` (e.g. `manuel-manuals`): [`Stack::env`] and, when
+    /// moto enforces IAM, the keys of the user that holds exactly its role's policy.
+    pub fn env_of(&self, binary: &str) -> Vec<(String, String)> {
+        let mut env = self.env.clone();
+        if let Some((key, secret)) = self.credentials.get(binary) {
+            env.retain(|(name, _)| name != "AWS_ACCESS_KEY_ID" && name != "AWS_SECRET_ACCESS_KEY");
+            env.push(("AWS_ACCESS_KEY_ID".to_owned(), key.clone()));
+            env.push(("AWS_SECRET_ACCESS_KEY".to_owned(), secret.clone()));
+        }
+        env
+    }
+
+    /// Whether moto checks the functions' calls against their roles.
+    pub fn iam_enforced(&self) -> bool {
+        !self.credentials.is_empty()
+    }
 }
 
 pub async fn stack(moto: &str, bedrock: &FakeBedrock) -> Stack {
@@ -93,31 +204,34 @@ pub async fn stack(moto: &str, bedrock: &FakeBedrock) -> Stack {
     );
     let sqs = aws_sdk_sqs::Client::new(&config);
     let sns = aws_sdk_sns::Client::new(&config);
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let idempotency = format!("idempotency-{id}");
-    let (manuals, usage, limits, errors, bucket) = (
-        format!("manuals-{id}"),
-        format!("usage-{id}"),
-        format!("limits-{id}"),
-        format!("errors-{id}"),
-        format!("manuals-{id}"),
-    );
-    table(&dynamodb, &manuals, "user_id", Some("manual_id")).await;
-    table(&dynamodb, &usage, "user_id", Some("sk")).await;
-    table(&dynamodb, &limits, "key", None).await;
-    table(&dynamodb, &errors, "fingerprint", None).await;
-    table(&dynamodb, &idempotency, "key", None).await;
-    s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let queue = sqs
-        .create_queue()
-        .queue_name(format!("alerts-{id}"))
-        .send()
-        .await
-        .unwrap();
-    let alerts_queue = queue.queue_url().unwrap().to_owned();
+    // Short: the stage is part of bucket names (at most 63 characters).
+    let stage = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let roles = template_roles(&stage, Some(moto));
+    let resources = &roles["resources"];
+    let name = |logical_id: &str| resources[logical_id]["name"].as_str().unwrap().to_owned();
+
+    let manuals_table = table(&dynamodb, &resources["ManualsTable"]).await;
+    let usage_table = table(&dynamodb, &resources["UsageTable"]).await;
+    let limits = table(&dynamodb, &resources["RateLimitsTable"]).await;
+    let errors_table = table(&dynamodb, &resources["ErrorsTable"]).await;
+    let idempotency_table = table(&dynamodb, &resources["IdempotencyTable"]).await;
+    let (bucket, audio_bucket) = (name("ManualsBucket"), name("AudioBucket"));
+    for bucket in [&bucket, &audio_bucket] {
+        s3.create_bucket().bucket(bucket).send().await.unwrap();
+    }
     let dead_letters = sqs
         .create_queue()
-        .queue_name(format!("dlq-{id}"))
+        .queue_name(name("DeadLetterQueue"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    // Error alerts go to the topic; a queue subscribed to it lets the tests read them.
+    let alerts_queue = sqs
+        .create_queue()
+        .queue_name(format!("alerts-{stage}"))
         .send()
         .await
         .unwrap()
@@ -137,13 +251,15 @@ pub async fn stack(moto: &str, bedrock: &FakeBedrock) -> Stack {
                 .cloned()
         })
         .unwrap();
-    let topic = sns
+    let topic_arn = sns
         .create_topic()
-        .name(format!("alerts-{id}"))
+        .name(name("ErrorAlertsTopic"))
         .send()
         .await
-        .unwrap();
-    let topic_arn = topic.topic_arn().unwrap().to_owned();
+        .unwrap()
+        .topic_arn()
+        .unwrap()
+        .to_owned();
     sns.subscribe()
         .topic_arn(&topic_arn)
         .protocol("sqs")
@@ -152,26 +268,55 @@ pub async fn stack(moto: &str, bedrock: &FakeBedrock) -> Stack {
         .await
         .unwrap();
 
+    let mut credentials = HashMap::new();
+    let mut statements = HashMap::new();
+    for (binary, function) in roles["functions"].as_object().unwrap() {
+        statements.insert(
+            binary.clone(),
+            function["statements"].as_array().unwrap().clone(),
+        );
+        if let (Some(key), Some(secret)) = (
+            function["access_key"].as_str(),
+            function["secret_key"].as_str(),
+        ) {
+            credentials.insert(binary.clone(), (key.to_owned(), secret.to_owned()));
+        }
+    }
+
+    // moto authorises DynamoDB actions but not which table: this proxy checks the tables and
+    // indexes; the Bedrock fake authorises what moto cannot serve at all.
+    let mut dynamodb_iam = None;
+    if !credentials.is_empty() {
+        let roles: HashMap<String, Vec<Value>> = credentials
+            .iter()
+            .map(|(binary, (key, _))| (key.clone(), statements[binary].clone()))
+            .collect();
+        bedrock.authorize_with(roles.clone());
+        dynamodb_iam = Some(crate::DynamoDbIamProxy::start(moto, roles).await);
+    }
+    // The model the template gives the query function, which its role is written for.
+    let model = roles["functions"]["manuel-query"]["environment"]["BEDROCK_MODEL_ID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
     let mut env: Vec<(String, String)> = [
         ("AWS_ENDPOINT_URL", moto),
         ("AWS_ACCESS_KEY_ID", "test"),
         ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
+        ("AWS_REGION", REGION),
         ("S3_FORCE_PATH_STYLE", "true"),
         ("STAGE", "dev"),
-        ("MANUALS_TABLE", &manuals),
-        ("USAGE_TABLE", &usage),
+        ("MANUALS_TABLE", &manuals_table),
+        ("USAGE_TABLE", &usage_table),
         ("RATE_LIMITS_TABLE", &limits),
-        ("ERRORS_TABLE", &errors),
-        ("IDEMPOTENCY_TABLE", &idempotency),
+        ("ERRORS_TABLE", &errors_table),
+        ("IDEMPOTENCY_TABLE", &idempotency_table),
         ("MANUALS_BUCKET", &bucket),
-        ("AUDIO_BUCKET", &bucket),
-        ("KNOWLEDGE_BASE_ID", "KBTEST1234"),
-        ("KNOWLEDGE_BASE_DATA_SOURCE_ID", "DSTEST1234"),
-        (
-            "BEDROCK_MODEL_ID",
-            "eu.anthropic.claude-sonnet-4-20250514-v1:0",
-        ),
+        ("AUDIO_BUCKET", &audio_bucket),
+        ("KNOWLEDGE_BASE_ID", KNOWLEDGE_BASE_ID),
+        ("KNOWLEDGE_BASE_DATA_SOURCE_ID", DATA_SOURCE_ID),
+        ("BEDROCK_MODEL_ID", &model),
         (
             "JWT_ISSUER",
             "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_TEST",
@@ -187,18 +332,28 @@ pub async fn stack(moto: &str, bedrock: &FakeBedrock) -> Stack {
     .iter()
     .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
     .collect();
+    if let Some(proxy) = &dynamodb_iam {
+        env.push(("AWS_ENDPOINT_URL_DYNAMODB".to_owned(), proxy.url.clone()));
+    }
     env.push(("JWKS_URL".to_owned(), format!("{}/jwks.json", bedrock.url)));
     env.extend(bedrock.env());
     Stack {
         env,
+        credentials,
+        statements,
         dynamodb,
         s3,
         sqs,
         bucket,
-        manuals_table: manuals,
-        errors_table: errors,
+        audio_bucket,
+        manuals_table,
+        usage_table,
+        idempotency_table,
+        errors_table,
         alerts_queue,
         dead_letters,
+        stage,
+        dynamodb_iam,
     }
 }
 

@@ -18,15 +18,23 @@ const ALICE: &str = "7d8f2a10-1c2b-4e5f-9a8b-0c1d2e3f4a5b";
 const BOB: &str = "0b0b0b0b-1c2b-4e5f-9a8b-0c1d2e3f4a5b";
 
 fn moto() -> Option<String> {
-    let url = std::env::var("MANUEL_TEST_MOTO_URL")
-        .ok()
-        .filter(|url| !url.is_empty());
-    if url.is_none() {
+    if std::env::var("MANUEL_TEST_MOTO_URL").map_or(true, |url| url.is_empty()) {
         eprintln!(
             "MANUEL_TEST_MOTO_URL is not set: skipping this Lambda test (run it with `make test`)"
         );
+        return None;
     }
-    url
+    // Under `make test` these tests run on the moto that enforces IAM: each function binary
+    // holds only its role's permissions, so a call its role lacks fails here as in AWS.
+    let url = std::env::var("MANUEL_TEST_MOTO_IAM_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .expect("MANUEL_TEST_MOTO_IAM_URL is not set: start it with `scripts/moto.sh start-iam`");
+    assert!(
+        std::env::var("MANUEL_TEST_MOTO_ADMIN").is_ok(),
+        "MANUEL_TEST_MOTO_ADMIN (KEY:SECRET of moto's admin user) is not set"
+    );
+    Some(url)
 }
 
 /// The status and JSON body of an API Gateway proxy response.
@@ -68,7 +76,12 @@ async fn upload_processing_query_and_isolation_through_the_lambda_binaries() -> 
     };
     let bedrock = FakeBedrock::start().await;
     let stack = stack(&moto, &bedrock).await;
-    let mut manuals = Lambda::start(&manuals_bin, "manuel-manuals", &stack.env).await;
+    let mut manuals = Lambda::start(
+        &manuals_bin,
+        "manuel-manuals",
+        &stack.env_of("manuel-manuals"),
+    )
+    .await;
 
     // Upload: the object and its sidecar land in S3, the row in DynamoDB.
     let pdf = std::fs::read(concat!(
@@ -124,7 +137,12 @@ async fn upload_processing_query_and_isolation_through_the_lambda_binaries() -> 
     );
 
     // The S3 event (key URL-encoded, as S3 sends it) makes it ready with its page count.
-    let mut process = Lambda::start(&process_bin, "manuel-process-manual", &stack.env).await;
+    let mut process = Lambda::start(
+        &process_bin,
+        "manuel-process-manual",
+        &stack.env_of("manuel-process-manual"),
+    )
+    .await;
     let mut event: Value = serde_json::from_str(include_str!("fixtures/s3-object-created.json"))?;
     event["Records"][0]["s3"]["bucket"]["name"] = json!(stack.bucket);
     event["Records"][0]["s3"]["object"]["key"] = json!(key.replace('-', "%2D"));
@@ -174,7 +192,7 @@ async fn upload_processing_query_and_isolation_through_the_lambda_binaries() -> 
         page: 1,
         text: "Bob's secret notes.".into(),
     });
-    let mut query = Lambda::start(&query_bin, "manuel-query", &stack.env).await;
+    let mut query = Lambda::start(&query_bin, "manuel-query", &stack.env_of("manuel-query")).await;
     let (status, answer) = http(
         &query
             .invoke(api_event(
@@ -205,7 +223,7 @@ async fn upload_processing_query_and_isolation_through_the_lambda_binaries() -> 
     assert!(
         converse[0]
             .0
-            .contains("eu.anthropic.claude-sonnet-4-20250514-v1"),
+            .contains("eu.anthropic.claude-sonnet-4-5-20250929-v1"),
         "{}",
         converse[0].0
     );
@@ -273,7 +291,12 @@ async fn error_processor_groups_dead_letters_alerts_once_and_keeps_poison() -> T
     };
     let bedrock = FakeBedrock::start().await;
     let stack = stack(&moto, &bedrock).await;
-    let mut lambda = Lambda::start(&bin, "manuel-error-processor", &stack.env).await;
+    let mut lambda = Lambda::start(
+        &bin,
+        "manuel-error-processor",
+        &stack.env_of("manuel-error-processor"),
+    )
+    .await;
     let event: Value = serde_json::from_str(include_str!("fixtures/sqs-dead-letters.json"))?;
     let response = lambda.invoke(event).await.response();
     assert_eq!(
@@ -341,10 +364,9 @@ async fn a_missing_setting_stops_init_and_names_the_variable() -> TestResult {
     let bedrock = FakeBedrock::start().await;
     let stack = stack(&moto, &bedrock).await;
     let env: Vec<(String, String)> = stack
-        .env
-        .iter()
+        .env_of("manuel-manuals")
+        .into_iter()
         .filter(|(name, _)| name != "MANUALS_TABLE")
-        .cloned()
         .collect();
     let mut lambda = Lambda::start(&bin, "manuel-manuals", &env).await;
     let code = lambda.exit_code().await;
@@ -402,16 +424,18 @@ async fn a_spoken_clip_is_transcribed_and_charged_and_bad_audio_refused_through_
     };
     let bedrock = FakeBedrock::start().await;
     let mut stack = stack(&moto, &bedrock).await;
-    stack
-        .env
-        .push(("AUDIO_BUCKET".to_owned(), stack.bucket.clone()));
     // moto has no Transcribe streaming: every clip goes to a batch job, whose part this test
     // plays (the streaming path is tested in crates/aws/tests/transcribe_streaming.rs).
     stack
         .env
         .push(("TRANSCRIBE_STREAMING".to_owned(), "false".to_owned()));
-    let service = play_transcribe(stack.s3.clone(), stack.bucket.clone());
-    let mut transcribe = Lambda::start(&transcribe_bin, "manuel-transcribe", &stack.env).await;
+    let service = play_transcribe(stack.s3.clone(), stack.audio_bucket.clone());
+    let mut transcribe = Lambda::start(
+        &transcribe_bin,
+        "manuel-transcribe",
+        &stack.env_of("manuel-transcribe"),
+    )
+    .await;
     let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     let clip = manuel_core::audio::silent_wav(16_000, 1.5);
 
@@ -511,7 +535,7 @@ async fn a_spoken_clip_is_transcribed_and_charged_and_bad_audio_refused_through_
     );
 
     // A spoken question to the query function: transcribed, then answered, charged once.
-    let mut query = Lambda::start(&query_bin, "manuel-query", &stack.env).await;
+    let mut query = Lambda::start(&query_bin, "manuel-query", &stack.env_of("manuel-query")).await;
     let (status, body) = http(
         &query
             .invoke(api_event(
@@ -537,7 +561,7 @@ async fn a_spoken_clip_is_transcribed_and_charged_and_bad_audio_refused_through_
     let left = stack
         .s3
         .list_objects_v2()
-        .bucket(&stack.bucket)
+        .bucket(&stack.audio_bucket)
         .send()
         .await?;
     let left: Vec<&str> = left
@@ -577,7 +601,12 @@ async fn a_download_lands_in_s3_with_its_sidecar_and_a_retry_with_its_key_has_no
     stack
         .env
         .push(("URL_FETCH_ALLOW_HOSTS".to_owned(), web.to_string()));
-    let mut manuals = Lambda::start(&manuals_bin, "manuel-manuals", &stack.env).await;
+    let mut manuals = Lambda::start(
+        &manuals_bin,
+        "manuel-manuals",
+        &stack.env_of("manuel-manuals"),
+    )
+    .await;
     let request = |user: &str| {
         let mut event = api_event(
             "POST",
@@ -708,8 +737,18 @@ async fn a_manual_put_to_its_upload_link_is_processed_from_the_s3_event() -> Tes
     };
     let bedrock = FakeBedrock::start().await;
     let stack = stack(&moto, &bedrock).await;
-    let mut manuals = Lambda::start(&manuals_bin, "manuel-manuals", &stack.env).await;
-    let mut process = Lambda::start(&process_bin, "manuel-process-manual", &stack.env).await;
+    let mut manuals = Lambda::start(
+        &manuals_bin,
+        "manuel-manuals",
+        &stack.env_of("manuel-manuals"),
+    )
+    .await;
+    let mut process = Lambda::start(
+        &process_bin,
+        "manuel-process-manual",
+        &stack.env_of("manuel-process-manual"),
+    )
+    .await;
     let pdf = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../local/tests/fixtures/printer-manual.pdf"
@@ -884,7 +923,7 @@ async fn bedrock_throttling_is_retried_and_a_persistent_failure_opens_the_circui
         page: 4,
         text: "Hold the reset button for ten seconds to restore the factory settings.".into(),
     });
-    let mut query = Lambda::start(&query_bin, "manuel-query", &stack.env).await;
+    let mut query = Lambda::start(&query_bin, "manuel-query", &stack.env_of("manuel-query")).await;
     let converse_calls = || bedrock.requests("/converse").len();
     // Throttling that clears: retried inside the same request, which succeeds.
     bedrock.fail("/converse", 429, "ThrottlingException", Some(2));
@@ -984,7 +1023,12 @@ async fn a_manual_that_still_fails_is_reported_to_the_dead_letter_queue_and_mark
     ] {
         stack.env.push((name.to_owned(), value.to_owned()));
     }
-    let mut manuals = Lambda::start(&manuals_bin, "manuel-manuals", &stack.env).await;
+    let mut manuals = Lambda::start(
+        &manuals_bin,
+        "manuel-manuals",
+        &stack.env_of("manuel-manuals"),
+    )
+    .await;
     let pdf = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../local/tests/fixtures/printer-manual.pdf"
@@ -1011,7 +1055,12 @@ async fn a_manual_that_still_fails_is_reported_to_the_dead_letter_queue_and_mark
     // The knowledge base refuses every ingestion: each attempt's call is retried, then the
     // attempts run out.
     bedrock.fail("/documents", 500, "InternalServerException", None);
-    let mut process = Lambda::start(&process_bin, "manuel-process-manual", &stack.env).await;
+    let mut process = Lambda::start(
+        &process_bin,
+        "manuel-process-manual",
+        &stack.env_of("manuel-process-manual"),
+    )
+    .await;
     let mut event: Value = serde_json::from_str(include_str!("fixtures/s3-object-created.json"))?;
     event["Records"][0]["s3"]["bucket"]["name"] = json!(stack.bucket);
     event["Records"][0]["s3"]["object"]["key"] = json!(key);
@@ -1078,7 +1127,7 @@ async fn a_dynamodb_outage_during_quota_reservation_is_a_503_and_never_free_usag
         ("AWS_ENDPOINT_URL_DYNAMODB".to_owned(), proxy.url.clone()),
         ("RETRY_DYNAMODB".to_owned(), "fixed:2:10:10".to_owned()),
     ]);
-    let mut query = Lambda::start(&query_bin, "manuel-query", &stack.env).await;
+    let mut query = Lambda::start(&query_bin, "manuel-query", &stack.env_of("manuel-query")).await;
 
     // Every reservation (one transaction over the day and month counters) fails.
     proxy.fail_target(
@@ -1150,7 +1199,12 @@ async fn an_s3_failure_during_upload_leaves_no_manual_record() -> TestResult {
         ("AWS_ENDPOINT_URL_S3".to_owned(), proxy.url.clone()),
         ("RETRY_S3".to_owned(), "fixed:2:10:10".to_owned()),
     ]);
-    let mut manuals = Lambda::start(&manuals_bin, "manuel-manuals", &stack.env).await;
+    let mut manuals = Lambda::start(
+        &manuals_bin,
+        "manuel-manuals",
+        &stack.env_of("manuel-manuals"),
+    )
+    .await;
     // The manual's own PUT fails (its metadata sidecar is written first and succeeds).
     proxy.fail_path_ending("PUT", ".pdf", 503, "SlowDown", None);
     let upload = json!({
@@ -1210,5 +1264,79 @@ async fn an_s3_failure_during_upload_leaves_no_manual_record() -> TestResult {
             .response(),
     );
     assert_eq!((status, list["count"].as_u64()), (200, Some(0)));
+    Ok(())
+}
+
+/// The usage report and the erasure of a user's data run with the usage function's role only:
+/// every call the role does not allow fails as it would in AWS.
+#[tokio::test]
+async fn usage_report_and_erasure_run_with_the_usage_role_only() -> TestResult {
+    let (Some(moto), Some(manuals_bin), Some(usage_bin)) =
+        (moto(), binary("manuel-manuals"), binary("manuel-usage"))
+    else {
+        return Ok(());
+    };
+    let bedrock = FakeBedrock::start().await;
+    let stack = stack(&moto, &bedrock).await;
+    assert!(stack.iam_enforced());
+    let mut manuals = Lambda::start(
+        &manuals_bin,
+        "manuel-manuals",
+        &stack.env_of("manuel-manuals"),
+    )
+    .await;
+    let mut usage = Lambda::start(&usage_bin, "manuel-usage", &stack.env_of("manuel-usage")).await;
+
+    // An idempotent upload leaves a stored response that holds Alice's data.
+    let pdf = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../local/tests/fixtures/printer-manual.pdf"
+    ))?;
+    let mut upload = api_event(
+        "POST",
+        "/api/manuals/upload",
+        ALICE,
+        Some(json!({
+            "file_name": "Printer Manual.pdf",
+            "file_data": base64::engine::general_purpose::STANDARD.encode(&pdf),
+            "content_type": "application/pdf",
+        })),
+    );
+    upload["headers"]["Idempotency-Key"] = json!("upload-1");
+    upload["multiValueHeaders"]["Idempotency-Key"] = json!(["upload-1"]);
+    let (status, body) = http(&manuals.invoke(upload).await.response());
+    assert_eq!(status, 201, "{body}\n{}", manuals.stderr().join("\n"));
+
+    let (status, report) = http(
+        &usage
+            .invoke(api_event("GET", "/api/user/usage", ALICE, None))
+            .await
+            .response(),
+    );
+    assert_eq!(status, 200, "{report}\n{}", usage.stderr().join("\n"));
+
+    let (status, erased) = http(
+        &usage
+            .invoke(api_event("DELETE", "/api/user/data", ALICE, None))
+            .await
+            .response(),
+    );
+    assert_eq!(status, 200, "{erased}\n{}", usage.stderr().join("\n"));
+    assert_eq!(erased["deleted"]["manuals"], 1, "{erased}");
+    assert_eq!(erased["deleted"]["stored_responses"], 1, "{erased}");
+    let left = stack
+        .dynamodb
+        .scan()
+        .table_name(&stack.idempotency_table)
+        .send()
+        .await?;
+    assert_eq!(left.count(), 0, "{:?}", left.items());
+    let objects = stack
+        .s3
+        .list_objects_v2()
+        .bucket(&stack.bucket)
+        .send()
+        .await?;
+    assert!(objects.contents().is_empty(), "{:?}", objects.contents());
     Ok(())
 }

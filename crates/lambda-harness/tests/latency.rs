@@ -176,8 +176,13 @@ async fn a_twelve_second_answer_is_answered_once_inside_the_deadline_and_charged
     let stack = stack(&moto, &bedrock).await;
     ready_manual(&stack, &bedrock).await;
     let timeout = query_timeout();
-    let mut query =
-        Lambda::start_with_timeout(&query_bin, "manuel-query", &stack.env, timeout).await;
+    let mut query = Lambda::start_with_timeout(
+        &query_bin,
+        "manuel-query",
+        &stack.env_of("manuel-query"),
+        timeout,
+    )
+    .await;
 
     let (response, took) = ask(&mut query).await;
     let (status, body) = http(&response);
@@ -212,8 +217,13 @@ async fn a_model_slower_than_the_deadline_is_a_503_refunded_and_called_once() ->
     bedrock.set_converse_latency(timeout + Duration::from_secs(10));
     let stack = stack(&moto, &bedrock).await;
     ready_manual(&stack, &bedrock).await;
-    let mut query =
-        Lambda::start_with_timeout(&query_bin, "manuel-query", &stack.env, timeout).await;
+    let mut query = Lambda::start_with_timeout(
+        &query_bin,
+        "manuel-query",
+        &stack.env_of("manuel-query"),
+        timeout,
+    )
+    .await;
 
     let (response, took) = ask(&mut query).await;
     let (status, body) = http(&response);
@@ -273,8 +283,13 @@ async fn the_longest_spoken_question_streamed_at_real_time_still_gets_a_long_ans
     stack.env.extend(transcribe.env());
     ready_manual(&stack, &bedrock).await;
     let timeout = query_timeout();
-    let mut query =
-        Lambda::start_with_timeout(&query_bin, "manuel-query", &stack.env, timeout).await;
+    let mut query = Lambda::start_with_timeout(
+        &query_bin,
+        "manuel-query",
+        &stack.env_of("manuel-query"),
+        timeout,
+    )
+    .await;
 
     // A browser's recording (WebM/Opus, no duration recorded) exactly as long as the cap.
     let cap = manuel_transcribe::MAX_SPOKEN_QUESTION.as_secs_f64();
@@ -336,10 +351,15 @@ async fn a_batch_job_takes_its_fifteen_seconds_and_the_answer_still_arrives_in_t
         ("TRANSCRIBE_STREAMING".to_owned(), "false".to_owned()),
     ]);
     ready_manual(&stack, &bedrock).await;
-    let writer = play_transcribe(stack.s3.clone(), stack.bucket.clone());
+    let writer = play_transcribe(stack.s3.clone(), stack.audio_bucket.clone());
     let timeout = query_timeout();
-    let mut query =
-        Lambda::start_with_timeout(&query_bin, "manuel-query", &stack.env, timeout).await;
+    let mut query = Lambda::start_with_timeout(
+        &query_bin,
+        "manuel-query",
+        &stack.env_of("manuel-query"),
+        timeout,
+    )
+    .await;
 
     let clip = manuel_core::audio::silent_wav(16_000, 2.0);
     let (response, took) = ask_aloud(&mut query, &clip, "audio/wav").await;

@@ -96,7 +96,12 @@ async fn uploads_stop_at_what_the_knowledge_base_ingests_and_the_signing_key_com
     stack
         .env
         .push(("MAX_UPLOAD_LINK_BYTES".to_owned(), "50000000".to_owned()));
-    let mut manuals = Lambda::start(&manuals_bin, "manuel-manuals", &stack.env).await;
+    let mut manuals = Lambda::start(
+        &manuals_bin,
+        "manuel-manuals",
+        &stack.env_of("manuel-manuals"),
+    )
+    .await;
 
     // 50 MB is accepted; one byte more is a JSON 413 that says the limit.
     let (status, body) = http(&manuals.invoke(upload_link(50_000_000)).await.response());
@@ -149,7 +154,12 @@ async fn a_signing_key_above_the_limit_or_a_missing_secret_stops_init_naming_the
         let mut stack = stack(&moto, &bedrock).await;
         stack.env.retain(|(key, _)| key != "HMAC_SIGNING_KEY");
         stack.env.push((name.to_owned(), value));
-        let mut lambda = Lambda::start(&manuals_bin, "manuel-manuals", &stack.env).await;
+        let mut lambda = Lambda::start(
+            &manuals_bin,
+            "manuel-manuals",
+            &stack.env_of("manuel-manuals"),
+        )
+        .await;
         let code = lambda.exit_code().await;
         assert!(
             code.is_some_and(|code| code != 0),
@@ -201,7 +211,12 @@ async fn a_stored_manual_bigger_than_the_knowledge_base_takes_fails_before_it_is
         .body(b"%PDF-1.7\n".to_vec().into())
         .send()
         .await?;
-    let mut process = Lambda::start(&process_bin, "manuel-process-manual", &stack.env).await;
+    let mut process = Lambda::start(
+        &process_bin,
+        "manuel-process-manual",
+        &stack.env_of("manuel-process-manual"),
+    )
+    .await;
     let mut event: Value = serde_json::from_str(include_str!("fixtures/s3-object-created.json"))?;
     event["Records"][0]["s3"]["bucket"]["name"] = json!(stack.bucket);
     event["Records"][0]["s3"]["object"]["key"] = json!(key);

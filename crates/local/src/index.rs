@@ -636,6 +636,22 @@ impl KnowledgeBase for LocalIndex {
         })
         .await
     }
+    async fn chunk_count(&self, manual: &Manual) -> Result<Option<u64>, PortError> {
+        let key = owner_manual(&manual.user_id, &manual.id);
+        self.blocking(move |inner| {
+            let query = TermQuery::new(
+                Term::from_field_text(inner.fields.owner_manual, &key),
+                IndexRecordOption::Basic,
+            );
+            let count = inner
+                .reader
+                .searcher()
+                .search(&query, &Count)
+                .map_err(PortError::failed)?;
+            Ok(Some(count as u64))
+        })
+        .await
+    }
 }
 
 /// BM25-style idf of question words, computed over one user's chunks.

@@ -77,6 +77,19 @@ impl ObjectStore for FileObjectStore {
         }
     }
 
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, PortError> {
+        let dir = self.path_for(prefix.trim_end_matches('/'))?;
+        tokio::task::spawn_blocking(move || remove_tree(&dir))
+            .await
+            .map_err(PortError::failed)?
+            .map_err(PortError::failed)
+    }
+
+    /// A `/files/…` link of this server whose signature holds, expired or not.
+    fn key_of_link(&self, link: &str) -> Option<String> {
+        self.links.key_of(link)
+    }
+
     async fn download_link(
         &self,
         key: &str,
@@ -105,6 +118,33 @@ impl ObjectStore for FileObjectStore {
                 ("Content-Length".to_owned(), content_length.to_string()),
             ],
         })
+    }
+}
+
+/// Removes `dir` and everything below it; returns how many files there were (0 when it does
+/// not exist).
+fn remove_tree(dir: &Path) -> std::io::Result<u64> {
+    fn count(dir: &Path) -> std::io::Result<u64> {
+        let mut files = 0;
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                files += count(&entry.path())?;
+            } else {
+                files += 1;
+            }
+        }
+        Ok(files)
+    }
+    let files = match count(dir) {
+        Ok(files) => files,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(error) => return Err(error),
+    };
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(files),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(files),
+        Err(error) => Err(error),
     }
 }
 
@@ -224,6 +264,28 @@ impl LinkSigner {
         Ok(())
     }
 
+    /// The key of a download link this signer made (expired or not), if its signature holds.
+    pub fn key_of(&self, link: &str) -> Option<String> {
+        let rest = link
+            .split('#')
+            .next()?
+            .strip_prefix(&self.public_base_url)?
+            .strip_prefix("/files/")?;
+        let (key, query) = rest.split_once('?')?;
+        let field = |name: &str| {
+            query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+        };
+        let file_name = percent_decode(field("name")?)?;
+        let expires: i64 = field("expires")?.parse().ok()?;
+        let expected = hex::decode(field("sig")?).ok()?;
+        let mut mac = self.mac();
+        mac.update(&message(key, &file_name, expires));
+        mac.verify_slice(&expected).ok()?;
+        Some(key.to_owned())
+    }
+
     fn mac(&self) -> Hmac<Sha256> {
         // HMAC accepts keys of any length, so this cannot fail.
         <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).unwrap_or_else(|_| unreachable!())
@@ -251,6 +313,22 @@ fn upload_message(grant: &UploadGrant<'_>) -> Vec<u8> {
 
 fn message(key: &str, file_name: &str, expires: i64) -> Vec<u8> {
     format!("{key}\n{file_name}\n{expires}").into_bytes()
+}
+
+fn percent_decode(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at] == b'%' {
+            out.push(u8::from_str_radix(value.get(at + 1..at + 3)?, 16).ok()?);
+            at += 3;
+        } else {
+            out.push(bytes[at]);
+            at += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn percent_encode(value: &str) -> String {
@@ -306,6 +384,42 @@ mod tests {
         assert_eq!(
             signer.verify("manuals/alice/x.pdf", "n", 1000, &old),
             Err(LinkError::Expired)
+        );
+    }
+
+    #[test]
+    fn a_link_names_its_key_only_when_this_signer_made_it() {
+        let signer = LinkSigner::new(b"secret".to_vec(), "http://127.0.0.1:3000");
+        let link = signer.sign(
+            "manuals/alice/x.pdf",
+            "Ünïcode manual.pdf",
+            Duration::from_secs(60),
+        );
+        assert_eq!(signer.key_of(&link).as_deref(), Some("manuals/alice/x.pdf"));
+        assert_eq!(
+            signer.key_of(&format!("{link}#page=3")).as_deref(),
+            Some("manuals/alice/x.pdf")
+        );
+        // Expired links still name their key: who may read it is checked by the caller.
+        let old = format!(
+            "http://127.0.0.1:3000/files/manuals/alice/x.pdf?name=n&expires=1000&sig={}",
+            signer.signature("manuals/alice/x.pdf", "n", 1000)
+        );
+        assert_eq!(signer.key_of(&old).as_deref(), Some("manuals/alice/x.pdf"));
+        let other = LinkSigner::new(b"other".to_vec(), "http://127.0.0.1:3000");
+        assert_eq!(other.key_of(&link), None);
+        assert_eq!(
+            signer.key_of(&link.replace("manuals/alice", "manuals/bob")),
+            None
+        );
+        assert_eq!(
+            signer.key_of(&link.replace("127.0.0.1", "evil.example")),
+            None
+        );
+        assert_eq!(signer.key_of("manuals/alice/x.pdf"), None);
+        assert_eq!(
+            signer.key_of("https://bucket.s3.amazonaws.com/manuals/alice/x.pdf"),
+            None
         );
     }
 

@@ -2,37 +2,20 @@
 //! `scripts/setup-pdfium.sh` installs from the pypdfium2 wheel.
 
 use std::path::Path;
-use std::sync::OnceLock;
 
 use manuel_core::domain::DocumentKind;
 use manuel_core::ports::{DocumentReader, ReadError};
-use pdfium_render::prelude::{Pdfium, PdfiumError, PdfiumInternalError};
-
-/// pdfium can be bound once per process, so the binding is shared by every reader.
-static PDFIUM: OnceLock<Result<Pdfium, String>> = OnceLock::new();
+use pdfium_render::prelude::Pdfium;
 
 pub struct PdfiumReader {
     pdfium: &'static Pdfium,
 }
 
 impl PdfiumReader {
-    /// Binds pdfium from `library` (the path of `libpdfium.so`). Fails with a message that says
-    /// how to install it.
+    /// Binds pdfium from `library` (the path of `libpdfium.so`), sharing the process's one
+    /// binding with the page renderer. Fails with a message that says how to install it.
     pub fn load(library: &Path) -> Result<Self, String> {
-        let bound = PDFIUM.get_or_init(|| {
-            Pdfium::bind_to_library(library)
-                .map(Pdfium::new)
-                .map_err(|error| {
-                    format!(
-                        "cannot load the PDF library from {}: {error}. Run `make setup` (or scripts/setup-pdfium.sh) to install it, or point MANUEL_PDFIUM_LIB at libpdfium.so",
-                        library.display()
-                    )
-                })
-        });
-        match bound {
-            Ok(pdfium) => Ok(Self { pdfium }),
-            Err(message) => Err(message.clone()),
-        }
+        manuel_manuals::pdfium::bind(library).map(|pdfium| Self { pdfium })
     }
 }
 
@@ -44,14 +27,12 @@ impl DocumentReader for PdfiumReader {
         let document = self
             .pdfium
             .load_pdf_from_byte_slice(bytes, None)
-            .map_err(|error| match error {
-                PdfiumError::PdfiumLibraryInternalError(PdfiumInternalError::PasswordError) => {
+            .map_err(|error| {
+                if manuel_manuals::pdfium::is_encrypted(&error) {
                     ReadError::Encrypted
+                } else {
+                    ReadError::Damaged("PDF")
                 }
-                PdfiumError::PdfiumLibraryInternalError(PdfiumInternalError::SecurityError) => {
-                    ReadError::Encrypted
-                }
-                _ => ReadError::Damaged("PDF"),
             })?;
         let mut pages = Vec::new();
         for page in document.pages().iter() {

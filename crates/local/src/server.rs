@@ -226,6 +226,10 @@ pub async fn build(config: &ServeConfig, public_url: &str) -> Result<Router, Sta
         ingestion: ingestion.clone(),
         fetcher: manuel_manuals::fetcher_from_vars(&env)
             .map_err(|error| StartError::Config(error.to_string()))?,
+        renderer: Some(Arc::new(
+            manuel_manuals::pdfium::PdfiumRenderer::load(&config.pdfium_lib)
+                .map_err(StartError::Config)?,
+        )),
         security: security.clone(),
         config: manuals_config,
     });
@@ -378,6 +382,7 @@ async fn download(
     let content_type = match key.rsplit('.').next() {
         Some("pdf") => "application/pdf",
         Some("md") => "text/markdown; charset=utf-8",
+        Some("png") => "image/png",
         _ => "text/plain; charset=utf-8",
     };
     let disposition = manuel_core::http::content_disposition(&params.name);

@@ -14,8 +14,8 @@ use manuel_core::domain::{
     duplicate_upload_reason,
 };
 use manuel_core::ports::{
-    ArrivalOutcome, InsertOutcome, ListError, ManualPage, ManualRepository, RateLimitStore,
-    ReplayGuard,
+    ArrivalOutcome, Citations, InsertOutcome, ListError, ManualPage, ManualRepository,
+    RateLimitStore, ReplayGuard,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -38,6 +38,13 @@ CREATE TABLE IF NOT EXISTS manuals (
 CREATE UNIQUE INDEX IF NOT EXISTS manuals_by_content ON manuals (user_id, sha256);
 CREATE INDEX IF NOT EXISTS manuals_by_age ON manuals (user_id, created_us DESC, manual_id DESC);
 CREATE INDEX IF NOT EXISTS manuals_by_status ON manuals (status);
+CREATE TABLE IF NOT EXISTS manual_citations (
+    user_id         TEXT    NOT NULL,
+    manual_id       TEXT    NOT NULL,
+    query_count     INTEGER NOT NULL,
+    last_queried_us INTEGER NOT NULL,
+    PRIMARY KEY (user_id, manual_id)
+);
 CREATE TABLE IF NOT EXISTS rate_limits (
     key        TEXT    PRIMARY KEY,
     count      INTEGER NOT NULL,
@@ -431,14 +438,66 @@ impl ManualRepository for SqliteStore {
     }
 
     async fn delete(&self, user: &UserId, manual_id: &str) -> Result<bool, PortError> {
-        let connection = self.lock()?;
-        let deleted = connection
+        let mut connection = self.lock()?;
+        let transaction = connection.transaction().map_err(PortError::failed)?;
+        let deleted = transaction
             .execute(
                 "DELETE FROM manuals WHERE user_id = ?1 AND manual_id = ?2",
                 params![user.as_str(), manual_id],
             )
             .map_err(PortError::failed)?;
+        transaction
+            .execute(
+                "DELETE FROM manual_citations WHERE user_id = ?1 AND manual_id = ?2",
+                params![user.as_str(), manual_id],
+            )
+            .map_err(PortError::failed)?;
+        transaction.commit().map_err(PortError::failed)?;
         Ok(deleted == 1)
+    }
+
+    async fn record_citations(
+        &self,
+        user: &UserId,
+        manual_ids: &[String],
+        at: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        let connection = self.lock()?;
+        let mut statement = connection
+            .prepare_cached(
+                "INSERT INTO manual_citations (user_id, manual_id, query_count, last_queried_us)
+                 SELECT user_id, manual_id, 1, ?3 FROM manuals WHERE user_id = ?1 AND manual_id = ?2
+                 ON CONFLICT (user_id, manual_id) DO UPDATE SET
+                     query_count = query_count + 1,
+                     last_queried_us = MAX(last_queried_us, excluded.last_queried_us)",
+            )
+            .map_err(PortError::failed)?;
+        for manual_id in manual_ids {
+            statement
+                .execute(params![user.as_str(), manual_id, micros(&at)])
+                .map_err(PortError::failed)?;
+        }
+        Ok(())
+    }
+
+    async fn citations(&self, user: &UserId, manual_id: &str) -> Result<Citations, PortError> {
+        let connection = self.lock()?;
+        let row: Option<(i64, i64)> = connection
+            .query_row(
+                "SELECT query_count, last_queried_us FROM manual_citations
+                 WHERE user_id = ?1 AND manual_id = ?2",
+                params![user.as_str(), manual_id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(PortError::failed)?;
+        Ok(match row {
+            None => Citations::default(),
+            Some((count, last)) => Citations {
+                count: u64::try_from(count).unwrap_or(0),
+                last: DateTime::from_timestamp_micros(last),
+            },
+        })
     }
 }
 

@@ -7,7 +7,7 @@ use axum::extract::{Path, RawQuery, State};
 use chrono::{DateTime, Utc};
 use manuel_core::ApiError;
 use manuel_core::auth::AuthenticatedUser;
-use manuel_core::domain::{Manual, ManualStatus, UserId};
+use manuel_core::domain::{Manual, ManualStatus, UserId, rendered_pages_prefix};
 use manuel_core::ports::ListError;
 use serde_json::{Value, json};
 
@@ -22,8 +22,11 @@ pub(crate) async fn list(
     AuthenticatedUser(user): AuthenticatedUser,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let params = parse_query(query.as_deref())?;
+    let params = parse_query(query.as_deref(), &["limit", "next_token"])?;
     let limit = match params.get("limit") {
+        // The predecessor's app and CLI ask without parameters and never follow `next_token`:
+        // they get every manual up to the largest page.
+        None if !params.contains_key("next_token") => MAX_PAGE_SIZE,
         None => DEFAULT_PAGE_SIZE,
         Some(raw) => raw
             .parse::<usize>()
@@ -63,7 +66,11 @@ pub(crate) async fn list(
     })))
 }
 
-fn parse_query(query: Option<&str>) -> Result<HashMap<String, String>, ApiError> {
+/// The query string's parameters, each one of `known`.
+pub(crate) fn parse_query(
+    query: Option<&str>,
+    known: &[&str],
+) -> Result<HashMap<String, String>, ApiError> {
     let mut params = HashMap::new();
     for pair in query
         .unwrap_or("")
@@ -77,10 +84,15 @@ fn parse_query(query: Option<&str>) -> Result<HashMap<String, String>, ApiError>
                 "The query string is not valid UTF-8 percent-encoding.",
             )
         })?;
-        if !matches!(name, "limit" | "next_token") {
+        if !known.contains(&name) {
+            let known = known
+                .iter()
+                .map(|name| format!("`{name}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
             return Err(ApiError::validation(
                 name,
-                format!("Unknown query parameter `{name}`; use `limit` and `next_token`."),
+                format!("Unknown query parameter `{name}`; the known ones are {known}."),
             ));
         }
         params.insert(name.to_owned(), value);
@@ -121,6 +133,8 @@ fn list_item(manual: &Manual, config: &ManualsConfig, now: DateTime<Utc>) -> Val
         "size": manual.size_bytes,
         "pages": manual.pages,
         "status": status.as_str(),
+        // The predecessor's app reads this name.
+        "processing_status": status.as_str(),
     });
     if let (Some(reason), Some(map)) = (reason, item.as_object_mut()) {
         map.insert("status_reason".to_owned(), json!(reason));
@@ -128,13 +142,38 @@ fn list_item(manual: &Manual, config: &ManualsConfig, now: DateTime<Utc>) -> Val
     item
 }
 
-/// Another user's manual and a manual that does not exist are the same 404.
-async fn owned_manual(deps: &ManualsDeps, user: &UserId, id: &str) -> Result<Manual, ApiError> {
+/// Another user's manual and a manual that does not exist are the same 404. `id` is a manual
+/// id, or the caller's own storage key (`manuals/<caller>/<id>.<ext>`), which the
+/// predecessor's CLI shows and uses as the id.
+pub(crate) async fn owned_manual(
+    deps: &ManualsDeps,
+    user: &UserId,
+    id: &str,
+) -> Result<Manual, ApiError> {
     let not_found = || ApiError::not_found("No manual with this id.");
-    if uuid::Uuid::parse_str(id).is_err() {
+    let manual_id = manual_id_of(user, id).ok_or_else(not_found)?;
+    let manual = deps
+        .manuals
+        .get(user, manual_id)
+        .await?
+        .ok_or_else(not_found)?;
+    if manual_id != id && manual.key != id {
         return Err(not_found());
     }
-    deps.manuals.get(user, id).await?.ok_or_else(not_found)
+    Ok(manual)
+}
+
+/// The manual id in `id`: `id` itself, or the id part of a storage key under the caller's own
+/// prefix. `None` for anything else (another user's key included).
+fn manual_id_of<'a>(user: &UserId, id: &'a str) -> Option<&'a str> {
+    let candidate = match id.strip_prefix("manuals/") {
+        None => id,
+        Some(rest) => {
+            let file = rest.strip_prefix(user.as_str())?.strip_prefix('/')?;
+            file.split_once('.')?.0
+        }
+    };
+    uuid::Uuid::parse_str(candidate).ok().map(|_| candidate)
 }
 
 pub(crate) async fn detail(
@@ -154,8 +193,39 @@ pub(crate) async fn detail(
                 .await?,
         )
     };
+    // The predecessor's app opens `pdfUrl` while its detail screen is open: an hour.
+    let pdf_url = match &download_url {
+        None => None,
+        Some(_) => Some(
+            deps.objects
+                .download_link(
+                    &manual.key,
+                    &manual.name,
+                    manual.kind.mime_type(),
+                    deps.config.pdf_link_ttl,
+                )
+                .await?,
+        ),
+    };
+    let citations = deps.manuals.citations(&user, &manual.id).await?;
+    let chunks = match manual.status {
+        ManualStatus::Ready => deps.knowledge_base.chunk_count(&manual).await?,
+        _ => None,
+    };
     let mut body = list_item(&manual, &deps.config, Utc::now());
     if let Some(map) = body.as_object_mut() {
+        map.insert("key".to_owned(), json!(manual.key));
+        map.insert("pdfUrl".to_owned(), json!(pdf_url));
+        map.insert(
+            "uploadDate".to_owned(),
+            json!(manual.created_at.to_rfc3339()),
+        );
+        map.insert("chunks".to_owned(), json!(chunks));
+        map.insert("queryCount".to_owned(), json!(citations.count));
+        map.insert(
+            "lastQueried".to_owned(),
+            json!(citations.last.map(|at| at.to_rfc3339())),
+        );
         map.insert("format".to_owned(), json!(manual.kind.as_str()));
         map.insert("content_type".to_owned(), json!(manual.kind.mime_type()));
         map.insert("sha256".to_owned(), json!(manual.content_sha256()));
@@ -178,11 +248,27 @@ pub(crate) async fn delete(
     // Index first, record last: a failure part-way leaves a record the user can delete again.
     deps.knowledge_base.remove(&manual).await?;
     deps.objects.delete(&manual.key).await?;
+    deps.objects
+        .delete_prefix(&rendered_pages_prefix(&user, Some(&manual.id)))
+        .await?;
     deps.manuals.delete(&user, &manual.id).await?;
     tracing::info!(manual_id = %manual.id, "manual deleted");
     Ok(Json(json!({
         "message": "Manual deleted.",
         "manual_id": manual.id,
-        "deleted": { "file": true, "index_entries": true, "record": true },
+        "deleted": { "file": true, "index_entries": true, "rendered_pages": true, "record": true },
+        // What the predecessor's CLI prints after a delete; every step either happened or
+        // the request failed.
+        "cleanup_summary": {
+            "completed_steps": 4,
+            "total_steps": 4,
+            "details": {
+                "s3_deletion": true,
+                "knowledge_base_sync": true,
+                "pdf_page_cleanup": true,
+                "file_tracking_cleanup": true,
+                "errors": [],
+            },
+        },
     })))
 }

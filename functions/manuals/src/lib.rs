@@ -3,6 +3,9 @@
 mod download;
 pub mod fetch;
 mod handlers;
+mod ingestion;
+mod pdf_page;
+pub mod pdfium;
 mod upload;
 mod upload_link;
 
@@ -12,7 +15,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use manuel_core::ports::{IngestionQueue, KnowledgeBase, ManualRepository, ObjectStore};
+use manuel_core::ports::{
+    IngestionQueue, KnowledgeBase, ManualRepository, ObjectStore, PageRenderer,
+};
 use manuel_core::security::{ConfigError, Security};
 use manuel_core::url_policy::FetchAllowList;
 
@@ -26,6 +31,11 @@ pub struct ManualsConfig {
     pub max_upload_bytes: usize,
     /// How long a download link stays valid.
     pub download_link_ttl: Duration,
+    /// How long the detail's `pdfUrl` stays valid: the predecessor's app keeps it while the
+    /// detail screen is open.
+    pub pdf_link_ttl: Duration,
+    /// How long a rendered page's `page_image_url` stays valid.
+    pub page_image_ttl: Duration,
     /// The largest manual accepted through an upload link (`POST /api/manuals/upload-url`).
     pub max_upload_link_bytes: u64,
     /// How long an upload link stays valid.
@@ -37,6 +47,8 @@ impl Default for ManualsConfig {
         Self {
             max_upload_bytes: 25 * 1024 * 1024,
             download_link_ttl: Duration::from_secs(300),
+            pdf_link_ttl: Duration::from_secs(3600),
+            page_image_ttl: Duration::from_secs(900),
             max_upload_link_bytes: 100 * 1024 * 1024,
             upload_link_ttl: Duration::from_secs(900),
         }
@@ -51,6 +63,8 @@ pub struct ManualsDeps {
     pub ingestion: Arc<dyn IngestionQueue>,
     /// Fetches manuals for `POST /api/manuals/download`.
     pub fetcher: Arc<UrlFetcher>,
+    /// Draws pages for `POST /api/pdf-page`; `None` answers it 503.
+    pub renderer: Option<Arc<dyn PageRenderer>>,
     pub security: Security,
     pub config: ManualsConfig,
 }
@@ -88,6 +102,28 @@ pub fn fetcher_from_vars(
         })
 }
 
+/// pdfium from `MANUEL_PDFIUM_LIB` (the layer's `/opt/lib/libpdfium.so` in template.yaml) for
+/// `POST /api/pdf-page`; unset, that route answers 503. A path that does not load stops init.
+pub fn renderer_from_vars(
+    vars: &std::collections::HashMap<String, String>,
+) -> Result<Option<Arc<dyn PageRenderer>>, ConfigError> {
+    let Some(library) = vars
+        .get("MANUEL_PDFIUM_LIB")
+        .map(|value| value.trim())
+        .filter(|value| !value.is_empty())
+    else {
+        return Ok(None);
+    };
+    let renderer =
+        pdfium::PdfiumRenderer::load(std::path::Path::new(library)).map_err(|reason| {
+            ConfigError {
+                name: "MANUEL_PDFIUM_LIB",
+                reason,
+            }
+        })?;
+    Ok(Some(Arc::new(renderer)))
+}
+
 /// The largest request body the upload route reads: base64 grows the file by 4/3, and the
 /// rest of the JSON body is small.
 pub fn request_body_limit(config: &ManualsConfig) -> usize {
@@ -101,8 +137,13 @@ pub fn router(deps: ManualsDeps) -> Router {
         .route("/api/manuals/upload", post(upload::upload))
         .route("/api/manuals/download", post(download::download))
         .route("/api/manuals/upload-url", post(upload_link::upload_link))
+        .route("/api/pdf-page", post(pdf_page::pdf_page))
+        .route("/api/ingestion/status", get(ingestion::status))
+        // A catch-all: the predecessor's CLI sends storage keys (`manuals/<user>/<id>.pdf`)
+        // URL-encoded, and a gateway that decodes `%2F` before routing would otherwise split
+        // them into segments.
         .route(
-            "/api/manuals/{id}",
+            "/api/manuals/{*id}",
             get(handlers::detail).delete(handlers::delete),
         );
     deps.security

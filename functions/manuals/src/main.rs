@@ -28,6 +28,7 @@ async fn app(init: &Init) -> Result<(Router, Security), ConfigError> {
         // The stored object's S3 event starts process-manual.
         ingestion: std::sync::Arc::new(manuel_aws::s3::ProcessedOnObjectCreated),
         fetcher: manuel_manuals::fetcher_from_vars(init.env.vars())?,
+        renderer: manuel_manuals::renderer_from_vars(init.env.vars())?,
         security: security.clone(),
         config,
     };

@@ -22,7 +22,7 @@ use manuel_core::security::Security;
 use manuel_core::usage::{
     Clock, CostRecord, Operation, Pricing, QuotaLimits, QuotaWindows, Reservation, UsageNumbers,
 };
-use manuel_core::validation::{FieldKind, check_text};
+use manuel_core::validation::{FieldKind, check_text, is_blank_question};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -116,8 +116,13 @@ async fn query(
         ));
     }
     // A typed question wins when both are sent; a spoken one is paid for (one `transcribe`
-    // operation) before it is transcribed, and that charge covers the answer too.
-    let (question, spoken) = match (&request.question, &request.file_data) {
+    // operation) before it is transcribed, and that charge covers the answer too. Next to a
+    // clip, a blank question is absent: the predecessor's app and CLI send `"question": ""`.
+    let typed = request
+        .question
+        .as_deref()
+        .filter(|question| request.file_data.is_none() || !is_blank_question(question));
+    let (question, spoken) = match (typed, &request.file_data) {
         (None, Some(_)) => {
             let (audio, clip) = manuel_transcribe::spoken_audio(
                 "file_data",
@@ -158,10 +163,7 @@ async fn query(
             )
         }
         _ => (
-            clean_question(
-                request.question.as_deref().unwrap_or(""),
-                deps.config.max_question_chars,
-            )?,
+            clean_question(typed.unwrap_or(""), deps.config.max_question_chars)?,
             None,
         ),
     };
@@ -290,6 +292,7 @@ async fn query(
         },
     };
 
+    record_citations(&deps, &user, &cached.sources).await;
     let mut sources = Vec::with_capacity(cached.sources.len());
     for source in cached.sources {
         // Links expire sooner than cached answers, so they are signed per response.
@@ -329,9 +332,48 @@ async fn query(
             "output_tokens": cost.output_tokens,
             "operation": cost.operation.as_str(),
         },
-        "usage": usage,
+        "usage": usage_fields(usage),
         "request_id": request_id.0,
+        "timestamp": deps.clock.now().timestamp(),
     })))
+}
+
+/// The counters, also under the names `/api/user/usage` uses (`daily_queries`,
+/// `monthly_queries`), which the predecessor's CLI reads from answers.
+fn usage_fields(usage: UsageNumbers) -> Value {
+    json!({
+        "daily_used": usage.daily_used,
+        "daily_limit": usage.daily_limit,
+        "monthly_used": usage.monthly_used,
+        "monthly_limit": usage.monthly_limit,
+        "daily_queries": usage.daily_used,
+        "monthly_queries": usage.monthly_used,
+    })
+}
+
+/// Counts this answer on each manual it cites (the detail's `queryCount`, `lastQueried`).
+/// The answer is already paid for and computed: a failure here is logged, not returned.
+async fn record_citations(
+    deps: &QueryDeps,
+    user: &manuel_core::domain::UserId,
+    sources: &[CachedSource],
+) {
+    let mut cited: Vec<String> = Vec::new();
+    for source in sources.iter().filter(|source| source.cited) {
+        if !cited.contains(&source.manual_id) {
+            cited.push(source.manual_id.clone());
+        }
+    }
+    if cited.is_empty() {
+        return;
+    }
+    if let Err(error) = deps
+        .manuals
+        .record_citations(user, &cited, deps.clock.now())
+        .await
+    {
+        tracing::error!(%error, "could not count the manuals an answer cited");
+    }
 }
 
 /// What the cache keeps of an answer: everything but per-request fields and signed links.

@@ -76,6 +76,12 @@ async fn erase(
             }
         }
     }
+    // Pages rendered for `POST /api/pdf-page`, including any left by a manual whose record
+    // went first.
+    let rendered_pages = deps
+        .objects
+        .delete_prefix(&manuel_core::domain::rendered_pages_prefix(&user, None))
+        .await?;
     let usage_records = deps.usage.erase(&user).await?;
     let cached_answers = deps.cache.purge_user(user.as_str()).await?;
     // Stored responses of idempotent requests hold the user's data too (answers, manual names).
@@ -89,6 +95,7 @@ async fn erase(
         usage_records,
         cached_answers,
         idempotency_records,
+        rendered_pages,
         "user data erased"
     );
     Ok(Json(json!({
@@ -96,6 +103,7 @@ async fn erase(
         "deleted": {
             "manuals": manuals,
             "files": manuals,
+            "rendered_pages": rendered_pages,
             "index_entries_of_manuals": manuals,
             "usage_and_cost_records": usage_records,
             "shared_cache_entries": cached_answers,

@@ -1,6 +1,8 @@
-//! The idempotency table: PK `key` (the hashed record key), `status` (INPROGRESS/COMPLETED),
-//! `payload_hash`, the stored `response` as JSON, and `expires_at` (also the table's TTL, which
-//! DynamoDB enforces lazily, so expiry is checked in the condition too).
+//! The idempotency table: partition key `user` (the user's hash, the part of the record key
+//! before `#`, see [`manuel_core::idempotency::record_key`]) and sort key `key` (the whole
+//! record key), so one user's records are found by a Query, never a Scan; `status`
+//! (INPROGRESS/COMPLETED), `payload_hash`, the stored `response` as JSON, and `expires_at` (also
+//! the table's TTL, which DynamoDB enforces lazily, so expiry is checked in the condition too).
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -11,6 +13,11 @@ use manuel_core::idempotency::{COMPLETED, Claim, IN_PROGRESS, StoredResponse};
 use manuel_core::ports::IdempotencyStore;
 
 use super::{get_s, n, s, sdk_error};
+
+/// The partition a record key lives in: its user's hash (everything before the first `#`).
+fn partition(key: &str) -> &str {
+    key.split_once('#').map_or(key, |(user, _)| user)
+}
 
 pub struct DynamoIdempotency {
     client: Client,
@@ -39,6 +46,7 @@ impl IdempotencyStore for DynamoIdempotency {
             .client
             .put_item()
             .table_name(&self.table)
+            .item("user", s(partition(key)))
             .item("key", s(key))
             .item("status", s(IN_PROGRESS))
             .item("payload_hash", s(payload_hash))
@@ -61,6 +69,7 @@ impl IdempotencyStore for DynamoIdempotency {
             .client
             .get_item()
             .table_name(&self.table)
+            .key("user", s(partition(key)))
             .key("key", s(key))
             .consistent_read(true)
             .send()
@@ -88,6 +97,7 @@ impl IdempotencyStore for DynamoIdempotency {
         self.client
             .put_item()
             .table_name(&self.table)
+            .item("user", s(partition(key)))
             .item("key", s(key))
             .item("status", s(COMPLETED))
             .item("payload_hash", s(payload_hash))
@@ -103,6 +113,7 @@ impl IdempotencyStore for DynamoIdempotency {
         self.client
             .delete_item()
             .table_name(&self.table)
+            .key("user", s(partition(key)))
             .key("key", s(key))
             .send()
             .await
@@ -110,17 +121,20 @@ impl IdempotencyStore for DynamoIdempotency {
         Ok(())
     }
 
-    /// A scan filtered on the key prefix: records live at most an hour, so the table stays small.
+    /// One Query of the user's partition (`prefix` is `<user hash>#`), then a delete per record.
     async fn erase_prefix(&self, prefix: &str) -> Result<u64, PortError> {
         let mut removed = 0;
         let mut pages = self
             .client
-            .scan()
+            .query()
             .table_name(&self.table)
-            .filter_expression("begins_with(#key, :prefix)")
+            .key_condition_expression("#user = :user AND begins_with(#key, :prefix)")
+            .expression_attribute_names("#user", "user")
             .expression_attribute_names("#key", "key")
+            .expression_attribute_values(":user", s(partition(prefix)))
             .expression_attribute_values(":prefix", s(prefix))
             .projection_expression("#key")
+            .consistent_read(true)
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {

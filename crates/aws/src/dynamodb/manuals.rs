@@ -18,7 +18,9 @@ use manuel_core::domain::{
     ArrivedUpload, DocumentKind, Manual, ManualStatus, ProcessingOutcome, UserId,
     duplicate_upload_reason, pending_sha256,
 };
-use manuel_core::ports::{ArrivalOutcome, InsertOutcome, ListError, ManualPage, ManualRepository};
+use manuel_core::ports::{
+    ArrivalOutcome, Citations, InsertOutcome, ListError, ManualPage, ManualRepository,
+};
 
 use super::{Item, get_n, get_s, n, s, sdk_error, unavailable};
 
@@ -413,6 +415,56 @@ impl ManualRepository for DynamoManuals {
             .await
             .map(|_| true)
             .map_err(sdk_error)
+    }
+
+    /// `query_count` and `last_queried` live on the manual's item, so deleting the manual
+    /// deletes them; the condition keeps a citation of a manual deleted meanwhile from
+    /// creating a bare item.
+    async fn record_citations(
+        &self,
+        user: &UserId,
+        manual_ids: &[String],
+        at: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        for manual_id in manual_ids {
+            if manual_id.starts_with("SHA#") {
+                continue;
+            }
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(user, manual_id)))
+                .condition_expression("attribute_exists(manual_id)")
+                .update_expression("ADD query_count :one SET last_queried = :at")
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":at", s(time(&at)))
+                .send()
+                .await;
+            match result {
+                Ok(_) => {}
+                Err(SdkError::ServiceError(service))
+                    if matches!(
+                        service.err(),
+                        UpdateItemError::ConditionalCheckFailedException(_)
+                    ) => {}
+                Err(error) => return Err(sdk_error(error)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn citations(&self, user: &UserId, manual_id: &str) -> Result<Citations, PortError> {
+        if manual_id.starts_with("SHA#") {
+            return Ok(Citations::default());
+        }
+        let item = self.item(user, manual_id).await?;
+        Ok(item.map_or_else(Citations::default, |item| Citations {
+            count: get_n(&item, "query_count").unwrap_or(0),
+            last: get_s(&item, "last_queried")
+                .and_then(|value| DateTime::parse_from_rfc3339(value).ok())
+                .map(|value| value.with_timezone(&Utc)),
+        }))
     }
 }
 

@@ -123,10 +123,11 @@ impl Init {
     fn manuals_bucket(&self) -> Result<Arc<S3ObjectStore>, ConfigError> {
         let bucket = self.env.required("MANUALS_BUCKET")?;
         let path_style = self.env.flag("S3_FORCE_PATH_STYLE", false)?;
-        Ok(Arc::new(S3ObjectStore::new(
-            crate::s3::client(&self.sdk_for(Timeouts::Storage), path_style),
-            bucket,
-        )))
+        let storage = self.sdk_for(Timeouts::Storage);
+        Ok(Arc::new(
+            S3ObjectStore::new(crate::s3::client(&storage, path_style), bucket)
+                .recognising_links(&storage, path_style),
+        ))
     }
 
     /// `KNOWLEDGE_BASE_ID`, `KNOWLEDGE_BASE_DATA_SOURCE_ID`, and how long ingestion may be

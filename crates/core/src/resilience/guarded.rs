@@ -14,8 +14,8 @@ use crate::deadline::Deadline;
 use crate::domain::{Answer, ArrivedUpload, Manual, ProcessingOutcome, RetrievedChunk, UserId};
 use crate::idempotency::{Claim, StoredResponse};
 use crate::ports::{
-    AnswerModel, ArrivalOutcome, IdempotencyStore, InsertOutcome, KnowledgeBase, ListError,
-    ManualPage, ManualRepository, ObjectStore, RateLimitStore, ReplayGuard, Transcriber,
+    AnswerModel, ArrivalOutcome, Citations, IdempotencyStore, InsertOutcome, KnowledgeBase,
+    ListError, ManualPage, ManualRepository, ObjectStore, RateLimitStore, ReplayGuard, Transcriber,
     UploadLink, UsageState, UsageStore,
 };
 use crate::usage::{CostRecord, Operation, QuotaLimits, QuotaWindows, Reservation};
@@ -76,6 +76,10 @@ impl KnowledgeBase for GuardedKnowledgeBase {
     async fn remove(&self, manual: &Manual) -> Result<(), PortError> {
         self.ingestion.call(|| self.inner.remove(manual)).await
     }
+
+    async fn chunk_count(&self, manual: &Manual) -> Result<Option<u64>, PortError> {
+        self.retrieval.call(|| self.inner.chunk_count(manual)).await
+    }
 }
 
 #[async_trait]
@@ -107,6 +111,16 @@ impl ObjectStore for Guarded<dyn ObjectStore> {
 
     async fn delete(&self, key: &str) -> Result<(), PortError> {
         self.dependency.call(|| self.inner.delete(key)).await
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, PortError> {
+        self.dependency
+            .call(|| self.inner.delete_prefix(prefix))
+            .await
+    }
+
+    fn key_of_link(&self, link: &str) -> Option<String> {
+        self.inner.key_of_link(link)
     }
 
     async fn download_link(
@@ -209,6 +223,23 @@ impl ManualRepository for Guarded<dyn ManualRepository> {
     async fn delete(&self, user: &UserId, manual_id: &str) -> Result<bool, PortError> {
         self.dependency
             .call(|| self.inner.delete(user, manual_id))
+            .await
+    }
+
+    async fn record_citations(
+        &self,
+        user: &UserId,
+        manual_ids: &[String],
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), PortError> {
+        self.dependency
+            .call(|| self.inner.record_citations(user, manual_ids, at))
+            .await
+    }
+
+    async fn citations(&self, user: &UserId, manual_id: &str) -> Result<Citations, PortError> {
+        self.dependency
+            .call(|| self.inner.citations(user, manual_id))
             .await
     }
 }

@@ -124,11 +124,13 @@ impl Transcriber for LocalTranscriber {
         let max_seconds = self.max_seconds;
         let started = Instant::now();
         let transcript = tokio::task::spawn_blocking(move || {
-            let samples =
-                pcm::mono_16k(audio, max_seconds).map_err(|error| PortError::Rejected {
+            let samples = pcm::mono_16k(audio, max_seconds).map_err(|error| {
+                tracing::warn!(%error, "a spoken clip could not be read");
+                PortError::Rejected {
                     service: SERVICE,
-                    message: format!("This server cannot transcribe the clip: {error}."),
-                })?;
+                    message: error.for_client().to_owned(),
+                }
+            })?;
             if !pcm::has_sound(&samples) {
                 return Ok(String::new());
             }

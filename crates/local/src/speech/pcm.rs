@@ -19,6 +19,8 @@ pub const SAMPLE_RATE: u32 = 16_000;
 /// Input frames per resampler call.
 const RESAMPLE_CHUNK: usize = 1024;
 
+/// Why a clip could not be turned into samples. The library's own words are kept for the log
+/// only (its `Display`, logged); what a client is told is [`PcmError::for_client`].
 #[derive(Debug, thiserror::Error)]
 pub enum PcmError {
     #[error("the audio could not be decoded: {0}")]
@@ -27,6 +29,20 @@ pub enum PcmError {
     NoSampleRate,
     #[error("the audio could not be resampled: {0}")]
     Resample(String),
+}
+
+impl PcmError {
+    /// A sentence for the person who sent the clip: no library message, no internals.
+    pub fn for_client(&self) -> &'static str {
+        match self {
+            Self::Decode(_) | Self::NoSampleRate => {
+                "This server cannot decode the clip; send it as 16-bit WAV, FLAC or M4A (AAC)."
+            }
+            Self::Resample(_) => {
+                "This server cannot convert the clip's sample rate; record it at 16 or 44.1 kHz."
+            }
+        }
+    }
 }
 
 fn decode_error(error: DecodeError) -> PcmError {
@@ -120,7 +136,10 @@ pub fn has_sound(samples: &[f32]) -> bool {
     })
 }
 
-/// `samples` at `rate` converted to [`SAMPLE_RATE`].
+/// `samples` at `rate` converted to [`SAMPLE_RATE`], for any number of samples. The input is
+/// fed in whole chunks, the last one padded with silence, then silence until the filter's
+/// delay has come out; rubato's `process_partial` is not used, because it takes an empty
+/// remainder (a clip whose length is a multiple of the chunk) for a disabled channel and fails.
 fn resample(samples: &[f32], rate: u32) -> Result<Vec<f32>, PcmError> {
     if rate == SAMPLE_RATE || samples.is_empty() {
         return Ok(samples.to_vec());
@@ -130,35 +149,25 @@ fn resample(samples: &[f32], rate: u32) -> Result<Vec<f32>, PcmError> {
         FftFixedIn::<f32>::new(rate as usize, SAMPLE_RATE as usize, RESAMPLE_CHUNK, 1, 1)
             .map_err(|error| failed(&error))?;
     let delay = resampler.output_delay();
-    let expected = samples.len() * SAMPLE_RATE as usize / rate as usize;
-    let mut out = Vec::with_capacity(expected + delay + RESAMPLE_CHUNK);
-    let mut chunks = samples.chunks_exact(RESAMPLE_CHUNK);
-    for chunk in chunks.by_ref() {
+    let expected = (samples.len() as u64 * u64::from(SAMPLE_RATE) / u64::from(rate)) as usize;
+    let wanted = expected + delay;
+    let mut out = Vec::with_capacity(wanted + RESAMPLE_CHUNK);
+    let mut chunk = vec![0f32; RESAMPLE_CHUNK];
+    let mut fed = 0;
+    while out.len() < wanted {
+        let take = samples.len().saturating_sub(fed).min(RESAMPLE_CHUNK);
+        chunk[..take].copy_from_slice(&samples[fed..fed + take]);
+        chunk[take..].fill(0.0);
+        fed += take;
         let frames = resampler
-            .process(&[chunk], None)
+            .process(&[&chunk], None)
             .map_err(|error| failed(&error))?;
-        out.extend_from_slice(&frames[0]);
-    }
-    let rest = chunks.remainder();
-    // Flush: the remainder, then silence until the filter's delay has come out.
-    let frames = resampler
-        .process_partial(Some(&[rest]), None)
-        .map_err(|error| failed(&error))?;
-    out.extend_from_slice(&frames[0]);
-    while out.len() < expected + delay {
-        let frames = resampler
-            .process_partial::<&[f32]>(None, None)
-            .map_err(|error| failed(&error))?;
-        if frames[0].is_empty() {
+        if frames[0].is_empty() && take == 0 {
             break;
         }
         out.extend_from_slice(&frames[0]);
     }
-    Ok(out
-        .into_iter()
-        .skip(delay)
-        .take(expected)
-        .collect::<Vec<_>>())
+    Ok(out.into_iter().skip(delay).take(expected).collect())
 }
 
 #[cfg(test)]
@@ -243,8 +252,99 @@ mod tests {
     }
 
     #[test]
-    fn garbage_is_an_error() {
+    fn garbage_is_an_error_told_without_the_librarys_words() {
         let error = mono_16k(Bytes::from_static(b"not audio at all"), 60.0).unwrap_err();
         assert!(matches!(error, PcmError::Decode(_)), "{error}");
+        let told = error.for_client();
+        assert!(!told.contains(&error.to_string()), "{told}");
+        assert!(told.contains("WAV"), "{told}");
+    }
+
+    /// `frames` mono frames of a 440 Hz tone as 32-bit integer samples.
+    fn tone_32(rate: u32, frames: usize) -> Vec<u8> {
+        (0..frames)
+            .flat_map(|i| {
+                let value = (2.0 * std::f64::consts::PI * 440.0 * i as f64 / f64::from(rate)).sin();
+                ((value * f64::from(i32::MAX) * 0.5) as i32).to_le_bytes()
+            })
+            .collect()
+    }
+
+    /// A mono WAV with a WAVE_FORMAT_EXTENSIBLE `fmt ` chunk (as sox writes 32-bit audio).
+    fn extensible_wav(rate: u32, bits: u16, data: &[u8]) -> Bytes {
+        let block = bits / 8;
+        let mut fmt = Vec::new();
+        fmt.extend_from_slice(&0xFFFEu16.to_le_bytes());
+        fmt.extend_from_slice(&1u16.to_le_bytes());
+        fmt.extend_from_slice(&rate.to_le_bytes());
+        fmt.extend_from_slice(&(rate * u32::from(block)).to_le_bytes());
+        fmt.extend_from_slice(&block.to_le_bytes());
+        fmt.extend_from_slice(&bits.to_le_bytes());
+        fmt.extend_from_slice(&22u16.to_le_bytes());
+        fmt.extend_from_slice(&bits.to_le_bytes());
+        fmt.extend_from_slice(&4u32.to_le_bytes()); // front centre
+        // KSDATAFORMAT_SUBTYPE_PCM
+        fmt.extend_from_slice(&[
+            0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xAA, 0x00, 0x38,
+            0x9B, 0x71,
+        ]);
+        let mut out = Vec::new();
+        out.extend_from_slice(b"RIFF");
+        out.extend_from_slice(&(4 + 8 + fmt.len() as u32 + 8 + data.len() as u32).to_le_bytes());
+        out.extend_from_slice(b"WAVEfmt ");
+        out.extend_from_slice(&(fmt.len() as u32).to_le_bytes());
+        out.extend_from_slice(&fmt);
+        out.extend_from_slice(b"data");
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(data);
+        Bytes::from(out)
+    }
+
+    #[test]
+    fn the_clis_44_1k_32_bit_extensible_recording_of_204800_frames_is_resampled() {
+        // The CLI's committed sample: sox at 44.1 kHz, 32-bit, WAVE_FORMAT_EXTENSIBLE, 204,800
+        // frames (200 resampler chunks exactly, which rubato's partial call refused).
+        let clip = extensible_wav(44_100, 32, &tone_32(44_100, 204_800));
+        let samples = mono_16k(clip, 60.0).unwrap();
+        assert_eq!(samples.len(), 204_800 * 16_000 / 44_100);
+        assert!((frequency(&samples) - 440.0).abs() < 5.0);
+    }
+
+    #[test]
+    fn no_clip_length_makes_the_resampler_fail() {
+        for frames in [1, 2, 1023, 1024, 1025, 2048, 3000, 44_100, 102_400, 204_801] {
+            for rate in [8_000, 22_050, 44_100, 48_000] {
+                let samples: Vec<f32> = (0..frames)
+                    .map(|i| ((i % 50) as f32 / 50.0) - 0.5)
+                    .collect();
+                let out = resample(&samples, rate)
+                    .unwrap_or_else(|error| panic!("{frames} frames at {rate} Hz: {error}"));
+                assert_eq!(
+                    out.len(),
+                    (frames as u64 * 16_000 / u64::from(rate)) as usize,
+                    "{frames} frames at {rate} Hz"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_apple_recording_with_a_fllr_padding_chunk_is_read() {
+        // AVAudioRecorder pads the header with a `FLLR` chunk so that the samples start at
+        // byte 4096.
+        let plain = wav(&tone(16_000, 440.0, 1.0, 1), 16_000, 1);
+        let (head, rest) = plain.split_at(36);
+        let filler = 4096 - 36 - 8 - 8;
+        let mut apple = head.to_vec();
+        apple.extend_from_slice(b"FLLR");
+        apple.extend_from_slice(&(filler as u32).to_le_bytes());
+        apple.extend(std::iter::repeat_n(0u8, filler));
+        apple.extend_from_slice(rest);
+        let riff_size = (apple.len() - 8) as u32;
+        apple[4..8].copy_from_slice(&riff_size.to_le_bytes());
+        assert_eq!(&apple[4096 - 8..4096 - 4], b"data");
+        let samples = mono_16k(Bytes::from(apple), 60.0).unwrap();
+        assert_eq!(samples.len(), 16_000);
+        assert!((frequency(&samples) - 440.0).abs() < 5.0);
     }
 }
