@@ -228,8 +228,9 @@ def transformed(template_path: str, params: dict[str, str]) -> dict:
     for resource in template["Resources"].values():
         if resource["Type"] == "AWS::Serverless::Function":
             resource["Properties"]["CodeUri"] = "s3://bucket/code.zip"
-        elif resource["Type"] == "AWS::Serverless::LayerVersion":
-            # A local directory (the pdfium layer) is only packaged by sam build.
+        # A layer built locally (the pdfium layer) has a folder as ContentUri, which the
+        # translator refuses offline.
+        if resource["Type"] == "AWS::Serverless::LayerVersion":
             resource["Properties"]["ContentUri"] = "s3://bucket/layer.zip"
     return transform(template, params, Loader())
 

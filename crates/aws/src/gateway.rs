@@ -1,7 +1,8 @@
 //! What API Gateway already knows about a request, handed to the core middleware: its request
 //! id (becomes ours), the caller's `sourceIp` (for the allowlist and rate limits) and the
 //! Cognito authorizer's claims (used when `VERIFY_JWT` is off), and the invocation's deadline. It also takes the stage name
-//! off the path (`/Prod/api/manuals` → `/api/manuals`), which lambda_http keeps for REST APIs.
+//! off the path (`/Prod/api/manuals` → `/api/manuals`), which lambda_http keeps for REST APIs,
+//! keeping the path as requested for signature checks ([`RequestedPath`]).
 //! [`behind_api_gateway`] puts it in front of a whole app.
 
 use axum::Router;
@@ -10,7 +11,7 @@ use lambda_http::request::RequestContext;
 use manuel_core::auth::GatewayClaims;
 use manuel_core::deadline::Deadline;
 use manuel_core::request_id::UpstreamRequestId;
-use manuel_core::security::SourceIp;
+use manuel_core::security::{RequestedPath, SourceIp};
 use tower::util::MapRequest;
 
 /// An app with [`from_api_gateway`] in front, before routing (a `Router::layer` would run after
@@ -24,10 +25,21 @@ pub fn behind_api_gateway<B>(app: Router) -> BehindApiGateway<B> {
 pub fn from_api_gateway<B>(mut request: Request<B>) -> Request<B> {
     if let Some(RequestContext::ApiGatewayV1(context)) =
         request.extensions().get::<RequestContext>()
-        && let Some(stage) = context.stage.as_deref()
-        && let Some(uri) = without_stage(request.uri(), stage)
     {
-        *request.uri_mut() = uri;
+        // What the client requested (and signed): `requestContext.path` is the path as sent,
+        // stage (or custom domain base path) included; lambda_http's URI has the stage too.
+        let requested = RequestedPath(
+            context
+                .path
+                .clone()
+                .unwrap_or_else(|| request.uri().path().to_owned()),
+        );
+        if let Some(stage) = context.stage.as_deref()
+            && let Some(uri) = without_stage(request.uri(), stage)
+        {
+            *request.uri_mut() = uri;
+        }
+        request.extensions_mut().insert(requested);
     }
     let (request_id, source_ip, sub) = match request.extensions().get::<RequestContext>() {
         Some(RequestContext::ApiGatewayV1(context)) => (

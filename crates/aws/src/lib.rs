@@ -10,6 +10,7 @@ pub mod gateway;
 pub mod lambda;
 pub mod s3;
 mod sdk_error;
+pub mod secrets;
 pub mod sns;
 pub mod sqs;
 pub mod transcribe;

@@ -1,18 +1,20 @@
 //! Amazon Transcribe, by the fastest path the clip allows:
 //!
 //! - streaming ([`streaming`]) for what StartStreamTranscription takes: WAV (sent as 16-bit PCM),
-//!   FLAC and Ogg/Opus with one channel. No upload, no job, no polling: the transcript arrives
-//!   while the audio is still being sent.
-//! - batch for the rest (MP4/M4A, WebM, multi-channel FLAC or Opus), or for every clip when
-//!   streaming is off (`TRANSCRIBE_STREAMING=false`) or the language has no streaming model: the
-//!   clip goes to the audio bucket, a job transcribes it into a transcript object in the same
-//!   bucket, polled with backoff. The audio, the transcript and the job are removed afterwards,
-//!   whatever happened.
+//!   FLAC and Ogg/Opus with one channel, a browser's WebM/Opus rewrapped as Ogg/Opus, and
+//!   MP4/M4A whose AAC is decoded to PCM here. No upload, no job, no polling; the audio is
+//!   paced at real time, so a clip takes about its own length plus the final result.
+//! - batch for the rest (multi-channel FLAC or Opus, an MP4 that cannot be decoded), or for
+//!   every clip when streaming is off (`TRANSCRIBE_STREAMING=false`) or the language has no
+//!   streaming model: the clip goes to the audio bucket, a job transcribes it into a transcript
+//!   object in the same bucket, polled with backoff (a short clip's job takes 10–30 s). The
+//!   audio, the transcript and the job are removed afterwards, whatever happened.
 //!
 //! Either path stops at the invocation's deadline (the one passed in, else the task's
 //! [`deadline::current`]) less a margin, and reports its latency as `TranscriptionPathLatency`
 //! with the path as a dimension, next to the `transcribe` dependency's `DependencyLatency`.
 
+mod decode;
 mod streaming;
 
 use std::time::{Duration, Instant};

@@ -457,9 +457,9 @@ async fn converse_sends_model_prompt_and_settings_and_maps_citations_and_tokens(
     let model = BedrockAnswerModel::new(
         mock_client!(aws_sdk_bedrockruntime, [&converse]),
         ConverseSettings {
-            model_id: "eu.anthropic.claude-sonnet-4-20250514-v1:0".to_owned(),
             temperature: 0.1,
             max_tokens: 800,
+            ..ConverseSettings::new("eu.anthropic.claude-sonnet-4-20250514-v1:0")
         },
     );
     let answer = model
@@ -499,9 +499,9 @@ async fn converse_refusals_and_uncited_answers_are_not_found() -> TestResult {
     let model = BedrockAnswerModel::new(
         mock_client!(aws_sdk_bedrockruntime, RuleMode::MatchAny, [&converse]),
         ConverseSettings {
-            model_id: "m".to_owned(),
             temperature: 0.0,
             max_tokens: 100,
+            ..ConverseSettings::new("m")
         },
     );
     for _ in 0..2 {
@@ -518,4 +518,57 @@ async fn converse_refusals_and_uncited_answers_are_not_found() -> TestResult {
     assert_eq!(converse.num_calls(), 2);
     let _unused: Option<ConverseError> = None;
     Ok(())
+}
+
+/// What ingestion ends with when Bedrock reports `status`.
+async fn ingestion_ending_in(status: DocumentStatus) -> Result<(), PortError> {
+    let ingest = mock!(aws_sdk_bedrockagent::Client::ingest_knowledge_base_documents)
+        .then_output(|| IngestKnowledgeBaseDocumentsOutput::builder().build());
+    let final_state = mock!(aws_sdk_bedrockagent::Client::get_knowledge_base_documents)
+        .sequence()
+        .output(|| GetKnowledgeBaseDocumentsOutput::builder().build())
+        .output(|| {
+            GetKnowledgeBaseDocumentsOutput::builder()
+                .document_details(detail(DocumentStatus::InProgress))
+                .build()
+        })
+        .output(move || {
+            GetKnowledgeBaseDocumentsOutput::builder()
+                .document_details(detail(status.clone()))
+                .build()
+        })
+        .build();
+    let agent = mock_client!(
+        aws_sdk_bedrockagent,
+        RuleMode::MatchAny,
+        [&ingest, &final_state]
+    );
+    let mut quick = settings();
+    quick.poll_interval = Duration::from_millis(5);
+    let kb = BedrockKnowledgeBase::new(
+        mock_client!(aws_sdk_bedrockagentruntime, []),
+        agent,
+        unused_s3(),
+        quick,
+    );
+    kb.ingest(&manual("alice", "m1"), &[]).await
+}
+
+#[tokio::test]
+async fn partial_indexing_is_final_a_partly_indexed_manual_is_ready_and_partial_metadata_fails() {
+    // Some chunks indexed: searchable, so ready (not left to time out into `failed`).
+    assert!(
+        ingestion_ending_in(DocumentStatus::PartiallyIndexed)
+            .await
+            .is_ok()
+    );
+    // The owner's metadata on only some chunks: those could never be found by the user_id
+    // filter, so the manual fails with the reason instead of looking ready.
+    let error = ingestion_ending_in(DocumentStatus::MetadataPartiallyIndexed)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, PortError::Failed(message) if message.contains("METADATA_PARTIALLY_INDEXED")),
+        "{error:?}"
+    );
 }

@@ -152,3 +152,82 @@ async fn the_allowlist_checks_api_gateways_source_ip_not_forwarded_headers() -> 
     assert_eq!(body["code"], "forbidden");
     Ok(())
 }
+
+/// A DELETE of `/api/manuals/m1` through API Gateway's `v1` stage, signed over `signed_path`.
+async fn signed_delete(signed_path: &str) -> Result<(u16, Value), Box<dyn std::error::Error>> {
+    const KEY: &[u8] = b"a-signing-key-of-at-least-32-characters";
+    let mut config = SecurityConfig::defaults(Stage::Production);
+    config.hmac_signing_key = Some(KEY.to_vec());
+    let security = Security {
+        config: Arc::new(config),
+        verifier: Arc::new(
+            JwtVerifier::new(
+                &JwkSet { keys: Vec::new() },
+                "https://issuer",
+                "app-client-id",
+            )
+            .trusting_gateway_claims(true),
+        ),
+        rate_limits: Arc::new(NoLimits),
+        replay_guard: Arc::new(NoLimits),
+        idempotency: Arc::new(NoLimits),
+        idempotency_config: Default::default(),
+    };
+    let routes = Router::new().route(
+        "/api/manuals/{id}",
+        axum::routing::delete(|| async { Json(json!({"deleted": true})) }),
+    );
+    let app = manuel_aws::gateway::behind_api_gateway(manuel_core::http::serve_app(
+        security.protect(routes),
+        &security,
+    ));
+    let timestamp = chrono::Utc::now().timestamp().to_string();
+    let signature = manuel_core::security::sign_request(
+        KEY,
+        &timestamp,
+        &axum::http::Method::DELETE,
+        signed_path,
+        b"",
+    );
+    let mut event: Value =
+        serde_json::from_str(include_str!("fixtures/apigw-rest-get-manuals.json"))?;
+    event["httpMethod"] = json!("DELETE");
+    event["path"] = json!("/api/manuals/m1");
+    event["resource"] = json!("/api/manuals/{id}");
+    event["requestContext"]["httpMethod"] = json!("DELETE");
+    event["requestContext"]["stage"] = json!("v1");
+    event["requestContext"]["path"] = json!("/v1/api/manuals/m1");
+    for (name, value) in [
+        ("X-Manuel-Timestamp", timestamp.as_str()),
+        ("X-Manuel-Signature", signature.as_str()),
+    ] {
+        event["headers"][name] = json!(value);
+        event["multiValueHeaders"][name] = json!([value]);
+    }
+    let request = lambda_http::request::from_str(&event.to_string())?;
+    let (parts, body) = request.into_parts();
+    let request = axum::http::Request::from_parts(parts, Body::from(body.to_vec()));
+    let response = app.oneshot(request).await?;
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await?;
+    Ok((status, serde_json::from_slice(&bytes)?))
+}
+
+#[tokio::test]
+async fn a_delete_signed_over_the_path_the_client_requested_with_its_stage_is_accepted()
+-> TestResult {
+    // The client called https://{api}.execute-api.../v1/api/manuals/m1 and signed that path.
+    let (status, body) = signed_delete("/v1/api/manuals/m1").await?;
+    assert_eq!((status, &body["deleted"]), (200, &json!(true)), "{body}");
+    // A client behind a custom domain without the stage signs the routed path.
+    let (status, body) = signed_delete("/api/manuals/m1").await?;
+    assert_eq!(status, 200, "{body}");
+    // Another resource's signature does not carry over.
+    let (status, body) = signed_delete("/v1/api/manuals/m2").await?;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_signature")),
+        "{body}"
+    );
+    Ok(())
+}

@@ -427,10 +427,10 @@ async fn a_wav_is_streamed_as_raw_pcm_and_only_final_results_make_the_transcript
         "every audio message carries a chunk signature"
     );
     assert!(request.event_types.iter().all(|kind| kind == "AudioEvent"));
-    // The samples and nothing else (no RIFF header, no LIST chunk), in 8 KiB events.
+    // The samples and nothing else (no RIFF header, no LIST chunk), in events of 0.2 s.
     assert_eq!(request.chunks.concat(), pcm);
-    assert_eq!(request.chunks.len(), 5);
-    assert!(request.chunks.iter().all(|chunk| chunk.len() <= 8 * 1024));
+    assert_eq!(request.chunks.len(), 7);
+    assert!(request.chunks.iter().all(|chunk| chunk.len() <= 6_400));
     assert_eq!(
         setup.batch.requests.lock().unwrap().len(),
         0,
@@ -503,8 +503,62 @@ async fn flac_and_ogg_opus_are_streamed_as_they_are_with_their_encoding_and_rate
     assert_eq!(setup.batch.requests.lock().unwrap().len(), 0);
 }
 
+/// A clip recorded as a browser records it, made once with ffmpeg (tests/fixtures/README.md).
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
 #[tokio::test]
-async fn mp4_and_webm_clips_go_to_a_batch_job_instead() {
+async fn browser_recordings_are_streamed_webm_opus_rewrapped_as_ogg_and_m4a_decoded_to_pcm() {
+    let setup = setup(vec![spoken()]).await;
+    let webm = fixture("question.webm");
+    let m4a = fixture("question.m4a");
+    let started = std::time::Instant::now();
+    assert_eq!(
+        transcribe(&setup, webm, "audio/webm;codecs=opus")
+            .await
+            .unwrap(),
+        SPOKEN
+    );
+    assert_eq!(transcribe(&setup, m4a, "audio/mp4").await.unwrap(), SPOKEN);
+    // Both 1.6 s clips were paced at real time, not sent in one burst.
+    assert!(
+        started.elapsed() >= Duration::from_millis(2_600),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let seen = setup.streaming.seen();
+    assert_eq!(seen.len(), 2);
+    let ogg = &seen[0];
+    assert_eq!(ogg.headers["x-amzn-transcribe-media-encoding"], "ogg-opus");
+    assert_eq!(ogg.headers["x-amzn-transcribe-sample-rate"], "48000");
+    let rewrapped = ogg.chunks.concat();
+    let clip = check(&rewrapped, "audio/ogg", &AudioLimits::default()).unwrap();
+    assert_eq!(clip.channels, Some(1));
+    // ffprobe says 1.616 s for the WebM; its Opus packets say the same.
+    let seconds = clip.duration.unwrap().as_secs_f64();
+    assert!((seconds - 1.61).abs() < 0.03, "{seconds}");
+
+    let pcm = &seen[1];
+    assert_eq!(pcm.headers["x-amzn-transcribe-media-encoding"], "pcm");
+    assert_eq!(pcm.headers["x-amzn-transcribe-sample-rate"], "44100");
+    // 1.609 s of 44.1 kHz mono (AAC adds a frame of priming at most).
+    let seconds = pcm.chunks.concat().len() as f64 / (2.0 * 44_100.0);
+    assert!((seconds - 1.609).abs() < 0.1, "{seconds}");
+    assert_eq!(
+        setup.batch.requests.lock().unwrap().len(),
+        0,
+        "no batch job"
+    );
+}
+
+#[tokio::test]
+async fn mp4_and_webm_that_cannot_be_decoded_or_rewrapped_go_to_a_batch_job_instead() {
     let setup = setup(vec![spoken()]).await;
     for (clip, content_type) in [(mp4_clip(), "audio/mp4"), (webm_clip(), "audio/webm")] {
         // The recording batch side refuses everything: the upload fails as S3 failing would.

@@ -585,12 +585,23 @@ fn webm(bytes: &[u8]) -> Result<AudioClip, AudioError> {
             let seconds = ticks * scale as f64 / 1e9;
             (seconds.is_finite() && seconds > 0.0).then(|| Duration::from_secs_f64(seconds))
         });
-    Ok(AudioClip {
-        format: AudioFormat::WebM,
-        sample_rate: None,
-        channels: None,
-        duration,
-    })
+    // A browser's recording (Opus, no Duration) is measured by its packets, which is also how
+    // it will be streamed; a WebM of another codec keeps what its Info says.
+    match crate::ogg_opus::webm_to_ogg_opus(bytes) {
+        Ok(opus) => Ok(AudioClip {
+            format: AudioFormat::WebM,
+            sample_rate: Some(crate::ogg_opus::OPUS_RATE),
+            channels: Some(u16::from(opus.channels)),
+            // The packets are what will be transcribed (and billed), whatever Info claims.
+            duration: Some(opus.duration),
+        }),
+        Err(_) => Ok(AudioClip {
+            format: AudioFormat::WebM,
+            sample_rate: None,
+            channels: None,
+            duration,
+        }),
+    }
 }
 
 /// Linear PCM as streaming speech recognition takes it (Amazon Transcribe's `pcm` encoding):
@@ -973,6 +984,23 @@ mod tests {
         live.extend_from_slice(&[0x1F, 0x43, 0xB6, 0x75, 0x80]);
         let clip = check(&live, "audio/webm", &limits()).unwrap();
         assert_eq!(clip.duration, None);
+    }
+
+    #[test]
+    fn a_browser_recording_is_measured_by_its_opus_packets_and_held_to_the_limits() {
+        let webm = crate::ogg_opus::browser_webm(4.0, 1);
+        let clip = check(&webm, "audio/webm;codecs=opus", &limits()).unwrap();
+        assert_eq!(clip.format, AudioFormat::WebM);
+        assert_eq!((clip.sample_rate, clip.channels), (Some(48_000), Some(1)));
+        assert!((clip.duration.unwrap().as_secs_f64() - 3.9935).abs() < 1e-3);
+        let short = AudioLimits {
+            max_duration: Duration::from_secs(3),
+            ..limits()
+        };
+        assert!(matches!(
+            check(&webm, "audio/webm", &short),
+            Err(AudioError::TooLong { .. })
+        ));
     }
 
     fn le16(samples: &[i16]) -> Vec<u8> {

@@ -13,6 +13,7 @@ pub mod http;
 pub mod idempotency;
 pub mod ingestion;
 pub mod json;
+pub mod ogg_opus;
 pub mod ports;
 pub mod request_id;
 pub mod resilience;

@@ -2,9 +2,24 @@
 //! speaks it): knowledge-base retrieval that honours the `user_id` filter it is given,
 //! Converse that answers from the first passage with a citation, and per-document ingestion
 //! that reports documents indexed. Every request is kept for assertions.
+//!
+//! Latency as AWS shows it: Retrieve answers after 0.6 s (the p50 of a knowledge-base
+//! retrieval) and Converse after 2.5 s (a short non-streaming answer), both settable
+//! ([`FakeBedrock::set_converse_latency`], [`FakeBedrock::set_retrieve_latency`]). Like a
+//! non-streaming Converse, the fake sends nothing, not even headers, before its delay is over;
+//! a caller that gives up earlier gets no answer, and the call still counts (Bedrock would
+//! still have run, and billed, the model).
+//!
+//! What it forgives: it checks no signature, and IAM permissions only once told the roles
+//! ([`FakeBedrock::authorize_with`]); it bills nothing, answers every model id,
+//! ingests instantly (a document is `INDEXED` on its first status read, where Bedrock takes
+//! tens of seconds; the status can be set with [`FakeBedrock::set_document_status`]), needs no
+//! first sync of the data source, and throttles only when told to ([`FakeBedrock::fail`]:
+//! injected errors are answered at once, as a throttled request is).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -24,16 +39,50 @@ pub struct KbPassage {
 /// Access key id → the statements of its function's role.
 type Roles = std::collections::HashMap<String, Vec<Value>>;
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Shared {
     passages: Arc<Mutex<Vec<KbPassage>>>,
     requests: Arc<Mutex<Vec<(String, Value)>>>,
     ingested: Arc<Mutex<HashSet<String>>>,
     faults: Arc<Mutex<Vec<Fault>>>,
+    latency: Arc<Mutex<Latency>>,
+    /// The status every document reports once ingested (`INDEXED` unless set).
+    document_status: Arc<Mutex<&'static str>>,
     /// Access key id → the statements of the role its function has; `None`: no IAM checks.
     roles: Arc<Mutex<Option<Roles>>>,
     /// Requests refused for want of a permission: (path, the check that failed).
     denied: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+/// How long each API takes to answer.
+#[derive(Clone, Copy, Debug)]
+struct Latency {
+    retrieve: Duration,
+    converse: Duration,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Self {
+            retrieve: Duration::from_millis(600),
+            converse: Duration::from_millis(2500),
+        }
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self {
+            passages: Arc::default(),
+            requests: Arc::default(),
+            ingested: Arc::default(),
+            faults: Arc::default(),
+            latency: Arc::default(),
+            document_status: Arc::new(Mutex::new("INDEXED")),
+            roles: Arc::default(),
+            denied: Arc::default(),
+        }
+    }
 }
 
 /// An error the fake answers with instead of serving, for requests whose path contains `path`.
@@ -98,6 +147,21 @@ impl FakeBedrock {
             code: code.to_owned(),
             remaining: times,
         });
+    }
+
+    /// Converse answers after `delay` (2.5 s unless set).
+    pub fn set_converse_latency(&self, delay: Duration) {
+        self.shared.latency.lock().unwrap().converse = delay;
+    }
+
+    /// Retrieve answers after `delay` (0.6 s unless set).
+    pub fn set_retrieve_latency(&self, delay: Duration) {
+        self.shared.latency.lock().unwrap().retrieve = delay;
+    }
+
+    /// The status ingested documents report from now on (`INDEXED`, `PARTIALLY_INDEXED`, …).
+    pub fn set_document_status(&self, status: &'static str) {
+        *self.shared.document_status.lock().unwrap() = status;
     }
 
     /// From now on every Bedrock request must be signed with one of these access keys and be
@@ -253,6 +317,8 @@ async fn retrieve(
     Json(body): Json<Value>,
 ) -> Json<Value> {
     record(&shared, format!("/knowledgebases/{kb}/retrieve"), &body);
+    let delay = shared.latency.lock().unwrap().retrieve;
+    tokio::time::sleep(delay).await;
     let filter = body.pointer("/retrievalConfiguration/vectorSearchConfiguration/filter");
     let results: Vec<Value> = match filtered_user(filter) {
         None => Vec::new(),
@@ -286,6 +352,8 @@ async fn converse(
     Json(body): Json<Value>,
 ) -> Json<Value> {
     record(&shared, format!("/model/{model}/converse"), &body);
+    let delay = shared.latency.lock().unwrap().converse;
+    tokio::time::sleep(delay).await;
     let context = body
         .pointer("/messages/0/content/0/text")
         .and_then(Value::as_str)
@@ -305,7 +373,7 @@ async fn converse(
         "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
         "stopReason": "end_turn",
         "usage": {"inputTokens": 321, "outputTokens": 12, "totalTokens": 333},
-        "metrics": {"latencyMs": 5}
+        "metrics": {"latencyMs": delay.as_millis() as u64}
     }))
 }
 
@@ -364,7 +432,8 @@ async fn get_documents(
         .into_iter()
         .filter(|uri| ingested.contains(uri))
         .collect();
-    Json(details(&known, |_| "INDEXED"))
+    let status = *shared.document_status.lock().unwrap();
+    Json(details(&known, |_| status))
 }
 
 async fn delete_documents(

@@ -1,8 +1,15 @@
 //! A proxy in front of moto that fails chosen AWS calls: DynamoDB operations by their
 //! `X-Amz-Target`, S3 requests by method and path. Everything else is forwarded untouched, so
 //! a function binary pointed at it (`AWS_ENDPOINT_URL_<SERVICE>`) meets a real outage.
+//!
+//! It also gives Amazon Transcribe's batch jobs the time a real one takes
+//! ([`FaultProxy::set_transcription_job_latency`]): moto completes a job on its second or third
+//! `GetTranscriptionJob`, however soon; through the proxy a job reads `IN_PROGRESS` until its
+//! latency has passed since `StartTranscriptionJob` (a short clip takes 10–30 s in AWS).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -32,6 +39,9 @@ struct Shared {
     client: reqwest::Client,
     rules: Arc<Mutex<Vec<Rule>>>,
     injected: Arc<Mutex<Vec<String>>>,
+    /// How long a transcription job runs, and when each job the proxy saw started.
+    job_latency: Arc<Mutex<Option<Duration>>>,
+    jobs_started: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 pub struct FaultProxy {
@@ -46,6 +56,8 @@ impl FaultProxy {
             client: reqwest::Client::builder().no_proxy().build().unwrap(),
             rules: Arc::default(),
             injected: Arc::default(),
+            job_latency: Arc::default(),
+            jobs_started: Arc::default(),
         };
         let app = Router::new().fallback(forward).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -83,6 +95,11 @@ impl FaultProxy {
             code: code.to_owned(),
             remaining,
         });
+    }
+
+    /// Transcription jobs complete `latency` after they were started, not before.
+    pub fn set_transcription_job_latency(&self, latency: Duration) {
+        *self.shared.job_latency.lock().unwrap() = Some(latency);
     }
 
     pub fn heal(&self) {
@@ -155,6 +172,25 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
         };
     }
     let body: Bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    let job_name = (target.starts_with("Transcribe."))
+        .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
+        .flatten()
+        .and_then(|request| request["TranscriptionJobName"].as_str().map(str::to_owned));
+    if let (Some(job), "Transcribe.StartTranscriptionJob") = (&job_name, target.as_str()) {
+        shared
+            .jobs_started
+            .lock()
+            .unwrap()
+            .insert(job.clone(), Instant::now());
+    }
+    let still_running = match (&job_name, target.as_str()) {
+        (Some(job), "Transcribe.GetTranscriptionJob") => {
+            let latency = *shared.job_latency.lock().unwrap();
+            let started = shared.jobs_started.lock().unwrap().get(job).copied();
+            matches!((latency, started), (Some(latency), Some(started)) if started.elapsed() < latency)
+        }
+        _ => false,
+    };
     let url = format!(
         "{}{}",
         shared.upstream,
@@ -180,6 +216,17 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
             );
         }
     }
-    let bytes = upstream.bytes().await.unwrap();
+    let mut bytes = upstream.bytes().await.unwrap();
+    if still_running
+        && let Ok(mut job) = serde_json::from_slice::<serde_json::Value>(&bytes)
+        && job["TranscriptionJob"].is_object()
+    {
+        job["TranscriptionJob"]["TranscriptionJobStatus"] = serde_json::json!("IN_PROGRESS");
+        if let Some(fields) = job["TranscriptionJob"].as_object_mut() {
+            fields.remove("Transcript");
+            fields.remove("CompletionTime");
+        }
+        bytes = Bytes::from(job.to_string());
+    }
     (status, response_headers, bytes).into_response()
 }

@@ -9,11 +9,13 @@ mod fault_proxy;
 pub mod iam;
 mod runtime;
 pub mod stack;
+mod transcribe_streaming;
 
 pub use bedrock::{FakeBedrock, KbPassage};
 pub use dynamodb_iam::DynamoDbIamProxy;
 pub use fault_proxy::FaultProxy;
 pub use runtime::{Invocation, Lambda};
+pub use transcribe_streaming::{FakeTranscribeStreaming, StreamSeen};
 
 /// Where the function binaries are (`MANUEL_TEST_LAMBDA_BIN_DIR`, set by `make test` after it
 /// built them with the `lambda` feature), or `None` with a note that the test was skipped.

@@ -35,9 +35,13 @@ impl Invocation {
 
 type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Invocation>>>>;
 
+/// One invocation waiting for the function: its id, its event, and its deadline (ms since the
+/// epoch), fixed when it was invoked, as Lambda fixes it.
+type Queued = (String, Value, u128);
+
 #[derive(Clone)]
 struct RuntimeState {
-    events: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<(String, Value)>>>,
+    events: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Queued>>>,
     pending: Pending,
     init_error: Arc<Mutex<Option<Value>>>,
     /// When the function first asked for an event: the end of its init.
@@ -47,7 +51,10 @@ struct RuntimeState {
 /// A function process behind a local Runtime API.
 pub struct Lambda {
     child: Child,
-    events: mpsc::UnboundedSender<(String, Value)>,
+    events: mpsc::UnboundedSender<Queued>,
+    /// The function's configured timeout: each invocation's deadline is this far after it
+    /// starts, and an answer after it counts as none (Lambda would have stopped the function).
+    timeout: Duration,
     pending: Pending,
     init_error: Arc<Mutex<Option<Value>>>,
     stdout: Arc<Mutex<Vec<String>>>,
@@ -58,8 +65,19 @@ pub struct Lambda {
 }
 
 impl Lambda {
-    /// Starts the Runtime API and `binary` with `env` (plus the variables Lambda always sets).
+    /// Starts the Runtime API and `binary` with `env` (plus the variables Lambda always sets),
+    /// with a 30 s timeout.
     pub async fn start(binary: &Path, function_name: &str, env: &[(String, String)]) -> Lambda {
+        Self::start_with_timeout(binary, function_name, env, Duration::from_secs(30)).await
+    }
+
+    /// [`Self::start`] for a function whose configured timeout is `timeout`.
+    pub async fn start_with_timeout(
+        binary: &Path,
+        function_name: &str,
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> Lambda {
         let (events, receiver) = mpsc::unbounded_channel();
         let state = RuntimeState {
             events: Arc::new(tokio::sync::Mutex::new(receiver)),
@@ -107,6 +125,7 @@ impl Lambda {
         Lambda {
             child,
             events,
+            timeout,
             pending: state.pending,
             init_error: state.init_error,
             stdout,
@@ -126,16 +145,26 @@ impl Lambda {
             .map(|polled| polled.duration_since(self.spawned))
     }
 
-    /// Sends one event and waits for the function's answer (30 s at most).
+    /// Sends one event and waits for the function's answer, at most until the invocation's
+    /// deadline (its timeout after now); no answer by then fails the test, as Lambda would
+    /// have stopped the function and API Gateway answered 502/504 instead.
     pub async fn invoke(&mut self, event: Value) -> Invocation {
         let id = uuid::Uuid::new_v4().to_string();
         let (sender, receiver) = oneshot::channel();
         self.pending.lock().unwrap().insert(id.clone(), sender);
-        self.events.send((id, event)).unwrap();
+        let deadline = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|now| (now + self.timeout).as_millis())
+            .unwrap_or_default();
+        self.events.send((id, event, deadline)).unwrap();
+        let timeout = self.timeout;
         tokio::select! {
-            answer = tokio::time::timeout(Duration::from_secs(30), receiver) => match answer {
+            answer = tokio::time::timeout(timeout, receiver) => match answer {
                 Ok(Ok(invocation)) => invocation,
-                _ => panic!("no answer within 30 s; stderr:\n{}", self.stderr().join("\n")),
+                _ => panic!(
+                    "no answer within the function's {timeout:?} timeout; stderr:\n{}",
+                    self.stderr().join("\n")
+                ),
             },
             status = self.child.wait() => panic!(
                 "the function exited ({status:?}) before answering; init error: {:?}; stderr:\n{}",
@@ -199,13 +228,9 @@ async fn next(State(state): State<RuntimeState>) -> Response {
         .lock()
         .unwrap()
         .get_or_insert_with(Instant::now);
-    let Some((id, event)) = state.events.lock().await.recv().await else {
+    let Some((id, event, deadline)) = state.events.lock().await.recv().await else {
         return StatusCode::GONE.into_response();
     };
-    let deadline = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|now| now.as_millis() + 30_000)
-        .unwrap_or_default();
     let mut headers = HeaderMap::new();
     let mut set = |name: &'static str, value: String| {
         headers.insert(name, HeaderValue::from_str(&value).unwrap());

@@ -245,6 +245,8 @@ pub async fn build(
             store: store.clone(),
             stopping,
         }),
+        // The local index has no per-file limit; uploads are capped by MANUEL_MAX_UPLOAD_*.
+        max_document_bytes: None,
     };
     let ingestion = start_workers(processor, config.ingest_workers);
     let mut ingestion_stopping = ingestion.stopping();

@@ -3,7 +3,9 @@
 //! checked, and the connection made to an address that was checked (no second lookup the
 //! answer could change under). Redirects are followed by hand, at most three, each checked the
 //! same way. Connect and total timeouts bound the fetch, and the size cap holds while the body
-//! streams in.
+//! streams in. Inside a Lambda the fetch also stops where the invocation's deadline leaves just
+//! the time to store what was fetched ([`STORE_MARGIN`]): a 30 s download inside a 15 s
+//! function would otherwise be cut off by Lambda, with no answer at all.
 
 use std::future::Ready;
 use std::net::{IpAddr, SocketAddr};
@@ -22,6 +24,10 @@ use manuel_core::url_policy::{
     FetchAllowList, FetchTarget, UrlRefusal, check_addresses, check_url, port_allowed,
 };
 use url::Url;
+
+/// Time kept back from the invocation's deadline for storing the fetched manual (its object
+/// of up to 25 MB in S3, its row, its sidecar) and answering.
+pub const STORE_MARGIN: Duration = Duration::from_secs(4);
 
 #[derive(Clone, Copy, Debug)]
 pub struct FetchLimits {
@@ -119,8 +125,16 @@ impl UrlFetcher {
         self.limits
     }
 
+    /// Fetches `raw`, within `total_timeout` and within the current invocation's deadline less
+    /// [`STORE_MARGIN`] (manuel-local sets no deadline).
     pub async fn fetch(&self, raw: &str) -> Result<Fetched, FetchError> {
-        tokio::time::timeout(self.limits.total_timeout, self.follow(raw))
+        let allowed =
+            manuel_core::deadline::current().map_or(self.limits.total_timeout, |deadline| {
+                deadline
+                    .remaining(STORE_MARGIN)
+                    .min(self.limits.total_timeout)
+            });
+        tokio::time::timeout(allowed, self.follow(raw))
             .await
             .map_err(|_| FetchError::Timeout)?
     }
@@ -231,5 +245,65 @@ impl UrlFetcher {
             }
         }
         Ok(bytes.freeze())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::{Instant, SystemTime};
+
+    use manuel_core::deadline::{self, Deadline};
+
+    use super::*;
+
+    /// A web server on loopback that accepts connections and never answers.
+    async fn silent_server() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        format!("http://127.0.0.1:{}/manual.pdf", address.port())
+    }
+
+    fn fetcher(total_timeout: Duration) -> UrlFetcher {
+        UrlFetcher::new(
+            FetchAllowList::parse("127.0.0.1"),
+            FetchLimits {
+                total_timeout,
+                ..FetchLimits::default()
+            },
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_download_stops_where_the_invocation_leaves_just_time_to_store_it() {
+        let url = silent_server().await;
+        let fetcher = fetcher(Duration::from_secs(30));
+        // A 15 s function: the download may use 15 s less the margin, never its own 30 s.
+        let soon = Deadline(SystemTime::now() + STORE_MARGIN + Duration::from_millis(700));
+        let started = Instant::now();
+        let result = deadline::within(Some(soon), fetcher.fetch(&url)).await;
+        let waited = started.elapsed();
+        assert!(matches!(result, Err(FetchError::Timeout)), "{result:?}");
+        assert!(
+            waited >= Duration::from_millis(600) && waited < Duration::from_millis(1_500),
+            "{waited:?}"
+        );
+
+        // Without a deadline (manuel-local) the fetch's own timeout applies.
+        let started = Instant::now();
+        let result = fetcher_with_short_timeout().fetch(&url).await;
+        assert!(matches!(result, Err(FetchError::Timeout)), "{result:?}");
+        assert!(started.elapsed() >= Duration::from_millis(900));
+    }
+
+    fn fetcher_with_short_timeout() -> UrlFetcher {
+        fetcher(Duration::from_secs(1))
     }
 }

@@ -1,6 +1,7 @@
 //! The manuals function as a Lambda behind API Gateway (REST proxy events).
 
 use axum::Router;
+use manuel_aws::bedrock::MAX_DOCUMENT_BYTES;
 use manuel_aws::lambda::{Init, run_http};
 use manuel_core::security::{ConfigError, Security};
 use manuel_manuals::{ManualsConfig, ManualsDeps, router};
@@ -13,9 +14,7 @@ async fn app(init: &Init) -> Result<(Router, Security), ConfigError> {
         // A synchronous Lambda invocation carries at most 6 MB, base64 included; bigger
         // manuals go through a pre-signed upload.
         max_upload_bytes: init.env.parsed_or("MAX_UPLOAD_BYTES", 4 * 1024 * 1024)?,
-        max_upload_link_bytes: init
-            .env
-            .parsed_or("MAX_UPLOAD_LINK_BYTES", defaults.max_upload_link_bytes)?,
+        max_upload_link_bytes: upload_link_limit(init)?,
         upload_link_ttl: std::time::Duration::from_secs(init.env.parsed_or(
             "UPLOAD_LINK_TTL_SECONDS",
             defaults.upload_link_ttl.as_secs(),
@@ -37,6 +36,23 @@ async fn app(init: &Init) -> Result<(Router, Security), ConfigError> {
         config,
     };
     Ok((router(deps), security))
+}
+
+/// `MAX_UPLOAD_LINK_BYTES`, at most (and by default) what the knowledge base ingests: a bigger
+/// manual would be accepted and then fail.
+fn upload_link_limit(init: &Init) -> Result<u64, ConfigError> {
+    let limit = init
+        .env
+        .parsed_or("MAX_UPLOAD_LINK_BYTES", MAX_DOCUMENT_BYTES)?;
+    if limit > MAX_DOCUMENT_BYTES {
+        return Err(ConfigError {
+            name: "MAX_UPLOAD_LINK_BYTES",
+            reason: format!(
+                "{limit} is above the {MAX_DOCUMENT_BYTES} bytes a knowledge-base document may have"
+            ),
+        });
+    }
+    Ok(limit)
 }
 
 #[tokio::main]

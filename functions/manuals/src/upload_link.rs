@@ -63,8 +63,9 @@ pub(crate) async fn upload_link(
     }
     if request.size_bytes > max_bytes {
         return Err(ApiError::PayloadTooLarge(format!(
-            "The manual is larger than the {} MB limit.",
-            max_bytes.div_ceil(1024 * 1024)
+            "The manual is {} bytes; the largest manual accepted is {max_bytes} bytes ({:.0} MB).",
+            request.size_bytes,
+            max_bytes as f64 / 1e6
         )));
     }
 

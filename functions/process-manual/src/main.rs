@@ -29,6 +29,7 @@ fn processor(init: &Init) -> Result<Processor, ConfigError> {
             knowledge_base,
             limits: IngestionLimits::from_vars(&std::env::vars().collect())?,
         }),
+        max_document_bytes: Some(manuel_aws::bedrock::MAX_DOCUMENT_BYTES),
     })
 }
 

@@ -25,6 +25,10 @@ pub struct Processor {
     pub manuals: Arc<dyn ManualRepository>,
     pub knowledge_base: Arc<dyn KnowledgeBase>,
     pub indexer: Arc<dyn Indexer>,
+    /// The largest manual the knowledge base ingests (`None`: no limit, as in manuel-local). A
+    /// bigger one fails with that reason before its object is read, so it is never held in
+    /// memory whole.
+    pub max_document_bytes: Option<u64>,
 }
 
 /// How a stored manual's bytes become searchable.
@@ -98,6 +102,29 @@ impl Processor {
         let Some(manual) = self.manuals.get(user, manual_id).await? else {
             return Ok(None);
         };
+        // A `processing` manual's recorded size is its stored object's. (An `uploading` one's
+        // upload link was capped, and its signed Content-Length fixes the object's size.)
+        if let Some(max) = self.max_document_bytes
+            && manual.size_bytes > max
+            && manual.status == ManualStatus::Processing
+        {
+            let outcome = ProcessingOutcome::Failed {
+                reason: format!(
+                    "The manual is {} bytes; the search index takes files of at most {max} bytes ({:.0} MB).",
+                    manual.size_bytes,
+                    max as f64 / 1e6
+                ),
+            };
+            if self
+                .manuals
+                .finish_processing(user, manual_id, &outcome)
+                .await?
+            {
+                log_outcome(&manual, &outcome);
+                return Ok(Some(outcome));
+            }
+            return Ok(None);
+        }
         let (manual, stored) = match manual.status {
             ManualStatus::Processing => {
                 let stored = self.objects.get(&manual.key).await?;

@@ -32,7 +32,10 @@ async fn app(init: &Init) -> Result<(Router, Security), ConfigError> {
         answer_model,
         objects,
         transcriber: Some(init.transcriber()?),
-        audio_limits: init.audio_limits()?,
+        audio_limits: manuel_transcribe::capped(
+            init.audio_limits()?,
+            manuel_transcribe::MAX_SPOKEN_QUESTION,
+        ),
         security: security.clone(),
         config: QueryConfig {
             retrieval_limit: init.env.parsed_or("RETRIEVAL_RESULTS", 8)?,

@@ -3,7 +3,7 @@
 //! gives the reservation back.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::routing::post;
@@ -36,6 +36,35 @@ pub struct TranscribeDeps {
     pub transcriber: Option<Arc<dyn Transcriber>>,
     pub limits: AudioLimits,
     pub security: Security,
+}
+
+/// The longest spoken question the query function accepts. Streaming transcription runs at
+/// real time, so a question takes its own length to hear plus about a second for the final
+/// transcript; retrieval (0.6 s) and a long answer (12 s) must still fit before API Gateway's
+/// 29 s, less the 2 s kept for answering. 12 s of speech is about 30 words, longer than a
+/// question about a manual needs. Measured, not assumed: crates/lambda-harness/tests/latency.rs
+/// asks a question of this length through the query binary, with every dependency at its
+/// realistic latency, and checks it is answered inside the 29 s.
+pub const MAX_SPOKEN_QUESTION: Duration = Duration::from_secs(12);
+
+/// The longest clip `POST /api/transcribe` accepts: transcription at real time, its final
+/// result and the response inside API Gateway's 29 s.
+pub const MAX_TRANSCRIBED_CLIP: Duration = Duration::from_secs(25);
+
+/// `limits` with the longest accepted clip held to `ceiling` (a configured
+/// `MAX_AUDIO_DURATION_SECONDS` above it would accept clips whose answer cannot arrive).
+pub fn capped(limits: AudioLimits, ceiling: Duration) -> AudioLimits {
+    if limits.max_duration > ceiling {
+        tracing::warn!(
+            configured_seconds = limits.max_duration.as_secs(),
+            ceiling_seconds = ceiling.as_secs(),
+            "MAX_AUDIO_DURATION_SECONDS is above what fits the request deadline; the ceiling applies"
+        );
+    }
+    AudioLimits {
+        max_duration: limits.max_duration.min(ceiling),
+        ..limits
+    }
 }
 
 /// The largest request body: the audio limit in base64 plus room for the JSON around it.

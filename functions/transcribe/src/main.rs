@@ -6,7 +6,7 @@ use axum::Router;
 use manuel_aws::lambda::{Init, run_http};
 use manuel_core::security::{ConfigError, Security};
 use manuel_core::usage::SystemClock;
-use manuel_transcribe::{TranscribeDeps, router};
+use manuel_transcribe::{MAX_TRANSCRIBED_CLIP, TranscribeDeps, capped, router};
 
 async fn app(init: &Init) -> Result<(Router, Security), ConfigError> {
     let security = init.security().await?;
@@ -16,7 +16,7 @@ async fn app(init: &Init) -> Result<(Router, Security), ConfigError> {
         pricing: init.pricing()?,
         clock: Arc::new(SystemClock),
         transcriber: Some(init.transcriber()?),
-        limits: init.audio_limits()?,
+        limits: capped(init.audio_limits()?, MAX_TRANSCRIBED_CLIP),
         security: security.clone(),
     };
     Ok((router(deps), security))

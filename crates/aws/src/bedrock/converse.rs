@@ -1,18 +1,31 @@
 //! The answer model over Bedrock `Converse`: only the numbered passages as context, `[n]`
 //! citations required, and a fixed marker when the passages do not answer the question.
+//!
+//! A non-streaming Converse sends its first byte only when the whole answer exists, so the call
+//! has no SDK read timeout: it may take whatever time the invocation has left, less a margin
+//! for recording the cost and answering ([`ConverseSettings::deadline_margin`]). Once sent, a
+//! model call may have been processed (and billed) even if its answer never arrives, so only
+//! failures that say the request was refused before any work — throttling, a model not ready,
+//! the service turning requests away (503), a connection never made — are handed on as
+//! transient (retried by the resilience layer, within the deadline). A timeout after sending, a
+//! 5xx from the model, a broken connection are not retried.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use aws_sdk_bedrockruntime::config::http::HttpResponse;
+use aws_sdk_bedrockruntime::error::SdkError;
+use aws_sdk_bedrockruntime::operation::converse::ConverseError;
 use aws_sdk_bedrockruntime::types::{
     ContentBlock, ConversationRole, InferenceConfiguration, Message, SystemContentBlock,
 };
 use manuel_core::PortError;
+use manuel_core::deadline;
 use manuel_core::domain::{Answer, NOT_FOUND_ANSWER, RetrievedChunk, UserId};
 use manuel_core::ports::AnswerModel;
 use manuel_core::telemetry::{self, Metric};
 
-use super::sdk_error;
+const DEPENDENCY: &str = "bedrock-converse";
 
 /// What the model must reply, alone, when the passages do not contain the answer.
 pub const NOT_FOUND_MARKER: &str = "NOT_FOUND";
@@ -30,7 +43,29 @@ pub struct ConverseSettings {
     pub model_id: String,
     pub temperature: f32,
     pub max_tokens: i32,
+    /// Time kept back from the invocation's deadline for what follows the answer (the cost
+    /// record, signed links, the response) and for API Gateway's clock, which started before
+    /// Lambda's (init, invoke overhead).
+    pub deadline_margin: Duration,
+    /// The longest call when no deadline is set.
+    pub max_wait: Duration,
 }
+
+impl ConverseSettings {
+    /// The settings for `model_id` with the default sampling, margin and wait.
+    pub fn new(model_id: impl Into<String>) -> Self {
+        Self {
+            model_id: model_id.into(),
+            temperature: 0.1,
+            max_tokens: 1000,
+            deadline_margin: Duration::from_secs(2),
+            max_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Below this, no answer could arrive in time: the model is not called at all.
+const SHORTEST_USEFUL_CALL: Duration = Duration::from_secs(1);
 
 pub struct BedrockAnswerModel {
     client: aws_sdk_bedrockruntime::Client,
@@ -106,6 +141,32 @@ pub fn renumber_citations(text: &str, passages: usize) -> (String, Vec<usize>) {
     (out.trim().to_owned(), cited)
 }
 
+/// A failed Converse as a port error: transient (worth a retry) only when Bedrock refused the
+/// request before the model ran, otherwise not retried. See the module documentation.
+pub fn converse_error(error: SdkError<ConverseError, HttpResponse>) -> PortError {
+    let refused_before_processing = match &error {
+        // This client has no read timeout, so a timeout while dispatching is the connect
+        // timeout: nothing was sent.
+        SdkError::DispatchFailure(failure) => failure.is_timeout(),
+        SdkError::ServiceError(context) => matches!(
+            context.err(),
+            ConverseError::ThrottlingException(_)
+                | ConverseError::ModelNotReadyException(_)
+                | ConverseError::ServiceUnavailableException(_)
+        ),
+        _ => false,
+    };
+    match crate::sdk_error::sdk_error(DEPENDENCY, error) {
+        PortError::Transient { service, message } if !refused_before_processing => {
+            PortError::Unavailable {
+                service,
+                message: format!("{message}; not retried (the model may have processed it)"),
+            }
+        }
+        other => other,
+    }
+}
+
 fn not_found(input_tokens: u64, output_tokens: u64) -> Answer {
     Answer {
         text: NOT_FOUND_ANSWER.to_owned(),
@@ -133,8 +194,21 @@ impl AnswerModel for BedrockAnswerModel {
             .content(ContentBlock::Text(context_message(question, passages)))
             .build()
             .map_err(PortError::failed)?;
+        let budget = deadline::current().map_or(self.settings.max_wait, |deadline| {
+            deadline
+                .remaining(self.settings.deadline_margin)
+                .min(self.settings.max_wait)
+        });
+        if budget < SHORTEST_USEFUL_CALL {
+            return Err(PortError::Unavailable {
+                service: DEPENDENCY,
+                message: format!(
+                    "only {budget:?} left before the invocation's deadline: the model was not called"
+                ),
+            });
+        }
         let started = Instant::now();
-        let output = self
+        let call = self
             .client
             .converse()
             .model_id(&self.settings.model_id)
@@ -146,12 +220,22 @@ impl AnswerModel for BedrockAnswerModel {
                     .max_tokens(self.settings.max_tokens)
                     .build(),
             )
-            .send()
-            .await
-            .map_err(|error| sdk_error("bedrock-converse", error))?;
+            .send();
+        let output = match tokio::time::timeout(budget, call).await {
+            Ok(result) => result.map_err(converse_error)?,
+            Err(_) => {
+                telemetry::record_dependency(Metric::DependencyErrors, DEPENDENCY, 1.0);
+                return Err(PortError::Unavailable {
+                    service: DEPENDENCY,
+                    message: format!(
+                        "no answer within {budget:?}, the time left before the invocation's deadline; not retried (the model may have processed it)"
+                    ),
+                });
+            }
+        };
         telemetry::record_dependency(
             Metric::DependencyLatency,
-            "bedrock-converse",
+            DEPENDENCY,
             started.elapsed().as_secs_f64() * 1000.0,
         );
         let (input_tokens, output_tokens) = output.usage().map_or((0, 0), |usage| {

@@ -1,6 +1,11 @@
 //! The knowledge base port over Bedrock Knowledge Bases: `Retrieve` with HYBRID search and a
 //! `user_id` filter that every call carries, and per-document ingestion on the S3 data source
 //! (`IngestKnowledgeBaseDocuments` / `DeleteKnowledgeBaseDocuments`), never a whole-source sync.
+//!
+//! A document's ingestion ends in one of the final states `GetKnowledgeBaseDocuments` reports
+//! (https://docs.aws.amazon.com/bedrock/latest/APIReference/API_agent_KnowledgeBaseDocumentDetail.html):
+//! `INDEXED` and `PARTIALLY_INDEXED` (ready), `METADATA_PARTIALLY_INDEXED`, `FAILED`,
+//! `IGNORED` and `METADATA_UPDATE_FAILED` (failed, with Bedrock's reason).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -163,6 +168,14 @@ impl BedrockKnowledgeBase {
     }
 }
 
+fn record_ingestion_latency(started: Instant) {
+    telemetry::record_dependency(
+        Metric::DependencyLatency,
+        "bedrock-ingestion",
+        started.elapsed().as_secs_f64() * 1000.0,
+    );
+}
+
 /// Ingestion of the same manual version is one request to Bedrock however often it is asked
 /// for (the S3 event can be delivered twice; a retry after a timeout asks again).
 fn ingestion_token(manual: &Manual) -> String {
@@ -236,12 +249,32 @@ impl KnowledgeBase for BedrockKnowledgeBase {
         loop {
             match self.document_status(&manual.key).await? {
                 Some((DocumentStatus::Indexed, _)) => {
-                    telemetry::record_dependency(
-                        Metric::DependencyLatency,
-                        "bedrock-ingestion",
-                        started.elapsed().as_secs_f64() * 1000.0,
+                    record_ingestion_latency(started);
+                    return Ok(());
+                }
+                // Some chunks made it into the index and others did not: what was indexed is
+                // searchable, so the manual is usable, and refusing it would leave its owner
+                // with nothing. It is counted and logged so an operator can look at why.
+                Some((DocumentStatus::PartiallyIndexed, reason)) => {
+                    record_ingestion_latency(started);
+                    telemetry::record(Metric::ManualsPartiallyIndexed, 1.0);
+                    tracing::warn!(
+                        manual_id = %manual.id,
+                        reason = reason.as_deref().unwrap_or(""),
+                        "the knowledge base indexed the manual only in part; it is ready, some passages may not be found"
                     );
                     return Ok(());
+                }
+                // The metadata (`user_id`, `manual_id`) reached only some chunks. Retrieval
+                // filters on `user_id`, so the chunks without it can never be found by their
+                // owner: the manual would look ready and silently miss answers. It fails with a
+                // reason instead (asking again re-ingests the same content and metadata).
+                Some((DocumentStatus::MetadataPartiallyIndexed, reason)) => {
+                    return Err(PortError::failed(format!(
+                        "the knowledge base indexed the document's metadata only in part ({}): {}",
+                        DocumentStatus::MetadataPartiallyIndexed.as_str(),
+                        reason.unwrap_or_default()
+                    )));
                 }
                 Some((
                     status @ (DocumentStatus::Failed

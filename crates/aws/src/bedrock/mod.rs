@@ -8,6 +8,11 @@ pub use converse::{BedrockAnswerModel, ConverseSettings, NOT_FOUND_MARKER, SYSTE
 pub use knowledge_base::{BedrockKnowledgeBase, KnowledgeBaseSettings, PAGE_NUMBER_KEY};
 
 use aws_sdk_bedrockagent::error::SdkError;
+
+/// The largest document a knowledge base ingests: "Each file size doesn't exceed the quota of
+/// 50 MB" (https://docs.aws.amazon.com/bedrock/latest/userguide/knowledge-base-ds.html). Read
+/// as decimal megabytes, the smaller reading, so nothing accepted here is refused there.
+pub const MAX_DOCUMENT_BYTES: u64 = 50_000_000;
 use manuel_core::PortError;
 
 /// An SDK failure as a port error, counted under `dependency` (see [`crate::sdk_error`]).

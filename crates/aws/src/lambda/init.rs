@@ -1,5 +1,6 @@
 //! Init of a Lambda binary and the adapters it builds once.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use super::Env;
 use crate::bedrock::{
     BedrockAnswerModel, BedrockKnowledgeBase, ConverseSettings, KnowledgeBaseSettings,
 };
+use crate::config::Timeouts;
 use crate::dynamodb::{
     DynamoErrors, DynamoIdempotency, DynamoLimits, DynamoManuals, DynamoUsageStore,
 };
@@ -75,9 +77,17 @@ impl Init {
         result
     }
 
+    /// The SDK configuration with the timeouts of one kind of call (see [`Timeouts`]).
+    pub fn sdk_for(&self, timeouts: Timeouts) -> aws_config::SdkConfig {
+        self.sdk
+            .to_builder()
+            .timeout_config(timeouts.config())
+            .build()
+    }
+
     fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
         self.dynamodb
-            .get_or_init(|| aws_sdk_dynamodb::Client::new(&self.sdk))
+            .get_or_init(|| aws_sdk_dynamodb::Client::new(&self.sdk_for(Timeouts::Quick)))
             .clone()
     }
 
@@ -113,9 +123,10 @@ impl Init {
     fn manuals_bucket(&self) -> Result<Arc<S3ObjectStore>, ConfigError> {
         let bucket = self.env.required("MANUALS_BUCKET")?;
         let path_style = self.env.flag("S3_FORCE_PATH_STYLE", false)?;
+        let storage = self.sdk_for(Timeouts::Storage);
         Ok(Arc::new(
-            S3ObjectStore::new(crate::s3::client(&self.sdk, path_style), bucket)
-                .recognising_links(&self.sdk, path_style),
+            S3ObjectStore::new(crate::s3::client(&storage, path_style), bucket)
+                .recognising_links(&storage, path_style),
         ))
     }
 
@@ -132,8 +143,8 @@ impl Init {
             ),
         };
         let knowledge_base: Arc<dyn KnowledgeBase> = Arc::new(BedrockKnowledgeBase::new(
-            aws_sdk_bedrockagentruntime::Client::new(&self.sdk),
-            aws_sdk_bedrockagent::Client::new(&self.sdk),
+            aws_sdk_bedrockagentruntime::Client::new(&self.sdk_for(Timeouts::Retrieval)),
+            aws_sdk_bedrockagent::Client::new(&self.sdk_for(Timeouts::Retrieval)),
             self.manuals_bucket()?,
             settings,
         ));
@@ -162,12 +173,12 @@ impl Init {
             });
         }
         let settings = ConverseSettings {
-            model_id: model_id.clone(),
             temperature,
             max_tokens,
+            ..ConverseSettings::new(model_id.clone())
         };
         let model: Arc<dyn AnswerModel> = Arc::new(BedrockAnswerModel::new(
-            aws_sdk_bedrockruntime::Client::new(&self.sdk),
+            aws_sdk_bedrockruntime::Client::new(&self.sdk_for(Timeouts::BoundByDeadline)),
             settings,
         ));
         Ok((
@@ -185,14 +196,14 @@ impl Init {
 
     pub fn notifier(&self) -> Result<Arc<SnsNotifier>, ConfigError> {
         Ok(Arc::new(SnsNotifier::new(
-            aws_sdk_sns::Client::new(&self.sdk),
+            aws_sdk_sns::Client::new(&self.sdk_for(Timeouts::Quick)),
             self.env.required("ALERTS_TOPIC_ARN")?,
         )))
     }
 
     pub fn dead_letter_queue(&self) -> Result<Arc<DeadLetterQueue>, ConfigError> {
         Ok(Arc::new(DeadLetterQueue::new(
-            aws_sdk_sqs::Client::new(&self.sdk),
+            aws_sdk_sqs::Client::new(&self.sdk_for(Timeouts::Quick)),
             self.env.required("DLQ_URL")?,
         )))
     }
@@ -223,13 +234,14 @@ impl Init {
             ..TranscribeSettings::default()
         };
         let mut transcriber = AwsTranscriber::new(
-            aws_sdk_transcribe::Client::new(&self.sdk),
-            crate::s3::client(&self.sdk, path_style),
+            aws_sdk_transcribe::Client::new(&self.sdk_for(Timeouts::Quick)),
+            crate::s3::client(&self.sdk_for(Timeouts::Storage), path_style),
             settings,
         );
         if streaming {
-            transcriber =
-                transcriber.with_streaming(aws_sdk_transcribestreaming::Client::new(&self.sdk));
+            transcriber = transcriber.with_streaming(aws_sdk_transcribestreaming::Client::new(
+                &self.sdk_for(Timeouts::BoundByDeadline),
+            ));
         }
         let transcriber: Arc<dyn Transcriber> = Arc::new(transcriber);
         Ok(Guarded::new(
@@ -251,11 +263,31 @@ impl Init {
         Pricing::from_vars(Pricing::free(), self.env.vars())
     }
 
+    /// The environment, with `HMAC_SIGNING_KEY` read from the Secrets Manager secret
+    /// `HMAC_SIGNING_KEY_SECRET_ARN` names (once, at init), unless the key itself is set (as
+    /// manuel-local and tests set it).
+    async fn security_vars(&self) -> Result<HashMap<String, String>, ConfigError> {
+        let mut vars = self.env.vars().clone();
+        if self.env.optional("HMAC_SIGNING_KEY").is_none()
+            && let Some(secret) = self.env.optional("HMAC_SIGNING_KEY_SECRET_ARN")
+        {
+            let client = aws_sdk_secretsmanager::Client::new(&self.sdk_for(Timeouts::Quick));
+            let key = crate::secrets::secret_string(&client, secret)
+                .await
+                .map_err(|error| ConfigError {
+                    name: "HMAC_SIGNING_KEY_SECRET_ARN",
+                    reason: format!("the signing key could not be read: {error}"),
+                })?;
+            vars.insert("HMAC_SIGNING_KEY".to_owned(), key);
+        }
+        Ok(vars)
+    }
+
     /// The security middleware: settings from the environment, tokens checked against the user
     /// pool (`JWT_ISSUER`, `JWT_AUDIENCE`, `JWKS_URL`, `VERIFY_JWT`), rate limits and used
     /// signatures in `RATE_LIMITS_TABLE`, idempotency records in `IDEMPOTENCY_TABLE`.
     pub async fn security(&self) -> Result<Security, ConfigError> {
-        let config = SecurityConfig::from_vars(self.env.vars())?;
+        let config = SecurityConfig::from_vars(&self.security_vars().await?)?;
         let identity = IdentityConfig::from_vars(self.env.vars())?;
         let verifier = crate::cognito::verifier(&identity)
             .await

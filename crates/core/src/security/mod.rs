@@ -19,7 +19,7 @@ use crate::ports::{IdempotencyStore, RateLimitStore, ReplayGuard};
 pub use client_ip::{ClientIp, SourceIp};
 pub use config::{ConfigError, SecurityConfig, Stage};
 pub use headers::security_headers;
-pub use signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_request};
+pub use signature::{RequestedPath, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_request};
 
 /// Everything the middleware needs, built once at init and shared by every router.
 #[derive(Clone)]

@@ -1,6 +1,12 @@
 //! HMAC request signatures on sensitive routes (every DELETE), when `HMAC_SIGNING_KEY` is set:
 //! `X-Manuel-Timestamp: <unix seconds>` and `X-Manuel-Signature: v1=<hex HMAC-SHA256>` over
 //! `"<timestamp>\n<METHOD>\n<path>\n<hex SHA-256 of the body>"`, within 300 s, used once.
+//!
+//! `<path>` is the path the client requested. Behind API Gateway that is not the path routed
+//! here: a client of `https://{api}.execute-api.{region}.amazonaws.com/v1` requests (and
+//! signs) `/v1/api/manuals/{id}`, and the stage is taken off before routing. A gateway adapter
+//! hands the requested path on as [`RequestedPath`]; a signature over either path is accepted
+//! (both name the same resource, and the signature still binds method, body and time).
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
@@ -16,6 +22,11 @@ use crate::error::ApiError;
 pub const TIMESTAMP_HEADER: &str = "x-manuel-timestamp";
 pub const SIGNATURE_HEADER: &str = "x-manuel-signature";
 const TOLERANCE_SECONDS: i64 = 300;
+
+/// The path as the client requested it, when a gateway in front rewrote it before routing
+/// (API Gateway's stage prefix, a custom domain's base path).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestedPath(pub String);
 
 fn is_sensitive(method: &Method) -> bool {
     method == Method::DELETE
@@ -96,9 +107,15 @@ pub(crate) async fn require_signature(
         )
         .into_response();
     };
-    let mut verifier = mac(key);
-    verifier.update(&message(&timestamp, &parts.method, parts.uri.path(), &body));
-    if verifier.verify_slice(&expected).is_err() {
+    let requested = parts.extensions.get::<RequestedPath>();
+    let mut signed_paths =
+        std::iter::once(parts.uri.path()).chain(requested.map(|requested| requested.0.as_str()));
+    let matches = signed_paths.any(|path| {
+        let mut verifier = mac(key);
+        verifier.update(&message(&timestamp, &parts.method, path, &body));
+        verifier.verify_slice(&expected).is_ok()
+    });
+    if !matches {
         return refuse("it does not match the request");
     }
     match security

@@ -26,6 +26,7 @@ pub const DEPENDENCIES: &[&str] = &[
     "sqs",
     "sns",
     "redis",
+    "secretsmanager",
 ];
 
 /// The values of the `Severity` dimension (error-processor's classification).
@@ -118,6 +119,9 @@ pub enum Metric {
     ManualsReady,
     /// Manuals that finished processing with a reason they cannot be used.
     ManualsFailed,
+    /// Manuals the knowledge base indexed only in part (`PARTIALLY_INDEXED`): ready, but some
+    /// of their passages may never be found.
+    ManualsPartiallyIndexed,
     /// Time spent transcribing one audio clip.
     TranscriptionLatency,
     /// Time Amazon Transcribe took over one attempt at a clip, by path (streaming or batch).
@@ -148,6 +152,7 @@ impl Metric {
         Self::DependencyLatency,
         Self::ManualsReady,
         Self::ManualsFailed,
+        Self::ManualsPartiallyIndexed,
         Self::TranscriptionLatency,
         Self::TranscriptionPathLatency,
         Self::ErrorsRecorded,
@@ -173,6 +178,7 @@ impl Metric {
             Self::DependencyLatency => "DependencyLatency",
             Self::ManualsReady => "ManualsReady",
             Self::ManualsFailed => "ManualsFailed",
+            Self::ManualsPartiallyIndexed => "ManualsPartiallyIndexed",
             Self::TranscriptionLatency => "TranscriptionLatency",
             Self::TranscriptionPathLatency => "TranscriptionPathLatency",
             Self::ErrorsRecorded => "ErrorsRecorded",

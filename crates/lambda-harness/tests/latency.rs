@@ -1,0 +1,417 @@
+//! Latency as AWS shows it, through the query function's Lambda binary: with the function's
+//! timeout from template.yaml, Retrieve taking 0.6 s and Converse taking as long as a long
+//! answer does, a question is answered once and charged once inside the deadline (and inside
+//! API Gateway's 29 s integration timeout); a model slower than the deadline gives a 503 with
+//! `Retry-After`, the quota reservation back, and exactly one model call. Spoken questions:
+//! the longest accepted one, streamed at real time, still leaves time for a 12 s answer; a
+//! batch job takes its 15 s.
+// Fixture setup fails loudly: a test that cannot create its tables has nothing to say.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use manuel_lambda_harness::stack::{Stack, api_event, stack};
+use manuel_lambda_harness::{
+    FakeBedrock, FakeTranscribeStreaming, FaultProxy, KbPassage, Lambda, binary,
+};
+use serde_json::{Value, json};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+const ALICE: &str = "5a1ce000-1c2b-4e5f-9a8b-0c1d2e3f4a5b";
+
+/// API Gateway's integration timeout for a REST API (the default, and the limit without a
+/// quota increase): https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html
+const API_GATEWAY_TIMEOUT: Duration = Duration::from_secs(29);
+
+fn moto() -> Option<String> {
+    if std::env::var("MANUEL_TEST_MOTO_URL").map_or(true, |url| url.is_empty()) {
+        eprintln!(
+            "MANUEL_TEST_MOTO_URL is not set: skipping this Lambda test (run it with `make test`)"
+        );
+        return None;
+    }
+    // Under `make test` these tests run on the moto that enforces IAM: each function binary
+    // holds only its role's permissions, so a call its role lacks fails here as in AWS.
+    let url = std::env::var("MANUEL_TEST_MOTO_IAM_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .expect("MANUEL_TEST_MOTO_IAM_URL is not set: start it with `scripts/moto.sh start-iam`");
+    assert!(
+        std::env::var("MANUEL_TEST_MOTO_ADMIN").is_ok(),
+        "MANUEL_TEST_MOTO_ADMIN (KEY:SECRET of moto's admin user) is not set"
+    );
+    Some(url)
+}
+
+/// The query function's timeout as template.yaml deploys it (the `QueryTimeout` default).
+fn query_timeout() -> Duration {
+    let template: serde_yaml::Value = serde_yaml::from_str(include_str!("../../../template.yaml"))
+        .expect("template.yaml parses as YAML");
+    let seconds = template["Parameters"]["QueryTimeout"]["Default"]
+        .as_u64()
+        .expect("QueryTimeout has a numeric default");
+    let function = &template["Resources"]["QueryFunction"]["Properties"]["Timeout"];
+    assert_eq!(
+        serde_yaml::to_string(function).unwrap().trim(),
+        "!Ref QueryTimeout",
+        "the query function's timeout is the QueryTimeout parameter"
+    );
+    Duration::from_secs(seconds)
+}
+
+fn http(response: &Value) -> (u64, Value) {
+    let status = response["statusCode"].as_u64().unwrap();
+    let body = response["body"]
+        .as_str()
+        .map_or(Value::Null, |body| serde_json::from_str(body).unwrap());
+    (status, body)
+}
+
+fn header(response: &Value, name: &str) -> Option<String> {
+    let headers = response["headers"].as_object()?;
+    headers
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .and_then(|(_, value)| value.as_str().map(str::to_owned))
+        .or_else(|| {
+            response["multiValueHeaders"]
+                .as_object()?
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                .and_then(|(_, values)| values[0].as_str().map(str::to_owned))
+        })
+}
+
+fn env_value<'a>(stack: &'a Stack, name: &str) -> &'a str {
+    stack
+        .env
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+        .unwrap()
+}
+
+/// A ready manual of Alice's with one passage in the knowledge base.
+async fn ready_manual(stack: &Stack, bedrock: &FakeBedrock) {
+    let manual_id = uuid::Uuid::new_v4().to_string();
+    let now = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    let text = |value: &str| AttributeValue::S(value.to_owned());
+    stack
+        .dynamodb
+        .put_item()
+        .table_name(&stack.manuals_table)
+        .item("user_id", text(ALICE))
+        .item("manual_id", text(&manual_id))
+        .item("name", text("router.pdf"))
+        .item(
+            "object_key",
+            text(&format!("manuals/{ALICE}/{manual_id}.pdf")),
+        )
+        .item("kind", text("pdf"))
+        .item("size_bytes", AttributeValue::N("1000".to_owned()))
+        .item("sha256", text(&"b".repeat(64)))
+        .item("status", text("ready"))
+        .item("pages", AttributeValue::N("4".to_owned()))
+        .item("created_at", text(&now))
+        .item("updated_at", text(&now))
+        .item("created_sk", text(&format!("{now}#{manual_id}")))
+        .send()
+        .await
+        .unwrap();
+    bedrock.add_passage(KbPassage {
+        user_id: ALICE.into(),
+        manual_id,
+        page: 4,
+        text: "Hold the reset button for ten seconds to restore the factory settings.".into(),
+    });
+}
+
+/// Alice's usage items: (today's question count, cost records).
+async fn usage_items(
+    stack: &Stack,
+) -> (u64, Vec<std::collections::HashMap<String, AttributeValue>>) {
+    let items = stack
+        .dynamodb
+        .query()
+        .table_name(env_value(stack, "USAGE_TABLE"))
+        .key_condition_expression("user_id = :user")
+        .expression_attribute_values(":user", AttributeValue::S(ALICE.to_owned()))
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    let sort_key = |item: &std::collections::HashMap<String, AttributeValue>| {
+        item["sk"].as_s().unwrap().clone()
+    };
+    let today = items
+        .iter()
+        .find(|item| sort_key(item).starts_with("D#"))
+        .map_or(0, |item| item["count"].as_n().unwrap().parse().unwrap());
+    let costs = items
+        .into_iter()
+        .filter(|item| sort_key(item).starts_with("C#"))
+        .collect();
+    (today, costs)
+}
+
+async fn ask(query: &mut Lambda) -> (Value, Duration) {
+    let started = Instant::now();
+    let response = query
+        .invoke(api_event(
+            "POST",
+            "/api/query",
+            ALICE,
+            Some(json!({"question": "How do I reset the router?"})),
+        ))
+        .await
+        .response();
+    (response, started.elapsed())
+}
+
+#[tokio::test]
+async fn a_twelve_second_answer_is_answered_once_inside_the_deadline_and_charged_once() -> TestResult
+{
+    let (Some(moto), Some(query_bin)) = (moto(), binary("manuel-query")) else {
+        return Ok(());
+    };
+    let bedrock = FakeBedrock::start().await;
+    bedrock.set_converse_latency(Duration::from_secs(12));
+    let stack = stack(&moto, &bedrock).await;
+    ready_manual(&stack, &bedrock).await;
+    let timeout = query_timeout();
+    let mut query = Lambda::start_with_timeout(
+        &query_bin,
+        "manuel-query",
+        &stack.env_of("manuel-query"),
+        timeout,
+    )
+    .await;
+
+    let (response, took) = ask(&mut query).await;
+    let (status, body) = http(&response);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["context_found"], true, "{body}");
+    assert!(took >= Duration::from_secs(12), "{took:?}");
+    assert!(
+        took < timeout.min(API_GATEWAY_TIMEOUT),
+        "answered in {took:?}: past the function's {timeout:?} or API Gateway's 29 s"
+    );
+    assert_eq!(bedrock.requests("/converse").len(), 1, "one model call");
+    assert_eq!(bedrock.requests("/retrieve").len(), 1, "one retrieval");
+
+    // Charged once: one question counted, one cost record with the model's tokens.
+    let (today, costs) = usage_items(&stack).await;
+    assert_eq!(today, 1);
+    assert_eq!(costs.len(), 1, "{costs:?}");
+    assert_eq!(costs[0]["input_tokens"].as_n().unwrap(), "321");
+    assert_eq!(costs[0]["output_tokens"].as_n().unwrap(), "12");
+    assert_eq!(body["usage"]["daily_used"], 1, "{body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_model_slower_than_the_deadline_is_a_503_refunded_and_called_once() -> TestResult {
+    let (Some(moto), Some(query_bin)) = (moto(), binary("manuel-query")) else {
+        return Ok(());
+    };
+    let bedrock = FakeBedrock::start().await;
+    let timeout = query_timeout();
+    // Slower than the whole invocation: no answer can arrive in time.
+    bedrock.set_converse_latency(timeout + Duration::from_secs(10));
+    let stack = stack(&moto, &bedrock).await;
+    ready_manual(&stack, &bedrock).await;
+    let mut query = Lambda::start_with_timeout(
+        &query_bin,
+        "manuel-query",
+        &stack.env_of("manuel-query"),
+        timeout,
+    )
+    .await;
+
+    let (response, took) = ask(&mut query).await;
+    let (status, body) = http(&response);
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("service_unavailable")),
+        "{body}"
+    );
+    assert!(
+        took < timeout.min(API_GATEWAY_TIMEOUT),
+        "the 503 came after {took:?}: the gateway would have answered first"
+    );
+    let retry_after: u64 = header(&response, "retry-after").unwrap().parse()?;
+    assert!(retry_after >= 1, "{retry_after}");
+
+    // The reservation was given back and nothing was charged.
+    let (today, costs) = usage_items(&stack).await;
+    assert_eq!(today, 0, "the question was refunded");
+    assert!(costs.is_empty(), "{costs:?}");
+    // The model was called once and not again, even after the function answered.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(bedrock.requests("/converse").len(), 1);
+    Ok(())
+}
+
+const SPOKEN: &str = "How do I reset the router?";
+
+fn encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+async fn ask_aloud(query: &mut Lambda, clip: &[u8], content_type: &str) -> (Value, Duration) {
+    let started = Instant::now();
+    let response = query
+        .invoke(api_event(
+            "POST",
+            "/api/query",
+            ALICE,
+            Some(json!({"file_data": encode(clip), "content_type": content_type})),
+        ))
+        .await
+        .response();
+    (response, started.elapsed())
+}
+
+#[tokio::test]
+async fn the_longest_spoken_question_streamed_at_real_time_still_gets_a_long_answer_in_time()
+-> TestResult {
+    let (Some(moto), Some(query_bin)) = (moto(), binary("manuel-query")) else {
+        return Ok(());
+    };
+    let bedrock = FakeBedrock::start().await;
+    bedrock.set_converse_latency(Duration::from_secs(12));
+    let transcribe = FakeTranscribeStreaming::start(SPOKEN).await;
+    let mut stack = stack(&moto, &bedrock).await;
+    stack.env.extend(transcribe.env());
+    ready_manual(&stack, &bedrock).await;
+    let timeout = query_timeout();
+    let mut query = Lambda::start_with_timeout(
+        &query_bin,
+        "manuel-query",
+        &stack.env_of("manuel-query"),
+        timeout,
+    )
+    .await;
+
+    // A browser's recording (WebM/Opus, no duration recorded) exactly as long as the cap.
+    let cap = manuel_transcribe::MAX_SPOKEN_QUESTION.as_secs_f64();
+    let clip = manuel_core::ogg_opus::browser_webm(cap, 1);
+    let (response, took) = ask_aloud(&mut query, &clip, "audio/webm;codecs=opus").await;
+    let (status, body) = http(&response);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["question"], SPOKEN);
+    assert_eq!(body["context_found"], true, "{body}");
+    assert!(
+        took < timeout.min(API_GATEWAY_TIMEOUT),
+        "a {cap} s question with a 12 s answer took {took:?}"
+    );
+    eprintln!("a {cap} s spoken question with a 12 s answer was answered in {took:?}");
+
+    // It reached streaming transcription as Ogg/Opus, paced at real time.
+    let streams = transcribe.streams();
+    assert_eq!(streams.len(), 1);
+    let stream = &streams[0];
+    assert_eq!(
+        (stream.encoding.as_str(), stream.sample_rate),
+        ("ogg-opus", 48_000)
+    );
+    assert!(stream.audio.starts_with(b"OggS"));
+    let plays = stream.plays_for.unwrap();
+    assert!(
+        stream.took + Duration::from_secs(1) >= plays,
+        "{plays:?} of audio sent in {:?}",
+        stream.took
+    );
+    assert_eq!(bedrock.requests("/converse").len(), 1);
+    let (today, costs) = usage_items(&stack).await;
+    assert_eq!((today, costs.len()), (1, 1), "charged once");
+    assert_eq!(costs[0]["operation"].as_s().unwrap(), "transcribe");
+
+    // A question longer than the cap is refused before anything is paid for.
+    let longer = manuel_core::ogg_opus::browser_webm(cap + 1.0, 1);
+    let (response, _) = ask_aloud(&mut query, &longer, "audio/webm").await;
+    let (status, body) = http(&response);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["details"]["field"], "file_data", "{body}");
+    assert_eq!(transcribe.streams().len(), 1, "not transcribed");
+    assert_eq!(usage_items(&stack).await.0, 1, "not charged");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_batch_job_takes_its_fifteen_seconds_and_the_answer_still_arrives_in_time() -> TestResult
+{
+    let (Some(moto), Some(query_bin)) = (moto(), binary("manuel-query")) else {
+        return Ok(());
+    };
+    let bedrock = FakeBedrock::start().await;
+    let mut stack = stack(&moto, &bedrock).await;
+    let proxy = FaultProxy::start(&moto).await;
+    proxy.set_transcription_job_latency(Duration::from_secs(15));
+    stack.env.extend([
+        ("AWS_ENDPOINT_URL_TRANSCRIBE".to_owned(), proxy.url.clone()),
+        ("TRANSCRIBE_STREAMING".to_owned(), "false".to_owned()),
+    ]);
+    ready_manual(&stack, &bedrock).await;
+    let writer = play_transcribe(stack.s3.clone(), stack.audio_bucket.clone());
+    let timeout = query_timeout();
+    let mut query = Lambda::start_with_timeout(
+        &query_bin,
+        "manuel-query",
+        &stack.env_of("manuel-query"),
+        timeout,
+    )
+    .await;
+
+    let clip = manuel_core::audio::silent_wav(16_000, 2.0);
+    let (response, took) = ask_aloud(&mut query, &clip, "audio/wav").await;
+    writer.abort();
+    let (status, body) = http(&response);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["question"], SPOKEN);
+    // The job's 15 s, then retrieval and a 2.5 s answer.
+    assert!(took >= Duration::from_secs(15), "{took:?}");
+    assert!(took < timeout.min(API_GATEWAY_TIMEOUT), "{took:?}");
+    Ok(())
+}
+
+/// Plays Amazon Transcribe's part that moto leaves out: writes the transcript where the job
+/// was told to put it, for every clip that appears under `audio/`.
+fn play_transcribe(s3: aws_sdk_s3::Client, bucket: String) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut done = std::collections::HashSet::new();
+        loop {
+            if let Ok(listing) = s3
+                .list_objects_v2()
+                .bucket(&bucket)
+                .prefix("audio/")
+                .send()
+                .await
+            {
+                for key in listing.contents().iter().filter_map(|object| object.key()) {
+                    let Some((stem, _)) = key.trim_start_matches("audio/").rsplit_once('.') else {
+                        continue;
+                    };
+                    if done.insert(stem.to_owned()) {
+                        let transcript =
+                            json!({"results": {"transcripts": [{"transcript": SPOKEN}]}});
+                        let _ = s3
+                            .put_object()
+                            .bucket(&bucket)
+                            .key(format!("transcripts/{stem}.json"))
+                            .body(transcript.to_string().into_bytes().into())
+                            .send()
+                            .await;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+}
