@@ -130,29 +130,35 @@ async fn ready_manual(stack: &Stack, bedrock: &FakeBedrock) {
     });
 }
 
-/// Alice's usage items: (today's question count, cost records).
+/// Alice's usage items: (today's question count, cost records). The quota counters live under
+/// the hash of her id (so erasing her data keeps them), the cost records under her id.
 async fn usage_items(
     stack: &Stack,
 ) -> (u64, Vec<std::collections::HashMap<String, AttributeValue>>) {
-    let items = stack
-        .dynamodb
-        .query()
-        .table_name(env_value(stack, "USAGE_TABLE"))
-        .key_condition_expression("user_id = :user")
-        .expression_attribute_values(":user", AttributeValue::S(ALICE.to_owned()))
-        .send()
-        .await
-        .unwrap()
-        .items
-        .unwrap_or_default();
+    let partition = |owner: String| async move {
+        stack
+            .dynamodb
+            .query()
+            .table_name(env_value(stack, "USAGE_TABLE"))
+            .key_condition_expression("user_id = :user")
+            .expression_attribute_values(":user", AttributeValue::S(owner))
+            .send()
+            .await
+            .unwrap()
+            .items
+            .unwrap_or_default()
+    };
+    let alice = manuel_core::domain::UserId::parse(ALICE).unwrap();
     let sort_key = |item: &std::collections::HashMap<String, AttributeValue>| {
         item["sk"].as_s().unwrap().clone()
     };
-    let today = items
+    let today = partition(manuel_core::usage::quota_owner(&alice))
+        .await
         .iter()
         .find(|item| sort_key(item).starts_with("D#"))
         .map_or(0, |item| item["count"].as_n().unwrap().parse().unwrap());
-    let costs = items
+    let costs = partition(ALICE.to_owned())
+        .await
         .into_iter()
         .filter(|item| sort_key(item).starts_with("C#"))
         .collect();
