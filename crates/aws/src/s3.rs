@@ -366,3 +366,74 @@ impl manuel_core::ports::IngestionQueue for ProcessedOnObjectCreated {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use aws_sdk_s3::config::{Credentials, Region, SharedCredentialsProvider};
+
+    const BUCKET: &str = "manuel-manuals-123456789012-eu-west-1-dev";
+
+    fn store(endpoint: Option<&str>, force_path_style: bool) -> S3ObjectStore {
+        let mut sdk = aws_config::SdkConfig::builder()
+            .region(Region::new("eu-west-1"))
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                "AKIDTEST", "secret", None, None, "test",
+            )));
+        if let Some(endpoint) = endpoint {
+            sdk = sdk.endpoint_url(endpoint);
+        }
+        let sdk = sdk.build();
+        S3ObjectStore::new(client(&sdk, force_path_style), BUCKET)
+            .recognising_links(&sdk, force_path_style)
+    }
+
+    #[tokio::test]
+    async fn the_stores_own_presigned_links_name_their_key_and_nothing_else_does() {
+        let key = "manuals/alice/0b8f2f55-6a59-4c0e-9a43-0c7f6f6a1d2e.pdf";
+        for (endpoint, path_style) in [
+            (None, false),
+            (None, true),
+            (Some("http://127.0.0.1:5000"), true),
+        ] {
+            let store = store(endpoint, path_style);
+            let link = store
+                .download_link(
+                    key,
+                    "My manual.pdf",
+                    "application/pdf",
+                    Duration::from_secs(60),
+                )
+                .await
+                .unwrap();
+            assert_eq!(store.key_of_link(&link).as_deref(), Some(key), "{link}");
+            assert_eq!(
+                store.key_of_link(&format!("{link}#page=3")).as_deref(),
+                Some(key)
+            );
+            let other_bucket = link.replace(BUCKET, "someone-elses-bucket");
+            assert_eq!(store.key_of_link(&other_bucket), None, "{other_bucket}");
+        }
+        let store = store(None, false);
+        for foreign in [
+            "https://evil.example/manuals/alice/x.pdf",
+            "manuals/alice/x.pdf",
+            "https://manuel-manuals-123456789012-eu-west-1-dev.s3.eu-west-1.amazonaws.com.evil.example/manuals/alice/x.pdf",
+            "https://s3.eu-west-1.amazonaws.com/other/manuals/alice/x.pdf",
+        ] {
+            assert_eq!(store.key_of_link(foreign), None, "{foreign}");
+        }
+        // Keys come back decoded, as they were stored.
+        assert_eq!(
+            store
+                .key_of_link(&format!(
+                    "https://{BUCKET}.s3.eu-west-1.amazonaws.com/pages/alice/m/3-ab%20c.png?X-Amz-Signature=0"
+                ))
+                .as_deref(),
+            Some("pages/alice/m/3-ab c.png")
+        );
+    }
+}

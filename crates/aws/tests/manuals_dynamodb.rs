@@ -14,7 +14,9 @@ use aws_sdk_dynamodb::types::{
 use chrono::{Duration, Utc};
 use manuel_aws::dynamodb::{DynamoLimits, DynamoManuals};
 use manuel_core::domain::{DocumentKind, Manual, ManualStatus, ProcessingOutcome, UserId};
-use manuel_core::ports::{InsertOutcome, ListError, ManualRepository, RateLimitStore, ReplayGuard};
+use manuel_core::ports::{
+    Citations, InsertOutcome, ListError, ManualRepository, RateLimitStore, ReplayGuard,
+};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -200,6 +202,51 @@ async fn manuals_are_deduplicated_listed_newest_first_and_kept_per_user() -> Tes
             InsertOutcome::Inserted
         ),
         "re-upload after delete"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn citations_are_counted_on_the_manual_and_go_with_it() -> TestResult {
+    let Some(url) = moto() else { return Ok(()) };
+    let client = client(&url);
+    let store = DynamoManuals::new(client.clone(), manuals_table(&client).await?);
+    let alice = UserId::parse("alice").ok_or("user")?;
+    let cited = manual("alice", 1, "c1");
+    let other = manual("alice", 2, "c2");
+    store.insert(&cited).await?;
+    store.insert(&other).await?;
+    assert_eq!(
+        store.citations(&alice, &cited.id).await?,
+        Citations::default()
+    );
+
+    let first = Utc::now() - Duration::minutes(5);
+    let last = Utc::now();
+    let gone = uuid::Uuid::new_v4().to_string();
+    store
+        .record_citations(&alice, &[cited.id.clone(), gone.clone()], first)
+        .await?;
+    store
+        .record_citations(&alice, std::slice::from_ref(&cited.id), last)
+        .await?;
+    let counted = store.citations(&alice, &cited.id).await?;
+    assert_eq!(counted.count, 2);
+    assert_eq!(
+        counted.last.map(|at| at.timestamp_micros()),
+        Some(last.timestamp_micros())
+    );
+    assert_eq!(store.citations(&alice, &other.id).await?.count, 0);
+    // A manual that does not exist is not created by a citation, nor is Bob's seen.
+    assert!(store.get(&alice, &gone).await?.is_none());
+    let bob = UserId::parse("bob").ok_or("user")?;
+    assert_eq!(store.citations(&bob, &cited.id).await?.count, 0);
+    // Counting leaves the record readable, and the statistics go with it.
+    assert!(store.get(&alice, &cited.id).await?.is_some());
+    store.delete(&alice, &cited.id).await?;
+    assert_eq!(
+        store.citations(&alice, &cited.id).await?,
+        Citations::default()
     );
     Ok(())
 }

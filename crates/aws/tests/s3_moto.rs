@@ -422,3 +422,49 @@ fn percent_decode(text: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+#[tokio::test]
+async fn delete_prefix_removes_every_object_under_it_and_nothing_else() -> TestResult {
+    let Some(url) = moto() else { return Ok(()) };
+    let (store, client) = store(&url).await?;
+    for name in ["1-a.png", "1-a.png.json", "2-b.png"] {
+        store
+            .put(
+                &format!("pages/alice/m1/{name}"),
+                Bytes::from_static(b"x"),
+                "image/png",
+            )
+            .await?;
+    }
+    store
+        .put(
+            "pages/alice/m10/1-a.png",
+            Bytes::from_static(b"y"),
+            "image/png",
+        )
+        .await?;
+    let manual = key();
+    store
+        .put(
+            &manual,
+            Bytes::from_static(b"%PDF-1.7\n"),
+            "application/pdf",
+        )
+        .await?;
+
+    assert_eq!(store.delete_prefix("pages/alice/m1/").await?, 3);
+    assert_eq!(store.delete_prefix("pages/alice/m1/").await?, 0);
+    let left: Vec<String> = client
+        .list_objects_v2()
+        .bucket(store.bucket())
+        .send()
+        .await?
+        .contents()
+        .iter()
+        .filter_map(|object| object.key().map(str::to_owned))
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.contains(&"pages/alice/m10/1-a.png".to_owned()));
+    assert!(left.contains(&manual));
+    Ok(())
+}
