@@ -6,6 +6,7 @@
 mod bedrock;
 mod dynamodb_iam;
 mod fault_proxy;
+pub mod fixtures;
 pub mod iam;
 mod runtime;
 pub mod stack;

@@ -8,6 +8,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
+use manuel_lambda_harness::fixtures::{header, http, moto, play_transcribe};
 use manuel_lambda_harness::stack::{Stack, api_event, stack};
 use manuel_lambda_harness::{FakeBedrock, FaultProxy, KbPassage, Lambda, binary};
 use serde_json::{Value, json};
@@ -16,35 +17,6 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 const ALICE: &str = "7d8f2a10-1c2b-4e5f-9a8b-0c1d2e3f4a5b";
 const BOB: &str = "0b0b0b0b-1c2b-4e5f-9a8b-0c1d2e3f4a5b";
-
-fn moto() -> Option<String> {
-    if std::env::var("MANUEL_TEST_MOTO_URL").map_or(true, |url| url.is_empty()) {
-        eprintln!(
-            "MANUEL_TEST_MOTO_URL is not set: skipping this Lambda test (run it with `make test`)"
-        );
-        return None;
-    }
-    // Under `make test` these tests run on the moto that enforces IAM: each function binary
-    // holds only its role's permissions, so a call its role lacks fails here as in AWS.
-    let url = std::env::var("MANUEL_TEST_MOTO_IAM_URL")
-        .ok()
-        .filter(|url| !url.is_empty())
-        .expect("MANUEL_TEST_MOTO_IAM_URL is not set: start it with `scripts/moto.sh start-iam`");
-    assert!(
-        std::env::var("MANUEL_TEST_MOTO_ADMIN").is_ok(),
-        "MANUEL_TEST_MOTO_ADMIN (KEY:SECRET of moto's admin user) is not set"
-    );
-    Some(url)
-}
-
-/// The status and JSON body of an API Gateway proxy response.
-fn http(response: &Value) -> (u64, Value) {
-    let status = response["statusCode"].as_u64().unwrap();
-    let body = response["body"]
-        .as_str()
-        .map_or(Value::Null, |body| serde_json::from_str(body).unwrap());
-    (status, body)
-}
 
 async fn item(
     stack: &Stack,
@@ -379,41 +351,6 @@ async fn a_missing_setting_stops_init_and_names_the_variable() -> TestResult {
 
 const SPOKEN: &str = "How do I replace the ink cartridge?";
 
-/// Plays Amazon Transcribe's part that moto leaves out: writes the fixture transcript where the
-/// job was told to put it, for every clip that appears under `audio/`.
-fn play_transcribe(s3: aws_sdk_s3::Client, bucket: String) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut done = std::collections::HashSet::new();
-        loop {
-            if let Ok(listing) = s3
-                .list_objects_v2()
-                .bucket(&bucket)
-                .prefix("audio/")
-                .send()
-                .await
-            {
-                for key in listing.contents().iter().filter_map(|object| object.key()) {
-                    let Some((stem, _)) = key.trim_start_matches("audio/").rsplit_once('.') else {
-                        continue;
-                    };
-                    if done.insert(stem.to_owned()) {
-                        let transcript =
-                            json!({"results": {"transcripts": [{"transcript": SPOKEN}]}});
-                        let _ = s3
-                            .put_object()
-                            .bucket(&bucket)
-                            .key(format!("transcripts/{stem}.json"))
-                            .body(transcript.to_string().into_bytes().into())
-                            .send()
-                            .await;
-                    }
-                }
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    })
-}
-
 #[tokio::test]
 async fn a_spoken_clip_is_transcribed_and_charged_and_bad_audio_refused_through_the_lambda_binary()
 -> TestResult {
@@ -429,7 +366,7 @@ async fn a_spoken_clip_is_transcribed_and_charged_and_bad_audio_refused_through_
     stack
         .env
         .push(("TRANSCRIBE_STREAMING".to_owned(), "false".to_owned()));
-    let service = play_transcribe(stack.s3.clone(), stack.audio_bucket.clone());
+    let service = play_transcribe(stack.s3.clone(), stack.audio_bucket.clone(), SPOKEN);
     let mut transcribe = Lambda::start(
         &transcribe_bin,
         "manuel-transcribe",
@@ -841,25 +778,6 @@ async fn a_manual_put_to_its_upload_link_is_processed_from_the_s3_event() -> Tes
         .await?;
     assert!(listed.contents().is_empty(), "{listed:?}");
     Ok(())
-}
-
-/// A response header of an API Gateway proxy response, whichever header map carries it.
-fn header(response: &Value, name: &str) -> Option<String> {
-    let find = |map: &Value| {
-        map.as_object().and_then(|headers| {
-            headers
-                .iter()
-                .find(|(key, _)| key.eq_ignore_ascii_case(name))
-                .map(|(_, value)| value.clone())
-        })
-    };
-    match find(&response["headers"]) {
-        Some(Value::String(value)) => Some(value),
-        _ => match find(&response["multiValueHeaders"]) {
-            Some(Value::Array(values)) => values.first().and_then(Value::as_str).map(str::to_owned),
-            _ => None,
-        },
-    }
 }
 
 async fn ask(query: &mut Lambda, question: &str) -> Value {

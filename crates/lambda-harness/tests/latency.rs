@@ -11,6 +11,9 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use manuel_lambda_harness::fixtures::{
+    API_GATEWAY_TIMEOUT, env_value, function_timeout, header, http, moto, play_transcribe,
+};
 use manuel_lambda_harness::stack::{Stack, api_event, stack};
 use manuel_lambda_harness::{
     FakeBedrock, FakeTranscribeStreaming, FaultProxy, KbPassage, Lambda, binary,
@@ -21,76 +24,9 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 const ALICE: &str = "5a1ce000-1c2b-4e5f-9a8b-0c1d2e3f4a5b";
 
-/// API Gateway's integration timeout for a REST API (the default, and the limit without a
-/// quota increase): https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html
-const API_GATEWAY_TIMEOUT: Duration = Duration::from_secs(29);
-
-fn moto() -> Option<String> {
-    if std::env::var("MANUEL_TEST_MOTO_URL").map_or(true, |url| url.is_empty()) {
-        eprintln!(
-            "MANUEL_TEST_MOTO_URL is not set: skipping this Lambda test (run it with `make test`)"
-        );
-        return None;
-    }
-    // Under `make test` these tests run on the moto that enforces IAM: each function binary
-    // holds only its role's permissions, so a call its role lacks fails here as in AWS.
-    let url = std::env::var("MANUEL_TEST_MOTO_IAM_URL")
-        .ok()
-        .filter(|url| !url.is_empty())
-        .expect("MANUEL_TEST_MOTO_IAM_URL is not set: start it with `scripts/moto.sh start-iam`");
-    assert!(
-        std::env::var("MANUEL_TEST_MOTO_ADMIN").is_ok(),
-        "MANUEL_TEST_MOTO_ADMIN (KEY:SECRET of moto's admin user) is not set"
-    );
-    Some(url)
-}
-
-/// The query function's timeout as template.yaml deploys it (the `QueryTimeout` default).
+/// The query function's timeout as template.yaml deploys it.
 fn query_timeout() -> Duration {
-    let template: serde_yaml::Value = serde_yaml::from_str(include_str!("../../../template.yaml"))
-        .expect("template.yaml parses as YAML");
-    let seconds = template["Parameters"]["QueryTimeout"]["Default"]
-        .as_u64()
-        .expect("QueryTimeout has a numeric default");
-    let function = &template["Resources"]["QueryFunction"]["Properties"]["Timeout"];
-    assert_eq!(
-        serde_yaml::to_string(function).unwrap().trim(),
-        "!Ref QueryTimeout",
-        "the query function's timeout is the QueryTimeout parameter"
-    );
-    Duration::from_secs(seconds)
-}
-
-fn http(response: &Value) -> (u64, Value) {
-    let status = response["statusCode"].as_u64().unwrap();
-    let body = response["body"]
-        .as_str()
-        .map_or(Value::Null, |body| serde_json::from_str(body).unwrap());
-    (status, body)
-}
-
-fn header(response: &Value, name: &str) -> Option<String> {
-    let headers = response["headers"].as_object()?;
-    headers
-        .iter()
-        .find(|(key, _)| key.eq_ignore_ascii_case(name))
-        .and_then(|(_, value)| value.as_str().map(str::to_owned))
-        .or_else(|| {
-            response["multiValueHeaders"]
-                .as_object()?
-                .iter()
-                .find(|(key, _)| key.eq_ignore_ascii_case(name))
-                .and_then(|(_, values)| values[0].as_str().map(str::to_owned))
-        })
-}
-
-fn env_value<'a>(stack: &'a Stack, name: &str) -> &'a str {
-    stack
-        .env
-        .iter()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.as_str())
-        .unwrap()
+    function_timeout("QueryFunction", "QueryTimeout")
 }
 
 /// A ready manual of Alice's with one passage in the knowledge base.
@@ -365,7 +301,7 @@ async fn a_batch_job_takes_its_fifteen_seconds_and_the_answer_still_arrives_in_t
         ("TRANSCRIBE_STREAMING".to_owned(), "false".to_owned()),
     ]);
     ready_manual(&stack, &bedrock).await;
-    let writer = play_transcribe(stack.s3.clone(), stack.audio_bucket.clone());
+    let writer = play_transcribe(stack.s3.clone(), stack.audio_bucket.clone(), SPOKEN);
     let timeout = query_timeout();
     let mut query = Lambda::start_with_timeout(
         &query_bin,
@@ -385,39 +321,4 @@ async fn a_batch_job_takes_its_fifteen_seconds_and_the_answer_still_arrives_in_t
     assert!(took >= Duration::from_secs(15), "{took:?}");
     assert!(took < timeout.min(API_GATEWAY_TIMEOUT), "{took:?}");
     Ok(())
-}
-
-/// Plays Amazon Transcribe's part that moto leaves out: writes the transcript where the job
-/// was told to put it, for every clip that appears under `audio/`.
-fn play_transcribe(s3: aws_sdk_s3::Client, bucket: String) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut done = std::collections::HashSet::new();
-        loop {
-            if let Ok(listing) = s3
-                .list_objects_v2()
-                .bucket(&bucket)
-                .prefix("audio/")
-                .send()
-                .await
-            {
-                for key in listing.contents().iter().filter_map(|object| object.key()) {
-                    let Some((stem, _)) = key.trim_start_matches("audio/").rsplit_once('.') else {
-                        continue;
-                    };
-                    if done.insert(stem.to_owned()) {
-                        let transcript =
-                            json!({"results": {"transcripts": [{"transcript": SPOKEN}]}});
-                        let _ = s3
-                            .put_object()
-                            .bucket(&bucket)
-                            .key(format!("transcripts/{stem}.json"))
-                            .body(transcript.to_string().into_bytes().into())
-                            .send()
-                            .await;
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
 }

@@ -5,6 +5,7 @@
 // Fixture setup fails loudly: a test that cannot create its tables has nothing to say.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use manuel_lambda_harness::fixtures::{http, moto};
 use manuel_lambda_harness::stack::{api_event, sdk, stack};
 use manuel_lambda_harness::{FakeBedrock, Lambda, binary};
 use serde_json::{Value, json};
@@ -13,34 +14,6 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 const ALICE: &str = "11ce0000-1c2b-4e5f-9a8b-0c1d2e3f4a5b";
 const KEY: &str = "a-signing-key-from-secrets-manager-0123456789";
-
-fn moto() -> Option<String> {
-    if std::env::var("MANUEL_TEST_MOTO_URL").map_or(true, |url| url.is_empty()) {
-        eprintln!(
-            "MANUEL_TEST_MOTO_URL is not set: skipping this Lambda test (run it with `make test`)"
-        );
-        return None;
-    }
-    // Under `make test` these tests run on the moto that enforces IAM: each function binary
-    // holds only its role's permissions, so a call its role lacks fails here as in AWS.
-    let url = std::env::var("MANUEL_TEST_MOTO_IAM_URL")
-        .ok()
-        .filter(|url| !url.is_empty())
-        .expect("MANUEL_TEST_MOTO_IAM_URL is not set: start it with `scripts/moto.sh start-iam`");
-    assert!(
-        std::env::var("MANUEL_TEST_MOTO_ADMIN").is_ok(),
-        "MANUEL_TEST_MOTO_ADMIN (KEY:SECRET of moto's admin user) is not set"
-    );
-    Some(url)
-}
-
-fn http(response: &Value) -> (u64, Value) {
-    let status = response["statusCode"].as_u64().unwrap();
-    let body = response["body"]
-        .as_str()
-        .map_or(Value::Null, |body| serde_json::from_str(body).unwrap());
-    (status, body)
-}
 
 fn upload_link(size: u64) -> Value {
     api_event(

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use base64::Engine;
+use manuel_lambda_harness::fixtures::{http, moto};
 use manuel_lambda_harness::stack::{Stack, api_event, stack};
 use manuel_lambda_harness::{FakeBedrock, Lambda, binary};
 use serde_json::{Value, json};
@@ -15,26 +16,6 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 const ALICE: &str = "7d8f2a10-1c2b-4e5f-9a8b-0c1d2e3f4a5b";
 const BOB: &str = "0b0b0b0b-1c2b-4e5f-9a8b-0c1d2e3f4a5b";
-
-fn moto() -> Option<String> {
-    if std::env::var("MANUEL_TEST_MOTO_URL").map_or(true, |url| url.is_empty()) {
-        eprintln!(
-            "MANUEL_TEST_MOTO_URL is not set: skipping this Lambda test (run it with `make test`)"
-        );
-        return None;
-    }
-    // As in functions_on_moto.rs: the moto that enforces IAM, so the manuals binary holds only
-    // its role's permissions (pages/* objects and listing included).
-    let url = std::env::var("MANUEL_TEST_MOTO_IAM_URL")
-        .ok()
-        .filter(|url| !url.is_empty())
-        .expect("MANUEL_TEST_MOTO_IAM_URL is not set: start it with `scripts/moto.sh start-iam`");
-    assert!(
-        std::env::var("MANUEL_TEST_MOTO_ADMIN").is_ok(),
-        "MANUEL_TEST_MOTO_ADMIN (KEY:SECRET of moto's admin user) is not set"
-    );
-    Some(url)
-}
 
 /// The pdfium library `make setup` installs (`MANUEL_PDFIUM_LIB`, as the Makefile exports it).
 fn pdfium_lib() -> String {
@@ -45,14 +26,6 @@ fn pdfium_lib() -> String {
         )
         .to_owned()
     })
-}
-
-fn http(response: &Value) -> (u64, Value) {
-    let status = response["statusCode"].as_u64().unwrap();
-    let body = response["body"]
-        .as_str()
-        .map_or(Value::Null, |body| serde_json::from_str(body).unwrap());
-    (status, body)
 }
 
 async fn call(
