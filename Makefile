@@ -9,6 +9,7 @@ PDFIUM_LIB := $(CURDIR)/.tools/pdfium/libpdfium.so
 # The Lambda binaries (each function crate's `lambda` feature) and where debug builds land.
 LAMBDA_FEATURES := manuel-manuals/lambda,manuel-query/lambda,manuel-usage/lambda,manuel-process-manual/lambda,manuel-error-processor/lambda,manuel-transcribe/lambda
 BIN_DIR = $${CARGO_TARGET_DIR:-$(CURDIR)/target}/debug
+BUILD_FOR_TESTS = $(CARGO) build --workspace --bins --tests --features $(LAMBDA_FEATURES)
 export MANUEL_PDFIUM_LIB ?= $(PDFIUM_LIB)
 export MANUEL_EMBEDDING_MODEL ?= $(CURDIR)/.tools/models/all-MiniLM-L6-v2-int8
 export MANUEL_ONNXRUNTIME ?= $(CURDIR)/.tools/onnxruntime/libonnxruntime.so
@@ -50,23 +51,28 @@ fmt:
 
 ## Every test: two moto servers are started and stopped afterwards, pass or fail: one for the AWS
 ## adapter tests, one enforcing IAM for the Lambda-binary tests (each function runs as an IAM user
-## holding only its role's policy from template.yaml); the cache tests start (and kill) their own redis-server instances; the Lambda tests
-## run the debug builds of the function binaries.
+## holding only its role's policy from template.yaml); the cache tests start (and kill) their own
+## redis-server instances; the Lambda tests run the debug builds of the function binaries.
+## One build serves every step: binaries and tests are built together (`--bins --tests`), so
+## dependencies get one feature set (the tests' dev-dependencies turn on SDK test utilities,
+## which a bins-only build would compile without, and then the tests would compile the AWS SDK,
+## candle and tantivy a second time), and the contract test runs that build's manuel-local.
 test: setup lint template-check
 	@scripts/redis.sh install
 	@scripts/setup-speech-tools.sh
-	$(CARGO) build --workspace --bins --features $(LAMBDA_FEATURES)
+	$(BUILD_FOR_TESTS)
 	@url=$$(scripts/moto.sh start) || exit 1; \
 	iam=$$(scripts/moto.sh start-iam) || { scripts/moto.sh stop; exit 1; }; \
 	MANUEL_TEST_MOTO_URL=$$url MANUEL_TEST_MOTO_IAM_URL=$${iam%% *} MANUEL_TEST_MOTO_ADMIN=$${iam#* } \
 	MANUEL_TEST_REDIS=1 MANUEL_TEST_LAMBDA_BIN_DIR=$(BIN_DIR) \
 		$(CARGO) test --workspace --features $(LAMBDA_FEATURES); status=$$?; \
 	scripts/moto.sh stop; exit $$status
-	$(MAKE) contract
+	MANUEL_LOCAL_BIN=$(BIN_DIR)/manuel-local scripts/contract.sh
 
-## schemathesis against a freshly started manuel-local, with openapi.yaml.
+## schemathesis against a freshly started manuel-local, with openapi.yaml (the build `make test`
+## makes, so the two share one cache).
 contract: setup
-	$(CARGO) build -p manuel-local
+	$(BUILD_FOR_TESTS)
 	scripts/contract.sh
 
 ## Answer quality: labelled questions (eval/questions.json) against a fresh manuel-local;

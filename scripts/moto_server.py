@@ -46,11 +46,57 @@ def presigned_as_signed(app):
     return wrapped
 
 
+def delete_objects_authorised_per_key() -> None:
+    """AWS authorises a multi-object delete per object: `s3:DeleteObject` on each key
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObjects.html), so a role allowed
+    to delete only under `pages/*` deletes its pages in one request. moto checks `s3:DeleteObject`
+    once, on the bucket's ARN, and when that is refused fails every key with AccessDenied. This
+    authorises each key as AWS does; a key its caller may not delete still fails."""
+    import xmltodict
+    from moto.core.responses import ActionResult
+    from moto.s3.exceptions import MalformedXML, S3AccessDeniedError
+    from moto.s3.responses import S3Response
+
+    original = S3Response._bucket_response_delete_keys
+
+    def delete_keys(self, bucket_name, authenticated=True):
+        if authenticated:
+            return original(self, bucket_name, authenticated)
+        body = xmltodict.parse(self.body, strip_whitespace=False)
+        objects = body["Delete"].get("Object", [])
+        if not isinstance(objects, list):
+            objects = [objects]
+        if not objects:
+            raise MalformedXML()
+        allowed, errors = [], []
+        for obj in objects:
+            try:
+                self._authenticate_and_authorize_s3_action(
+                    bucket_name=bucket_name, key_name=obj["Key"]
+                )
+                allowed.append(obj)
+            except S3AccessDeniedError:
+                errors.append({"Key": obj["Key"], "Code": "AccessDenied", "Message": "Access Denied"})
+        deleted, _ = self.backend.delete_objects(bucket_name, allowed, False) if allowed else ([], [])
+        self.data["Action"] = "DeleteObjects"
+        return self.serialized(
+            ActionResult(
+                {
+                    "Deleted": [{"Key": key, "VersionId": version or None} for key, version, _ in deleted],
+                    "Errors": errors,
+                }
+            )
+        )
+
+    S3Response._bucket_response_delete_keys = delete_keys
+
+
 def main() -> None:
     host, port = sys.argv[1], int(sys.argv[2])
     app = DomainDispatcherApplication(create_backend_app)
     if "INITIAL_NO_AUTH_ACTION_COUNT" in os.environ:
         skip_signature_check()
+        delete_objects_authorised_per_key()
         app = presigned_as_signed(app)
     run_simple(host, port, app, threaded=False, use_reloader=False)
 
