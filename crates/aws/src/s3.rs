@@ -1,4 +1,4 @@
-//! S3: manual objects and their Bedrock metadata sidecars (DESIGN.md §4). Objects live at
+//! S3: manual objects and their Bedrock metadata sidecars. Objects live at
 //! `manuals/<user_id>/<manual_id>.<ext>`; the sidecar `<same key>.metadata.json` carries the
 //! attributes retrieval filters on. Downloads and uploads by the client go through pre-signed
 //! URLs, so the bytes never pass through a function.

@@ -108,27 +108,9 @@ impl AudioLimits {
     /// `MAX_AUDIO_DURATION_SECONDS` (60, at most 600) and `MAX_AUDIO_BYTES` (4 MiB).
     pub fn from_vars(
         vars: &std::collections::HashMap<String, String>,
-    ) -> Result<Self, crate::security::ConfigError> {
-        let read =
-            |name: &'static str, default: u64, range: std::ops::RangeInclusive<u64>| match vars
-                .get(name)
-                .map(|v| v.trim())
-                .filter(|v| !v.is_empty())
-            {
-                None => Ok(default),
-                Some(value) => value
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|number| range.contains(number))
-                    .ok_or_else(|| crate::security::ConfigError {
-                        name,
-                        reason: format!(
-                            "{value:?} is not a whole number from {} to {}",
-                            range.start(),
-                            range.end()
-                        ),
-                    }),
-            };
+    ) -> Result<Self, crate::config::ConfigError> {
+        let env = crate::config::Env::from_vars(vars.clone());
+        let read = |name, default, range| env.number_in(name, default, range);
         let defaults = Self::default();
         Ok(Self {
             max_duration: Duration::from_secs(read(

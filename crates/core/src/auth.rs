@@ -83,31 +83,15 @@ pub struct IdentityConfig {
 }
 
 impl IdentityConfig {
-    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, crate::security::ConfigError> {
-        let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
-        let required = |name: &'static str| {
-            get(name)
-                .map(str::to_owned)
-                .ok_or(crate::security::ConfigError {
-                    name,
-                    reason: "is required".to_owned(),
-                })
-        };
-        let issuer = required("JWT_ISSUER")?;
-        let audience = required("JWT_AUDIENCE")?;
-        let jwks_url = get("JWKS_URL")
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, crate::config::ConfigError> {
+        let env = crate::config::Env::from_vars(vars.clone());
+        let issuer = env.required("JWT_ISSUER")?;
+        let audience = env.required("JWT_AUDIENCE")?;
+        let jwks_url = env
+            .optional("JWKS_URL")
             .map(str::to_owned)
             .unwrap_or_else(|| format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/')));
-        let verify_jwt = match get("VERIFY_JWT").map(str::to_ascii_lowercase).as_deref() {
-            None | Some("true" | "1" | "yes") => true,
-            Some("false" | "0" | "no") => false,
-            Some(_) => {
-                return Err(crate::security::ConfigError {
-                    name: "VERIFY_JWT",
-                    reason: "expected true or false".to_owned(),
-                });
-            }
-        };
+        let verify_jwt = env.flag("VERIFY_JWT", true)?;
         Ok(Self {
             issuer,
             audience,

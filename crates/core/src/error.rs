@@ -1,4 +1,4 @@
-//! The one error type every HTTP function returns, and its JSON rendering (DESIGN.md §3).
+//! The one error type every HTTP function returns, and its JSON rendering: `{"error", "code", "request_id", "timestamp", "details"?}`.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

@@ -1,5 +1,5 @@
 //! Failed asynchronous work: the message that ends in the dead-letter queue after its retries,
-//! and the record error-processor keeps of it (the errors table of DESIGN.md §4).
+//! and the record error-processor keeps of it (the errors table).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

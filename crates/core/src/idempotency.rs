@@ -44,24 +44,18 @@ impl IdempotencyConfig {
     /// `IDEMPOTENCY_TTL_SECONDS` (3600, from 60 to 86400).
     pub fn from_vars(
         vars: &std::collections::HashMap<String, String>,
-    ) -> Result<Self, crate::security::ConfigError> {
-        let mut config = Self::default();
-        if let Some(value) = vars
-            .get("IDEMPOTENCY_TTL_SECONDS")
-            .map(|value| value.trim())
-            .filter(|value| !value.is_empty())
-        {
-            let seconds = value
-                .parse::<u64>()
-                .ok()
-                .filter(|seconds| (60..=86_400).contains(seconds))
-                .ok_or_else(|| crate::security::ConfigError {
-                    name: "IDEMPOTENCY_TTL_SECONDS",
-                    reason: format!("{value:?} is not a number of seconds from 60 to 86400"),
-                })?;
-            config.ttl = Duration::from_secs(seconds);
-        }
-        Ok(config)
+    ) -> Result<Self, crate::config::ConfigError> {
+        let env = crate::config::Env::from_vars(vars.clone());
+        let defaults = Self::default();
+        let seconds = env.number_in(
+            "IDEMPOTENCY_TTL_SECONDS",
+            defaults.ttl.as_secs(),
+            60..=86_400,
+        )?;
+        Ok(Self {
+            ttl: Duration::from_secs(seconds),
+            ..defaults
+        })
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::security::ConfigError;
+use crate::config::ConfigError;
 
 /// What one manual may cost to ingest. Set from `INGEST_*` variables ([`IngestionLimits::from_vars`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,19 +122,9 @@ impl IngestionLimits {
     /// `INGEST_MAX_SECONDS` and `INGEST_MAX_MEMORY_MB`; each missing one keeps its default.
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let defaults = Self::default();
+        let env = crate::config::Env::from_vars(vars.clone());
         let read = |limit: Limit, default: u64| -> Result<u64, ConfigError> {
-            let name = limit.variable();
-            match vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
-                None => Ok(default),
-                Some(value) => value
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|number| *number > 0)
-                    .ok_or_else(|| ConfigError {
-                        name,
-                        reason: format!("{value:?} is not a whole number above 0"),
-                    }),
-            }
+            env.number_in(limit.variable(), default, 1..=u64::MAX)
         };
         let small = |limit: Limit, value: u64| {
             u32::try_from(value).map_err(|_| ConfigError {

@@ -4,6 +4,7 @@
 pub mod audio;
 pub mod auth;
 pub mod cache;
+pub mod config;
 pub mod deadline;
 pub mod domain;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod idempotency;
 pub mod ingestion;
 pub mod json;
 pub mod ogg_opus;
+pub mod page_token;
 pub mod ports;
 pub mod request_id;
 pub mod resilience;

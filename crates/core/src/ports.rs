@@ -267,7 +267,7 @@ pub trait ReplayGuard: Send + Sync {
     async fn first_use(&self, signature: &str, expires_at: i64) -> Result<bool, PortError>;
 }
 
-/// Per-user counters and cost records (the usage table of DESIGN.md §4).
+/// Per-user counters and cost records (the usage table).
 #[async_trait]
 pub trait UsageStore: Send + Sync {
     /// Counts one `operation` in both the day and the month of `windows`, atomically and only if

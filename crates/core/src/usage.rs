@@ -39,23 +39,11 @@ impl QuotaLimits {
     /// `DAILY_QUOTA_LIMIT` and `MONTHLY_QUOTA_LIMIT`, 50 and 1000 when unset.
     pub fn from_vars(
         vars: &std::collections::HashMap<String, String>,
-    ) -> Result<Self, crate::security::ConfigError> {
-        let read = |name: &'static str, default: u64| match vars
-            .get(name)
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
-        {
-            None => Ok(default),
-            Some(value) => value
-                .parse::<u64>()
-                .map_err(|_| crate::security::ConfigError {
-                    name,
-                    reason: format!("{value:?} is not a whole number"),
-                }),
-        };
+    ) -> Result<Self, crate::config::ConfigError> {
+        let env = crate::config::Env::from_vars(vars.clone());
         Ok(Self {
-            daily: read("DAILY_QUOTA_LIMIT", 50)?,
-            monthly: read("MONTHLY_QUOTA_LIMIT", 1000)?,
+            daily: env.parsed_or("DAILY_QUOTA_LIMIT", 50)?,
+            monthly: env.parsed_or("MONTHLY_QUOTA_LIMIT", 1000)?,
         })
     }
 }
@@ -174,7 +162,8 @@ impl Pricing {
     pub fn from_vars(
         defaults: Self,
         vars: &std::collections::HashMap<String, String>,
-    ) -> Result<Self, crate::security::ConfigError> {
+    ) -> Result<Self, crate::config::ConfigError> {
+        let env = crate::config::Env::from_vars(vars.clone());
         let mut pricing = defaults;
         let fields: [(&'static str, &mut f64); 4] = [
             (
@@ -195,22 +184,18 @@ impl Pricing {
             ),
         ];
         for (name, field) in fields {
-            if let Some(value) = vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+            if let Some(value) = env.optional(name) {
                 *field = value
                     .parse::<f64>()
                     .ok()
                     .filter(|price| price.is_finite() && *price >= 0.0)
-                    .ok_or_else(|| crate::security::ConfigError {
+                    .ok_or_else(|| crate::config::ConfigError {
                         name,
                         reason: format!("{value:?} is not a non-negative price"),
                     })?;
             }
         }
-        if let Some(currency) = vars
-            .get("PRICE_CURRENCY")
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
-        {
+        if let Some(currency) = env.optional("PRICE_CURRENCY") {
             pricing.currency = currency.to_owned();
         }
         Ok(pricing)

@@ -34,8 +34,9 @@ pub struct Extract {
     pub ranking: Vec<usize>,
 }
 
-/// Fixed refusal; deliberately says nothing about the topic so it cannot be wrong.
-pub const NOT_FOUND_TEXT: &str = "I couldn't find this in your manuals. Try rephrasing the question, or upload the manual that covers it.";
+/// The fixed refusal, the same in both modes; it says nothing about the topic so it cannot be
+/// wrong.
+use manuel_core::domain::NOT_FOUND_ANSWER;
 
 /// Share of the question's idf mass a passage must contain. A rare key word
 /// missing from the corpus ("toner" in an ink printer manual) sinks the question,
@@ -216,7 +217,7 @@ fn answer_from(
 
 fn not_found() -> Extract {
     Extract {
-        text: NOT_FOUND_TEXT.to_string(),
+        text: NOT_FOUND_ANSWER.to_string(),
         cited: Vec::new(),
         found: false,
         ranking: Vec::new(),
@@ -1165,7 +1166,7 @@ mod tests {
         let answer = ask("What is the capital of France?", &[WARRANTY, INK, PAPER]);
         assert!(!answer.found);
         assert!(answer.cited.is_empty());
-        assert_eq!(answer.text, NOT_FOUND_TEXT);
+        assert_eq!(answer.text, NOT_FOUND_ANSWER);
     }
 
     #[test]

@@ -302,12 +302,13 @@ impl LocalIndex {
         let inner = &self.inner;
         let searcher = inner.reader.searcher();
         let user_term = Term::from_field_text(inner.fields.user, user.as_str());
-        let total = searcher
-            .search(
+        let total = counted(
+            searcher.search(
                 &TermQuery::new(user_term.clone(), IndexRecordOption::Basic),
                 &Count,
-            )
-            .unwrap_or(0);
+            ),
+            "the user's chunks",
+        );
         UserTermWeights {
             searcher,
             user_term,
@@ -720,8 +721,22 @@ impl UserTermWeights {
                 )),
             ),
         ]);
-        self.searcher.search(&query, &Count).unwrap_or(0)
+        counted(self.searcher.search(&query, &Count), "a term's chunks")
     }
+}
+
+/// A count the answerer weighs words by. A failed search counts 0 (the question is then
+/// answered with less to go on, or refused), so it is logged and counted, never silent.
+fn counted(result: tantivy::Result<usize>, what: &'static str) -> usize {
+    result.unwrap_or_else(|error| {
+        tracing::error!(%error, what, "search index count failed: taken as 0");
+        manuel_core::telemetry::record_dependency(
+            manuel_core::telemetry::Metric::DependencyErrors,
+            "search-index",
+            1.0,
+        );
+        0
+    })
 }
 
 impl TermWeights for UserTermWeights {

@@ -146,22 +146,20 @@ pub async fn build(
         .jwk_set()
         .map_err(|error| StartError::Config(error.to_string()))?;
     let verifier = Arc::new(JwtVerifier::new(&jwk_set, ISSUER, AUDIENCE));
-    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    let config_env = manuel_core::config::Env::from_process();
+    let env = config_env.vars();
     let max_upload_link_bytes = config.max_upload_link_mb.saturating_mul(1024 * 1024);
     let defaults = manuel_manuals::ManualsConfig::default();
-    let upload_link_ttl = match env.get("UPLOAD_LINK_TTL_SECONDS").map(|v| v.trim()) {
-        None | Some("") => defaults.upload_link_ttl,
-        Some(value) => value
-            .parse()
-            .ok()
-            .filter(|seconds| (1..=7 * 24 * 3600).contains(seconds))
-            .map(std::time::Duration::from_secs)
-            .ok_or_else(|| {
-                StartError::Config(format!(
-                    "UPLOAD_LINK_TTL_SECONDS: {value:?} is not a number of seconds from 1 to 604800"
-                ))
-            })?,
-    };
+    // Up to S3's seven days, so the same setting means the same in both modes.
+    let upload_link_ttl = std::time::Duration::from_secs(
+        config_env
+            .number_in(
+                "UPLOAD_LINK_TTL_SECONDS",
+                defaults.upload_link_ttl.as_secs(),
+                1..=7 * 24 * 3600,
+            )
+            .map_err(|error| StartError::Config(error.to_string()))?,
+    );
     let manuals_config = manuel_manuals::ManualsConfig {
         max_upload_bytes: config.max_upload_mb.saturating_mul(1024 * 1024),
         max_upload_link_bytes: max_upload_link_bytes as u64,
@@ -215,14 +213,14 @@ pub async fn build(
         rate_limits: store.clone(),
         replay_guard: store.clone(),
         idempotency: store.clone(),
-        idempotency_config: manuel_core::idempotency::IdempotencyConfig::from_vars(&env)
+        idempotency_config: manuel_core::idempotency::IdempotencyConfig::from_vars(env)
             .map_err(|error| StartError::Config(error.to_string()))?,
     };
     // Checked here so a missing library stops the start, not the first upload; the server
     // itself never reads a manual with it (its workers do).
     PdfiumReader::load(&config.pdfium_lib).map_err(StartError::Config)?;
     let limits =
-        IngestionLimits::from_vars(&env).map_err(|error| StartError::Config(error.to_string()))?;
+        IngestionLimits::from_vars(env).map_err(|error| StartError::Config(error.to_string()))?;
     let program = std::env::current_exe().map_err(|error| {
         StartError::Config(format!(
             "cannot find the manuel-local executable for ingest workers: {error}"
@@ -281,7 +279,7 @@ pub async fn build(
         manuals: store.clone(),
         knowledge_base: index.clone(),
         ingestion: ingestion.clone(),
-        fetcher: manuel_manuals::fetcher_from_vars(&env)
+        fetcher: manuel_manuals::fetcher_from_vars(env)
             .map_err(|error| StartError::Config(error.to_string()))?,
         renderer: Some(Arc::new(
             manuel_manuals::pdfium::PdfiumRenderer::load(&config.pdfium_lib)
@@ -291,17 +289,13 @@ pub async fn build(
         config: manuals_config,
     });
     let quota =
-        QuotaLimits::from_vars(&env).map_err(|error| StartError::Config(error.to_string()))?;
-    let pricing = Pricing::from_vars(Pricing::free(), &env)
+        QuotaLimits::from_vars(env).map_err(|error| StartError::Config(error.to_string()))?;
+    let pricing = Pricing::from_vars(Pricing::free(), env)
         .map_err(|error| StartError::Config(error.to_string()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let cache = manuel_redis::answer_cache(
-        env.get("REDIS_URL")
-            .map(|url| url.trim())
-            .filter(|url| !url.is_empty()),
-    )
-    .map_err(|error| StartError::Config(error.to_string()))?;
-    let audio_limits = manuel_core::audio::AudioLimits::from_vars(&env)
+    let cache = manuel_redis::answer_cache(config_env.optional("REDIS_URL"))
+        .map_err(|error| StartError::Config(error.to_string()))?;
+    let audio_limits = manuel_core::audio::AudioLimits::from_vars(env)
         .map_err(|error| StartError::Config(error.to_string()))?;
     let transcriber = speech_recognition(config, index.clone(), &audio_limits)?;
     let query = manuel_query::router(manuel_query::QueryDeps {

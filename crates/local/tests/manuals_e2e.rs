@@ -360,6 +360,27 @@ async fn lists_are_paginated() -> TestResult {
         ]
     );
 
+    // A token is Dave's alone, names no one, and does not survive a change.
+    let (_, first) = server.get(&dave, "/api/manuals?limit=2").await?;
+    let token = first["next_token"]
+        .as_str()
+        .ok_or("no next_token")?
+        .to_owned();
+    assert!(!token.contains("dave"), "{token}");
+    let erin = server.token("erin")?;
+    let (status, body) = server
+        .get(&erin, &format!("/api/manuals?limit=2&next_token={token}"))
+        .await?;
+    assert_error(status, &body, 400, "validation_failed");
+    let (cursor, tag) = token.split_once('.').ok_or("token without a tag")?;
+    let mut altered = tag.to_owned().into_bytes();
+    altered[0] = if altered[0] == b'A' { b'B' } else { b'A' };
+    let altered = format!("{cursor}.{}", String::from_utf8(altered)?);
+    let (status, body) = server
+        .get(&dave, &format!("/api/manuals?limit=2&next_token={altered}"))
+        .await?;
+    assert_error(status, &body, 400, "validation_failed");
+
     for bad in [
         "/api/manuals?limit=0",
         "/api/manuals?limit=abc",

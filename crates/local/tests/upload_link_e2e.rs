@@ -243,3 +243,27 @@ async fn bad_announcements_and_expired_links_are_refused() -> TestResult {
     );
     server.stop()
 }
+
+/// A user may mint only so many upload links per link lifetime (10 in a window of
+/// `UPLOAD_LINK_TTL_SECONDS`): each one announces up to the upload-link limit of bytes, so
+/// unlimited links would be unlimited announced storage. The 11th is a 429 with the time until
+/// the window turns; another user is not affected.
+#[tokio::test]
+async fn upload_links_per_user_are_capped_per_link_lifetime() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), &[])?;
+    let (alice, bob) = (server.token("alice")?, server.token("bob")?);
+    let announcement = |n: usize| json!({"file_name": format!("manual-{n}.txt"), "content_type": "text/plain", "size_bytes": 10});
+    for n in 0..10 {
+        let (status, link) = announce(&server, &alice, &announcement(n)).await?;
+        assert_eq!(status, 201, "link {n}: {link}");
+    }
+    let (status, refused) = announce(&server, &alice, &announcement(10)).await?;
+    assert_error(status, &refused, 429, "rate_limited");
+    let retry_after = refused["retry_after"].as_u64().ok_or("no retry_after")?;
+    assert!((1..=900).contains(&retry_after), "{refused}");
+
+    let (status, link) = announce(&server, &bob, &announcement(0)).await?;
+    assert_eq!(status, 201, "another user's first link: {link}");
+    server.stop()
+}

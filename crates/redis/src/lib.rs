@@ -129,10 +129,10 @@ impl L2Cache for RedisL2 {
 /// The answer cache of a process: L1 always, L2 on Redis when `redis_url` is set (`REDIS_URL`).
 pub fn answer_cache(
     redis_url: Option<&str>,
-) -> Result<std::sync::Arc<manuel_core::cache::Cache>, manuel_core::security::ConfigError> {
+) -> Result<std::sync::Arc<manuel_core::cache::Cache>, manuel_core::config::ConfigError> {
     let l2: Option<std::sync::Arc<dyn manuel_core::cache::L2Cache>> = match redis_url {
         Some(url) => Some(std::sync::Arc::new(RedisL2::new(url).map_err(|error| {
-            manuel_core::security::ConfigError {
+            manuel_core::config::ConfigError {
                 name: "REDIS_URL",
                 reason: error.to_string(),
             }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use manuel_aws::lambda::Init;
-use manuel_core::security::ConfigError;
+use manuel_core::config::ConfigError;
 use manuel_core::usage::SystemClock;
 use manuel_error_processor::{ErrorProcessor, QueueRecord};
 

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use manuel_core::ApiError;
 use manuel_core::auth::AuthenticatedUser;
 use manuel_core::domain::{Manual, ManualStatus, UserId, rendered_pages_prefix};
+use manuel_core::page_token;
 use manuel_core::ports::ListError;
 use serde_json::{Value, json};
 
@@ -39,20 +40,25 @@ pub(crate) async fn list(
                 )
             })?,
     };
-    let after = params
-        .get("next_token")
-        .map(String::as_str)
-        .filter(|t| !t.is_empty());
+    let signing_key = deps.security.config.hmac_signing_key.as_deref();
+    let not_issued =
+        || ApiError::validation("next_token", "`next_token` is not a token this API issued.");
+    let after = match params.get("next_token").filter(|token| !token.is_empty()) {
+        None => None,
+        Some(token) => Some(page_token::open(signing_key, &user, token).ok_or_else(not_issued)?),
+    };
     let page = deps
         .manuals
-        .list(&user, limit, after)
+        .list(&user, limit, after.as_deref())
         .await
         .map_err(|error| match error {
-            ListError::BadToken => {
-                ApiError::validation("next_token", "`next_token` is not a token this API issued.")
-            }
+            ListError::BadToken => not_issued(),
             ListError::Port(error) => error.into(),
         })?;
+    let next_token = page
+        .next_token
+        .as_deref()
+        .map(|cursor| page_token::seal(signing_key, &user, cursor));
     let now = Utc::now();
     let manuals: Vec<Value> = page
         .manuals
@@ -62,7 +68,7 @@ pub(crate) async fn list(
     Ok(Json(json!({
         "count": manuals.len(),
         "manuals": manuals,
-        "next_token": page.next_token,
+        "next_token": next_token,
     })))
 }
 

@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
+use manuel_core::config::ConfigError;
 use manuel_core::ports::{
     IngestionQueue, KnowledgeBase, ManualRepository, ObjectStore, PageRenderer,
 };
-use manuel_core::security::{ConfigError, Security};
+use manuel_core::security::Security;
 use manuel_core::url_policy::FetchAllowList;
 
 use crate::fetch::{FetchLimits, UrlFetcher};
@@ -78,26 +79,20 @@ pub struct ManualsDeps {
 pub fn fetcher_from_vars(
     vars: &std::collections::HashMap<String, String>,
 ) -> Result<Arc<UrlFetcher>, ConfigError> {
-    let mut limits = FetchLimits::default();
-    if let Some(value) = vars
-        .get("MAX_DOWNLOAD_BYTES")
-        .map(|value| value.trim())
-        .filter(|value| !value.is_empty())
-    {
-        limits.max_bytes = value
-            .parse()
-            .ok()
-            .filter(|bytes| *bytes > 0)
-            .ok_or_else(|| ConfigError {
-                name: "MAX_DOWNLOAD_BYTES",
-                reason: format!("{value:?} is not a positive number of bytes"),
-            })?;
-    }
-    let allow = FetchAllowList::parse(
-        vars.get("URL_FETCH_ALLOW_HOSTS")
-            .map(String::as_str)
-            .unwrap_or_default(),
-    );
+    let env = manuel_core::config::Env::from_vars(vars.clone());
+    let defaults = FetchLimits::default();
+    let limits = FetchLimits {
+        max_bytes: env
+            .number_in(
+                "MAX_DOWNLOAD_BYTES",
+                defaults.max_bytes as u64,
+                1..=u64::MAX,
+            )?
+            .try_into()
+            .unwrap_or(usize::MAX),
+        ..defaults
+    };
+    let allow = FetchAllowList::parse(env.optional("URL_FETCH_ALLOW_HOSTS").unwrap_or_default());
     UrlFetcher::new(allow, limits)
         .map(Arc::new)
         .map_err(|reason| ConfigError {

@@ -3,7 +3,8 @@
 use axum::Router;
 use manuel_aws::bedrock::MAX_DOCUMENT_BYTES;
 use manuel_aws::lambda::{Init, run_http};
-use manuel_core::security::{ConfigError, Security};
+use manuel_core::config::ConfigError;
+use manuel_core::security::Security;
 use manuel_manuals::{ManualsConfig, ManualsDeps, router};
 
 async fn app(init: &Init) -> Result<(Router, Security), ConfigError> {

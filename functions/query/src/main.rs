@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use manuel_aws::lambda::{Init, run_http};
-use manuel_core::security::{ConfigError, Security};
+use manuel_core::config::ConfigError;
+use manuel_core::security::Security;
 use manuel_core::usage::SystemClock;
 use manuel_query::{QueryConfig, QueryDeps, router};
 

@@ -7,15 +7,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 use manuel_core::PortError;
 use manuel_core::failure::ErrorOccurrence;
 use manuel_core::ports::ErrorStore;
 
-use super::{get_n, n, s, sdk_error, unavailable};
+use super::{applied, get_n, n, s, sdk_error, unavailable};
 
 pub struct DynamoErrors {
     client: Client,
@@ -109,17 +107,6 @@ impl ErrorStore for DynamoErrors {
             .expression_attribute_values(":before", n(now.timestamp() - window))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(service))
-                if matches!(
-                    service.err(),
-                    UpdateItemError::ConditionalCheckFailedException(_)
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(error) => Err(sdk_error(error)),
-        }
+        applied(result)
     }
 }

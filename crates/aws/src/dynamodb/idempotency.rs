@@ -6,13 +6,11 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use manuel_core::PortError;
 use manuel_core::idempotency::{COMPLETED, Claim, IN_PROGRESS, StoredResponse};
 use manuel_core::ports::IdempotencyStore;
 
-use super::{get_s, n, s, sdk_error};
+use super::{applied, get_s, n, s, sdk_error};
 
 /// The partition a record key lives in: its user's hash (everything before the first `#`).
 fn partition(key: &str) -> &str {
@@ -56,14 +54,8 @@ impl IdempotencyStore for DynamoIdempotency {
             .expression_attribute_values(":now", n(now))
             .send()
             .await;
-        match result {
-            Ok(_) => return Ok(Claim::Claimed),
-            Err(SdkError::ServiceError(service))
-                if matches!(
-                    service.err(),
-                    PutItemError::ConditionalCheckFailedException(_)
-                ) => {}
-            Err(error) => return Err(sdk_error(error)),
+        if applied(result)? {
+            return Ok(Claim::Claimed);
         }
         let existing = self
             .client

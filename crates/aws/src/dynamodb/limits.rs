@@ -3,13 +3,11 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::ReturnValue;
 use manuel_core::PortError;
 use manuel_core::ports::{RateLimitStore, ReplayGuard};
 
-use super::{get_n, n, s, sdk_error, unavailable};
+use super::{applied, get_n, n, s, sdk_error, unavailable};
 
 pub struct DynamoLimits {
     client: Client,
@@ -64,17 +62,6 @@ impl ReplayGuard for DynamoLimits {
             .expression_attribute_names("#key", "key")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(service))
-                if matches!(
-                    service.err(),
-                    PutItemError::ConditionalCheckFailedException(_)
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(error) => Err(sdk_error(error)),
-        }
+        applied(result)
     }
 }

@@ -8,7 +8,6 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -22,7 +21,7 @@ use manuel_core::ports::{
     ArrivalOutcome, Citations, InsertOutcome, ListError, ManualPage, ManualRepository,
 };
 
-use super::{Item, get_n, get_s, n, s, sdk_error, unavailable};
+use super::{Item, applied, get_n, get_s, n, s, sdk_error, unavailable};
 
 pub const CREATED_INDEX: &str = "by_created";
 
@@ -72,6 +71,24 @@ fn to_item(manual: &Manual) -> Item {
     item
 }
 
+/// The manual in a listed row, or `None` (logged and counted) when the row cannot be read: one
+/// damaged row leaves the list, never the whole list with it, and never silently.
+fn readable(item: &Item) -> Option<Manual> {
+    let manual = from_item(item);
+    if manual.is_none() {
+        tracing::error!(
+            manual_id = get_s(item, "manual_id").unwrap_or_default(),
+            "unreadable manual record: left out of the list"
+        );
+        manuel_core::telemetry::record_dependency(
+            manuel_core::telemetry::Metric::UnreadableRecords,
+            "dynamodb",
+            1.0,
+        );
+    }
+    manual
+}
+
 fn from_item(item: &Item) -> Option<Manual> {
     let parse_time = |name: &str| {
         get_s(item, name)
@@ -94,22 +111,22 @@ fn from_item(item: &Item) -> Option<Manual> {
     })
 }
 
+/// Where a listing stopped: the last manual's id and created-index sort key. The user is not in
+/// it (the caller's own partition is queried), so a cursor names no one and cannot reach into
+/// another partition.
 fn encode_token(key: &Item) -> Option<String> {
-    let parts = ["user_id", "manual_id", "created_sk"]
-        .map(|name| get_s(key, name).unwrap_or_default().to_owned());
+    let parts = ["manual_id", "created_sk"].map(|name| get_s(key, name).unwrap_or_default());
     Some(URL_SAFE_NO_PAD.encode(parts.join("\n")))
 }
 
 fn decode_token(user: &UserId, token: &str) -> Option<Item> {
     let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(token).ok()?).ok()?;
-    let mut parts = raw.split('\n');
-    let (owner, manual_id, created_sk) = (parts.next()?, parts.next()?, parts.next()?);
-    // A token from another user's listing would page through that user's partition.
-    if owner != user.as_str() || parts.next().is_some() {
+    let (manual_id, created_sk) = raw.split_once('\n')?;
+    if created_sk.contains('\n') {
         return None;
     }
     Some(HashMap::from([
-        ("user_id".to_owned(), s(owner)),
+        ("user_id".to_owned(), s(user.as_str())),
         ("manual_id".to_owned(), s(manual_id)),
         ("created_sk".to_owned(), s(created_sk)),
     ]))
@@ -227,7 +244,7 @@ impl ManualRepository for DynamoManuals {
             .items
             .unwrap_or_default()
             .iter()
-            .filter_map(from_item)
+            .filter_map(readable)
             .collect();
         let next_token = output
             .last_evaluated_key
@@ -255,7 +272,7 @@ impl ManualRepository for DynamoManuals {
             .try_collect()
             .await
             .map_err(sdk_error)?;
-        Ok(items.iter().filter_map(from_item).collect())
+        Ok(items.iter().filter_map(readable).collect())
     }
 
     async fn finish_processing(
@@ -287,18 +304,7 @@ impl ManualRepository for DynamoManuals {
                 .expression_attribute_values(":status", s(ManualStatus::Failed.as_str()))
                 .expression_attribute_values(":reason", s(reason)),
         };
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(service))
-                if matches!(
-                    service.err(),
-                    UpdateItemError::ConditionalCheckFailedException(_)
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(error) => Err(sdk_error(error)),
-        }
+        applied(request.send().await)
     }
 
     async fn upload_arrived(
@@ -378,18 +384,11 @@ impl ManualRepository for DynamoManuals {
                     .expression_attribute_values(":now", s(&now))
                     .send()
                     .await;
-                match failed {
-                    Ok(_) => Ok(ArrivalOutcome::Duplicate(existing)),
-                    Err(SdkError::ServiceError(service))
-                        if matches!(
-                            service.err(),
-                            UpdateItemError::ConditionalCheckFailedException(_)
-                        ) =>
-                    {
-                        Ok(ArrivalOutcome::NotAwaited)
-                    }
-                    Err(error) => Err(sdk_error(error)),
-                }
+                Ok(if applied(failed)? {
+                    ArrivalOutcome::Duplicate(existing)
+                } else {
+                    ArrivalOutcome::NotAwaited
+                })
             }
             Err(error) => Err(sdk_error(error)),
         }
@@ -441,15 +440,8 @@ impl ManualRepository for DynamoManuals {
                 .expression_attribute_values(":at", s(time(&at)))
                 .send()
                 .await;
-            match result {
-                Ok(_) => {}
-                Err(SdkError::ServiceError(service))
-                    if matches!(
-                        service.err(),
-                        UpdateItemError::ConditionalCheckFailedException(_)
-                    ) => {}
-                Err(error) => return Err(sdk_error(error)),
-            }
+            // A manual deleted meanwhile has nothing left to count.
+            applied(result)?;
         }
         Ok(())
     }

@@ -1,4 +1,4 @@
-//! DynamoDB adapters for the tables of DESIGN.md §4, with conditional writes where the
+//! DynamoDB adapters for the tables of template.yaml, with conditional writes where the
 //! semantics need them.
 
 mod errors;
@@ -28,6 +28,28 @@ where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
 {
     crate::sdk_error::sdk_error("dynamodb", error)
+}
+
+/// Whether a conditional write took effect: `Ok(false)` when its condition did not hold
+/// (`ConditionalCheckFailedException`, an expected answer, not a failure of DynamoDB).
+pub(crate) fn applied<T, E>(
+    result: Result<
+        T,
+        aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+    >,
+) -> Result<bool, PortError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(aws_sdk_dynamodb::error::SdkError::ServiceError(service))
+            if service.err().code() == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(error) => Err(sdk_error(error)),
+    }
 }
 
 pub(crate) fn unavailable(error: impl std::fmt::Display) -> PortError {

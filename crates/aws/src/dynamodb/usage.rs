@@ -1,4 +1,4 @@
-//! The usage table (DESIGN.md §4): PK `user_id`, SK `D#YYYY-MM-DD` (daily counter),
+//! The usage table: PK `user_id`, SK `D#YYYY-MM-DD` (daily counter),
 //! `M#YYYY-MM` (monthly counter), `C#<time>#<request_id>` (cost records). Counters live under
 //! the user id's hash ([`quota_owner`], `quota#<hash>`), cost records under the user id: erasing
 //! a user deletes the cost records and keeps the current day's and month's counters, which name

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::Router;
 use manuel_core::auth::IdentityConfig;
+use manuel_core::config::ConfigError;
 use manuel_core::http::serve_app;
 use manuel_core::ports::{
     AnswerModel, IdempotencyStore, KnowledgeBase, ManualRepository, ObjectStore, RateLimitStore,
@@ -13,7 +14,7 @@ use manuel_core::ports::{
 };
 use manuel_core::resilience::Resilience;
 use manuel_core::resilience::guarded::{Guarded, GuardedKnowledgeBase};
-use manuel_core::security::{ConfigError, Security, SecurityConfig};
+use manuel_core::security::{Security, SecurityConfig};
 use manuel_core::telemetry;
 use manuel_core::usage::{Pricing, QuotaLimits};
 

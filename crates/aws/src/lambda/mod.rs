@@ -2,8 +2,7 @@
 //! TLS provider, one SDK configuration, configuration read and checked from the environment,
 //! and the adapters built once. `main.rs` of each function only picks what it needs.
 
-mod env;
 mod init;
 
-pub use env::Env;
 pub use init::{Init, run_http};
+pub use manuel_core::config::Env;

@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::security::ConfigError;
+use crate::config::ConfigError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BreakerConfig {
@@ -32,18 +32,9 @@ impl BreakerConfig {
     /// `CIRCUIT_COOLDOWN_SECONDS` (30), `CIRCUIT_SUCCESS_THRESHOLD` (2).
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let defaults = Self::default();
+        let env = crate::config::Env::from_vars(vars.clone());
         let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
-            match vars.get(name).map(|value| value.trim()) {
-                None | Some("") => Ok(default),
-                Some(value) => value
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| ConfigError {
-                        name,
-                        reason: format!("{value:?} is not a whole number of at least 1"),
-                    }),
-            }
+            env.number_in(name, default, 1..=u64::MAX)
         };
         let count = |name: &'static str, default: u32| -> Result<u32, ConfigError> {
             number(name, u64::from(default)).map(|n| u32::try_from(n).unwrap_or(u32::MAX))

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::PortError;
+use crate::config::ConfigError;
 use crate::deadline;
-use crate::security::ConfigError;
 use crate::telemetry::{self, Metric};
 
 pub use breaker::{BreakerConfig, BreakerSnapshot, BreakerState, CircuitBreaker};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use crate::PortError;
-use crate::security::ConfigError;
+use crate::config::ConfigError;
 
 /// How the pause grows between attempts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,11 +126,12 @@ pub fn default_policy(dependency: &str) -> RetryPolicy {
 pub fn policies_from_vars(
     vars: &HashMap<String, String>,
 ) -> Result<HashMap<&'static str, RetryPolicy>, ConfigError> {
+    let env = crate::config::Env::from_vars(vars.clone());
     let mut policies = HashMap::new();
     for dependency in RETRIED_DEPENDENCIES {
         let name = retry_variable(dependency);
-        let policy = match vars.get(name).map(|value| value.trim()) {
-            None | Some("") => default_policy(dependency),
+        let policy = match env.optional(name) {
+            None => default_policy(dependency),
             Some(value) => RetryPolicy::parse(value).ok_or_else(|| ConfigError {
                 name,
                 reason: format!(

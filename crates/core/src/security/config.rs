@@ -6,6 +6,8 @@ use std::str::FromStr;
 
 use ipnet::IpNet;
 
+use crate::config::ConfigError;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
     Dev,
@@ -45,13 +47,6 @@ pub struct SecurityConfig {
     pub max_body_bytes: usize,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq)]
-#[error("configuration variable {name} is not valid: {reason}")]
-pub struct ConfigError {
-    pub name: &'static str,
-    pub reason: String,
-}
-
 impl SecurityConfig {
     pub fn defaults(stage: Stage) -> Self {
         let (per_ip, per_user) = match stage {
@@ -80,7 +75,8 @@ impl SecurityConfig {
     }
 
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let env = crate::config::Env::from_vars(vars.clone());
+        let get = |name: &str| env.optional(name);
         let stage = match get("STAGE") {
             None => Stage::Dev,
             Some(value) => value.parse().map_err(|()| ConfigError {
@@ -92,9 +88,8 @@ impl SecurityConfig {
         if let Some(origins) = get("CORS_ALLOWED_ORIGINS") {
             config.cors_allowed_origins = list(origins).map(str::to_owned).collect();
         }
-        if let Some(value) = get("CORS_ALLOW_CREDENTIALS") {
-            config.cors_allow_credentials = parse_bool("CORS_ALLOW_CREDENTIALS", value)?;
-        }
+        config.cors_allow_credentials =
+            env.flag("CORS_ALLOW_CREDENTIALS", config.cors_allow_credentials)?;
         for origin in &config.cors_allowed_origins {
             let valid = origin == "*"
                 || ((origin.starts_with("https://") || origin.starts_with("http://"))
@@ -122,15 +117,11 @@ impl SecurityConfig {
         if let Some(value) = get("TRUSTED_PROXIES") {
             config.trusted_proxies = parse_nets("TRUSTED_PROXIES", value)?;
         }
-        if let Some(value) = get("RATE_LIMIT_PER_IP_PER_MINUTE") {
-            config.rate_limit_per_ip = parse_number("RATE_LIMIT_PER_IP_PER_MINUTE", value)?;
-        }
-        if let Some(value) = get("RATE_LIMIT_PER_USER_PER_MINUTE") {
-            config.rate_limit_per_user = parse_number("RATE_LIMIT_PER_USER_PER_MINUTE", value)?;
-        }
-        if let Some(value) = get("MAX_REQUEST_BODY_BYTES") {
-            config.max_body_bytes = parse_number("MAX_REQUEST_BODY_BYTES", value)?;
-        }
+        config.rate_limit_per_ip =
+            env.parsed_or("RATE_LIMIT_PER_IP_PER_MINUTE", config.rate_limit_per_ip)?;
+        config.rate_limit_per_user =
+            env.parsed_or("RATE_LIMIT_PER_USER_PER_MINUTE", config.rate_limit_per_user)?;
+        config.max_body_bytes = env.parsed_or("MAX_REQUEST_BODY_BYTES", config.max_body_bytes)?;
         if let Some(key) = get("HMAC_SIGNING_KEY") {
             if key.len() < 32 {
                 return Err(ConfigError {
@@ -149,24 +140,6 @@ fn list(value: &str) -> impl Iterator<Item = &str> {
         .split(',')
         .map(str::trim)
         .filter(|item| !item.is_empty())
-}
-
-fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
-    match value.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" => Ok(true),
-        "false" | "0" | "no" => Ok(false),
-        _ => Err(ConfigError {
-            name,
-            reason: "expected true or false".to_owned(),
-        }),
-    }
-}
-
-fn parse_number<T: FromStr>(name: &'static str, value: &str) -> Result<T, ConfigError> {
-    value.parse().map_err(|_| ConfigError {
-        name,
-        reason: format!("{value:?} is not a whole number"),
-    })
 }
 
 fn parse_nets(name: &'static str, value: &str) -> Result<Vec<IpNet>, ConfigError> {

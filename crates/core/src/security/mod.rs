@@ -1,4 +1,4 @@
-//! The security middleware of DESIGN.md §5, as tower layers configured from [`SecurityConfig`].
+//! The security middleware, as tower layers configured from [`SecurityConfig`].
 
 mod client_ip;
 mod config;
@@ -17,7 +17,7 @@ use crate::idempotency::IdempotencyConfig;
 use crate::ports::{IdempotencyStore, RateLimitStore, ReplayGuard};
 
 pub use client_ip::{ClientIp, SourceIp};
-pub use config::{ConfigError, SecurityConfig, Stage};
+pub use config::{SecurityConfig, Stage};
 pub use headers::security_headers;
 pub use signature::{RequestedPath, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_request};
 

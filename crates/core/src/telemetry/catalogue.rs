@@ -27,6 +27,8 @@ pub const DEPENDENCIES: &[&str] = &[
     "sns",
     "redis",
     "secretsmanager",
+    // manuel-local's tantivy index.
+    "search-index",
 ];
 
 /// The values of the `Severity` dimension (error-processor's classification).
@@ -132,6 +134,9 @@ pub enum Metric {
     AlertsPublished,
     /// Records error-processor could not handle and handed back to SQS.
     BatchItemFailures,
+    /// Stored records that could not be read (a manuals row missing a field) and were left out
+    /// of a list, by the store that held them; the log line names the record.
+    UnreadableRecords,
 }
 
 impl Metric {
@@ -158,6 +163,7 @@ impl Metric {
         Self::ErrorsRecorded,
         Self::AlertsPublished,
         Self::BatchItemFailures,
+        Self::UnreadableRecords,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -184,6 +190,7 @@ impl Metric {
             Self::ErrorsRecorded => "ErrorsRecorded",
             Self::AlertsPublished => "AlertsPublished",
             Self::BatchItemFailures => "BatchItemFailures",
+            Self::UnreadableRecords => "UnreadableRecords",
         }
     }
 
@@ -203,7 +210,8 @@ impl Metric {
             Self::DependencyErrors
             | Self::DependencyRetries
             | Self::CircuitOpened
-            | Self::DependencyLatency => BY_DEPENDENCY,
+            | Self::DependencyLatency
+            | Self::UnreadableRecords => BY_DEPENDENCY,
             Self::ErrorsRecorded => BY_SEVERITY,
             Self::TranscriptionPathLatency => BY_PATH,
             _ => BY_FUNCTION,

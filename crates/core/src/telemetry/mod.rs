@@ -1,4 +1,4 @@
-//! Telemetry of DESIGN.md §5: JSON logs and CloudWatch Embedded Metric Format (EMF) metrics.
+//! Telemetry: JSON logs and CloudWatch Embedded Metric Format (EMF) metrics.
 //!
 //! EMF is plain JSON on stdout that CloudWatch turns into metrics, so nothing here knows about
 //! AWS. A binary installs a recorder once ([`install_emf`]); without one, metrics are dropped

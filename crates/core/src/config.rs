@@ -1,9 +1,18 @@
-//! The process environment, read once; every getter names the variable in its error.
+//! Configuration from the environment, for the Lambda functions and manuel-local alike: the
+//! variables read once ([`Env`]), each getter naming the variable in its error
+//! ([`ConfigError`]). Each policy module reads its own section (`from_env`) through it.
 
 use std::collections::HashMap;
+use std::ops::RangeInclusive;
 use std::str::FromStr;
 
-use manuel_core::security::ConfigError;
+/// A variable that is set to something unusable, or missing when required.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("configuration variable {name} is not valid: {reason}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub reason: String,
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct Env {
@@ -51,6 +60,31 @@ impl Env {
         }
     }
 
+    /// A whole number within `range`, or `default` when unset.
+    pub fn number_in(
+        &self,
+        name: &'static str,
+        default: u64,
+        range: RangeInclusive<u64>,
+    ) -> Result<u64, ConfigError> {
+        match self.optional(name) {
+            None => Ok(default),
+            Some(value) => value
+                .parse::<u64>()
+                .ok()
+                .filter(|number| range.contains(number))
+                .ok_or_else(|| ConfigError {
+                    name,
+                    reason: format!(
+                        "{value:?} is not a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                }),
+        }
+    }
+
+    /// `true`/`1`/`yes` or `false`/`0`/`no` (any case), or `default` when unset.
     pub fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
         match self.optional(name).map(str::to_ascii_lowercase).as_deref() {
             None => Ok(default),
@@ -96,5 +130,20 @@ mod tests {
         );
         assert_eq!(env.parsed_or("RETRIEVAL_RESULTS", 8_usize), Ok(8));
         assert_eq!(env.flag("S3_FORCE_PATH_STYLE", false), Ok(false));
+    }
+
+    #[test]
+    fn numbers_outside_their_range_are_refused_with_the_range() {
+        let env = env(&[
+            ("IDEMPOTENCY_TTL_SECONDS", "5"),
+            ("MAX_AUDIO_BYTES", "2048"),
+        ]);
+        let error = env
+            .number_in("IDEMPOTENCY_TTL_SECONDS", 3600, 60..=86_400)
+            .unwrap_err();
+        assert_eq!(error.name, "IDEMPOTENCY_TTL_SECONDS");
+        assert!(error.reason.contains("from 60 to 86400"), "{error}");
+        assert_eq!(env.number_in("MAX_AUDIO_BYTES", 1, 1024..=4096), Ok(2048));
+        assert_eq!(env.number_in("UNSET", 7, 1..=10), Ok(7));
     }
 }
