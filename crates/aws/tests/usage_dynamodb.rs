@@ -225,10 +225,11 @@ async fn cost_records_round_trip_and_erase_keeps_only_the_current_quota() -> Tes
             now + chrono::Duration::seconds(n),
             Operation::Query,
             "model",
-            1200,
-            300,
-            0,
-            0.0,
+            manuel_core::usage::Metered {
+                input_tokens: 1200,
+                output_tokens: 300,
+                ..Default::default()
+            },
         );
         store.record_cost(who, &record).await?;
     }

@@ -4,6 +4,7 @@
 pub mod audio;
 pub mod auth;
 pub mod cache;
+pub mod charge;
 pub mod config;
 pub mod deadline;
 pub mod domain;
@@ -20,6 +21,7 @@ pub mod ports;
 pub mod request_id;
 pub mod resilience;
 pub mod security;
+pub mod spoken;
 pub mod telemetry;
 pub mod url_policy;
 pub mod usage;

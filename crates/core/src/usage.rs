@@ -116,6 +116,15 @@ pub enum Reservation {
     Refused(UsageNumbers),
 }
 
+/// What one request used, to be priced ([`Pricing::cost`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Metered {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub embedding_tokens: u64,
+    pub audio_seconds: f64,
+}
+
 /// What one request used, and what that cost.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CostRecord {
@@ -201,18 +210,20 @@ impl Pricing {
         Ok(pricing)
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub fn cost(
         &self,
         request_id: &str,
         timestamp: DateTime<Utc>,
         operation: Operation,
         model_id: &str,
-        input_tokens: u64,
-        output_tokens: u64,
-        embedding_tokens: u64,
-        audio_seconds: f64,
+        used: Metered,
     ) -> CostRecord {
+        let Metered {
+            input_tokens,
+            output_tokens,
+            embedding_tokens,
+            audio_seconds,
+        } = used;
         let per_1k = |tokens: u64, price: f64| tokens as f64 / 1000.0 * price;
         let model_cost = per_1k(input_tokens, self.input_per_1k_tokens)
             + per_1k(output_tokens, self.output_per_1k_tokens);
@@ -301,21 +312,18 @@ mod tests {
             embedding_per_1k_tokens: 0.0001,
             transcribe_per_minute: 0.024,
         };
-        let record = pricing.cost(
-            "r",
-            Utc::now(),
-            Operation::Query,
-            "m",
-            2000,
-            500,
-            10_000,
-            30.0,
-        );
+        let used = Metered {
+            input_tokens: 2000,
+            output_tokens: 500,
+            embedding_tokens: 10_000,
+            audio_seconds: 30.0,
+        };
+        let record = pricing.cost("r", Utc::now(), Operation::Query, "m", used);
         assert!((record.model_cost - (0.006 + 0.0075)).abs() < 1e-12);
         assert!((record.embedding_cost - 0.001).abs() < 1e-12);
         assert!((record.transcribe_cost - 0.012).abs() < 1e-12);
         assert!((record.total_cost - 0.0265).abs() < 1e-12);
-        let free = Pricing::free().cost("r", Utc::now(), Operation::Query, "m", 2000, 500, 0, 0.0);
+        let free = Pricing::free().cost("r", Utc::now(), Operation::Query, "m", used);
         assert_eq!(free.total_cost, 0.0);
     }
 }

@@ -83,6 +83,63 @@ pub struct EventHandling {
     pub request_id: Option<String>,
 }
 
+impl EventHandling {
+    /// `RECORD_WAIT_SECONDS` (10) and `PROCESSING_ATTEMPTS` (a retry policy,
+    /// `exponential:3:2000:8000`); a manual that still fails is reported to `dead_letters`.
+    pub fn from_env(
+        env: &manuel_core::config::Env,
+        dead_letters: Arc<dyn DeadLetters>,
+    ) -> Result<Self, manuel_core::config::ConfigError> {
+        let attempts = match env.optional("PROCESSING_ATTEMPTS") {
+            None => RetryPolicy::new(
+                manuel_core::resilience::Backoff::Exponential,
+                3,
+                Duration::from_secs(2),
+                Duration::from_secs(8),
+            ),
+            Some(value) => RetryPolicy::parse(value).ok_or_else(|| {
+                manuel_core::config::ConfigError {
+                    name: "PROCESSING_ATTEMPTS",
+                    reason: format!(
+                        "{value:?} is not <exponential|linear|fixed>:<attempts 1-10>:<base ms>:<max ms>"
+                    ),
+                }
+            })?,
+        };
+        Ok(Self {
+            record_wait: Duration::from_secs(env.parsed_or("RECORD_WAIT_SECONDS", 10)?),
+            attempts,
+            dead_letters: Some(dead_letters),
+            bucket: None,
+            request_id: None,
+        })
+    }
+}
+
+/// The bucket and the keys of the objects an S3 event says were created (other events, such
+/// as deletions, are not manuals to process).
+#[cfg(feature = "lambda")]
+pub fn created_objects(
+    event: aws_lambda_events::event::s3::S3Event,
+) -> (Option<String>, Vec<String>) {
+    let bucket = event
+        .records
+        .first()
+        .and_then(|record| record.s3.bucket.name.clone());
+    let keys = event
+        .records
+        .into_iter()
+        .filter(|record| {
+            record
+                .event_name
+                .as_deref()
+                .is_some_and(|name| name.starts_with("ObjectCreated"))
+        })
+        .filter_map(|record| record.s3.object.key)
+        .collect();
+    (bucket, keys)
+}
+
 /// What a manual whose processing failed for good is told.
 pub const GAVE_UP_REASON: &str = "Processing could not finish because a service was unavailable; delete this manual and upload it again.";
 

@@ -10,23 +10,24 @@ use axum::{Json, Router};
 use manuel_core::ApiError;
 use manuel_core::audio::AudioLimits;
 use manuel_core::auth::AuthenticatedUser;
-use manuel_core::cache::{Cache, EntryKind};
+use manuel_core::cache::{Cache, CacheStatus, EntryKind};
+use manuel_core::charge::Charge;
 use manuel_core::deadline::Deadline;
-use manuel_core::domain::{Manual, RetrievedChunk};
+use manuel_core::domain::{Manual, RetrievedChunk, UserId};
 use manuel_core::json::JsonBody;
 use manuel_core::ports::{
     AnswerModel, KnowledgeBase, ManualRepository, ObjectStore, Transcriber, UsageStore,
 };
 use manuel_core::request_id::RequestId;
 use manuel_core::security::Security;
+use manuel_core::spoken::{self, Transcript};
+use manuel_core::telemetry::Metric;
 use manuel_core::usage::{
-    Clock, CostRecord, Operation, Pricing, QuotaLimits, QuotaWindows, Reservation, UsageNumbers,
+    Clock, CostRecord, Metered, Operation, Pricing, QuotaLimits, QuotaWindows, UsageNumbers,
 };
 use manuel_core::validation::{FieldKind, check_text, is_blank_question};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use std::sync::Mutex;
 
 #[derive(Clone, Debug)]
 pub struct QueryConfig {
@@ -93,208 +94,255 @@ struct QueryRequest {
 
 const MAX_MANUAL_IDS: usize = 50;
 
+impl QueryRequest {
+    fn check_manual_ids(&self) -> Result<(), ApiError> {
+        let Some(ids) = &self.manual_ids else {
+            return Ok(());
+        };
+        for id in ids {
+            check_text("manual_ids", FieldKind::Identifier, id)?;
+        }
+        if ids.len() > MAX_MANUAL_IDS {
+            return Err(ApiError::validation(
+                "manual_ids",
+                format!("At most {MAX_MANUAL_IDS} manual ids."),
+            ));
+        }
+        Ok(())
+    }
+}
+
 async fn query(
     State(deps): State<QueryDeps>,
     AuthenticatedUser(user): AuthenticatedUser,
     axum::Extension(request_id): axum::Extension<RequestId>,
     deadline: Option<axum::Extension<Deadline>>,
     JsonBody(request): JsonBody<QueryRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<QueryAnswer>, ApiError> {
     let started = Instant::now();
-    if let Some(ids) = &request.manual_ids {
-        for id in ids {
-            check_text("manual_ids", FieldKind::Identifier, id)?;
-        }
-    }
-    if let Some(ids) = &request.manual_ids
-        && ids.len() > MAX_MANUAL_IDS
-    {
-        return Err(ApiError::validation(
-            "manual_ids",
-            format!("At most {MAX_MANUAL_IDS} manual ids."),
-        ));
-    }
-    // A typed question wins when both are sent; a spoken one is paid for (one `transcribe`
-    // operation) before it is transcribed, and that charge covers the answer too. Next to a
-    // clip, a blank question is absent: the predecessor's app and CLI send `"question": ""`.
-    let typed = request
-        .question
-        .as_deref()
-        .filter(|question| request.file_data.is_none() || !is_blank_question(question));
-    let (question, spoken) = match (typed, &request.file_data) {
-        (None, Some(_)) => {
-            let (audio, clip) = manuel_transcribe::spoken_audio(
-                "file_data",
-                request.file_data.as_deref(),
-                request.content_type.as_deref(),
-                &deps.audio_limits,
-            )?;
-            let transcriber = deps
-                .transcriber
-                .as_ref()
-                .ok_or_else(manuel_transcribe::no_speech_recognition)?;
-            let size = audio.len();
-            let charged = manuel_transcribe::charged_transcription(
-                transcriber.as_ref(),
-                deps.usage.as_ref(),
-                deps.quota,
-                deps.clock.as_ref(),
-                &user,
-                audio,
-                &clip,
-                deadline.map(|axum::Extension(deadline)| deadline),
-            )
-            .await?;
-            let question = match clean_question(&charged.transcript, deps.config.max_question_chars)
-            {
-                Ok(question) => question,
-                Err(error) => {
-                    refund(&deps, &user, &QuotaWindows::at(charged.at)).await;
-                    return Err(error);
-                }
-            };
-            (
-                question,
-                Some(Spoken {
-                    audio_seconds: clip.billable_seconds(size),
-                    charged,
-                }),
-            )
-        }
-        _ => (
-            clean_question(typed.unwrap_or(""), deps.config.max_question_chars)?,
-            None,
-        ),
-    };
-
-    let ready: HashMap<String, Manual> = deps
-        .manuals
-        .list_ready(&user)
-        .await?
-        .into_iter()
-        .filter(|manual| {
-            request
-                .manual_ids
-                .as_deref()
-                .is_none_or(|ids| ids.contains(&manual.id))
-        })
-        .map(|manual| (manual.id.clone(), manual))
-        .collect();
+    request.check_manual_ids()?;
+    let deadline = deadline.map(|axum::Extension(deadline)| deadline);
+    let (question, mut heard) = question_of(&deps, &user, &request, deadline).await?;
+    let ready = ready_manuals(&deps, &user, request.manual_ids.as_deref()).await?;
     let key = Cache::key(
         EntryKind::Answer,
         user.as_str(),
         &corpus_version(&ready),
         &question_digest(&question, request.manual_ids.as_deref()),
     );
-
-    let (operation, audio_seconds) = spoken.as_ref().map_or((Operation::Query, 0.0), |spoken| {
-        (Operation::Transcribe, spoken.audio_seconds)
-    });
-    // Filled in only when this request computes the answer; a typed question answered from
-    // the cache reserves and costs nothing.
-    let charged: Mutex<Option<(UsageNumbers, CostRecord)>> = Mutex::new(None);
-    let (cached, cache_status) = deps
+    let asked = Asked {
+        deps: &deps,
+        user: &user,
+        request_id: &request_id.0,
+        question: &question,
+        ready: &ready,
+        narrowed: request.manual_ids.is_some(),
+    };
+    // Set only when this request computes the answer; on a cache hit another request did.
+    let mut billed: Option<Billed> = None;
+    let (billed_here, heard_here, asked_here) = (&mut billed, &mut heard, &asked);
+    let (bytes, cache_status) = deps
         .cache
-        .get_or_compute(EntryKind::Answer, &key, || async {
-            let (now, usage) = match &spoken {
-                Some(spoken) => (spoken.charged.at, spoken.charged.usage),
-                None => {
-                    let now = deps.clock.now();
-                    let windows = QuotaWindows::at(now);
-                    match deps
-                        .usage
-                        .reserve(&user, &windows, deps.quota, Operation::Query)
-                        .await?
-                    {
-                        Reservation::Granted(numbers) => (now, numbers),
-                        Reservation::Refused(numbers) => return Err(numbers.refusal(&windows)),
-                    }
-                }
-            };
-            let windows = QuotaWindows::at(now);
-            let answered = match answer(
-                &deps,
-                &user,
-                &question,
-                &ready,
-                request.manual_ids.is_some(),
-            )
-            .await
-            {
-                Ok(answered) => answered,
-                Err(error) => {
-                    if error.status().is_server_error() {
-                        refund(&deps, &user, &windows).await;
-                    }
-                    return Err(error);
-                }
-            };
-            let cost = deps.pricing.cost(
-                &request_id.0,
-                now,
-                operation,
-                &deps.model_id,
-                answered.input_tokens,
-                answered.output_tokens,
-                0,
-                audio_seconds,
-            );
-            if let Err(error) = deps.usage.record_cost(&user, &cost).await {
-                tracing::error!(%error, "could not record the cost of a query");
-            }
-            if let Ok(mut charged) = charged.lock() {
-                *charged = Some((usage, cost));
-            }
-            serde_json::to_vec(&answered.cached).map_err(ApiError::internal)
+        .get_or_compute(EntryKind::Answer, &key, move || {
+            compute(asked_here, heard_here.take(), billed_here)
         })
         .await?;
-    manuel_core::telemetry::record(
-        match cache_status {
-            manuel_core::cache::CacheStatus::Hit => manuel_core::telemetry::Metric::CacheHits,
-            manuel_core::cache::CacheStatus::Miss => manuel_core::telemetry::Metric::CacheMisses,
-        },
-        1.0,
-    );
-    let cached: CachedAnswer = serde_json::from_slice(&cached).map_err(ApiError::internal)?;
-    let charged = charged.lock().ok().and_then(|mut charged| charged.take());
-    let (usage, cost) = match charged {
-        Some((usage, cost)) => (usage, cost),
-        None => match &spoken {
-            // The transcription was paid for even though the answer came from the cache.
-            Some(spoken) => {
-                let cost = deps.pricing.cost(
-                    &request_id.0,
-                    spoken.charged.at,
-                    Operation::Transcribe,
-                    "cache",
-                    0,
-                    0,
-                    0,
-                    spoken.audio_seconds,
-                );
-                if let Err(error) = deps.usage.record_cost(&user, &cost).await {
-                    tracing::error!(%error, "could not record the cost of a transcription");
-                }
-                (spoken.charged.usage, cost)
-            }
-            None => {
-                let now = deps.clock.now();
-                let state = deps
-                    .usage
-                    .usage(&user, &QuotaWindows::at(now), deps.quota)
-                    .await?;
-                let free =
-                    deps.pricing
-                        .cost(&request_id.0, now, Operation::Query, "cache", 0, 0, 0, 0.0);
-                (state.numbers, free)
-            }
-        },
+    manuel_core::telemetry::record(cache_metric(cache_status), 1.0);
+    let cached: CachedAnswer = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
+    let billed = match billed {
+        Some(billed) => billed,
+        None => bill_cache_hit(&asked, heard).await?,
     };
-
     record_citations(&deps, &user, &cached.sources).await;
-    let mut sources = Vec::with_capacity(cached.sources.len());
-    for source in cached.sources {
-        // Links expire sooner than cached answers, so they are signed per response.
+    let sources = signed_sources(&deps, &ready, cached.sources).await?;
+    Ok(Json(QueryAnswer {
+        answer: cached.answer,
+        question,
+        sources,
+        context_found: cached.context_found,
+        cache_status: cache_status.as_str(),
+        response_time_ms: hundredths(started.elapsed().as_secs_f64() * 1000.0),
+        cost_info: CostInfo::of(&billed.cost, &deps.pricing.currency),
+        usage: UsageFields::from(billed.usage),
+        request_id: request_id.0,
+        timestamp: deps.clock.now().timestamp(),
+    }))
+}
+
+/// What one question is asked with, for the computation of its answer.
+struct Asked<'a> {
+    deps: &'a QueryDeps,
+    user: &'a UserId,
+    request_id: &'a str,
+    question: &'a str,
+    ready: &'a HashMap<String, Manual>,
+    narrowed: bool,
+}
+
+/// What the asker was charged: the counters with this question counted, and its cost.
+struct Billed {
+    usage: UsageNumbers,
+    cost: CostRecord,
+}
+
+/// The question to answer: the typed one, or the words of the spoken one (already charged as
+/// one `transcribe` operation, which covers the answer too). Next to a clip, a blank question
+/// is absent: the predecessor's app and CLI send `"question": ""`.
+async fn question_of(
+    deps: &QueryDeps,
+    user: &UserId,
+    request: &QueryRequest,
+    deadline: Option<Deadline>,
+) -> Result<(String, Option<Transcript>), ApiError> {
+    let typed = request
+        .question
+        .as_deref()
+        .filter(|question| request.file_data.is_none() || !is_blank_question(question));
+    if typed.is_some() || request.file_data.is_none() {
+        let question = clean_question(typed.unwrap_or(""), deps.config.max_question_chars)?;
+        return Ok((question, None));
+    }
+    let clip = spoken::decode(
+        "file_data",
+        request.file_data.as_deref(),
+        request.content_type.as_deref(),
+        &deps.audio_limits,
+    )?;
+    let listener = spoken::Listener {
+        transcriber: deps.transcriber.as_ref(),
+        usage: &deps.usage,
+        quota: deps.quota,
+        clock: deps.clock.as_ref(),
+    };
+    let heard = spoken::transcribe(listener, user, clip, deadline).await?;
+    match clean_question(&heard.text, deps.config.max_question_chars) {
+        Ok(question) => Ok((question, Some(heard))),
+        Err(error) => {
+            heard.charge.refund().await;
+            Err(error)
+        }
+    }
+}
+
+/// The caller's ready manuals, narrowed to `manual_ids` when given.
+async fn ready_manuals(
+    deps: &QueryDeps,
+    user: &UserId,
+    manual_ids: Option<&[String]>,
+) -> Result<HashMap<String, Manual>, ApiError> {
+    Ok(deps
+        .manuals
+        .list_ready(user)
+        .await?
+        .into_iter()
+        .filter(|manual| manual_ids.is_none_or(|ids| ids.contains(&manual.id)))
+        .map(|manual| (manual.id.clone(), manual))
+        .collect())
+}
+
+/// Computes the answer (cache miss): charged first (the spoken question's charge, or one
+/// `query` reserved now), then retrieval and the model; the charge is committed with the
+/// model's tokens, or refunded if we failed.
+async fn compute(
+    asked: &Asked<'_>,
+    heard: Option<Transcript>,
+    billed: &mut Option<Billed>,
+) -> Result<Vec<u8>, ApiError> {
+    let deps = asked.deps;
+    let (charge, audio_seconds) = match heard {
+        Some(heard) => (heard.charge, heard.audio_seconds),
+        None => {
+            let now = deps.clock.now();
+            let charge =
+                Charge::reserve(&deps.usage, asked.user, deps.quota, now, Operation::Query).await?;
+            (charge, 0.0)
+        }
+    };
+    let answered = match answer(
+        deps,
+        asked.user,
+        asked.question,
+        asked.ready,
+        asked.narrowed,
+    )
+    .await
+    {
+        Ok(answered) => answered,
+        Err(error) if error.status().is_server_error() => {
+            charge.refund().await;
+            return Err(error);
+        }
+        Err(error) => {
+            charge.keep();
+            return Err(error);
+        }
+    };
+    let used = Metered {
+        input_tokens: answered.input_tokens,
+        output_tokens: answered.output_tokens,
+        embedding_tokens: 0,
+        audio_seconds,
+    };
+    let cost = deps.pricing.cost(
+        asked.request_id,
+        charge.at(),
+        charge.operation(),
+        &deps.model_id,
+        used,
+    );
+    let usage = charge.commit(&cost).await;
+    *billed = Some(Billed { usage, cost });
+    serde_json::to_vec(&answered.cached).map_err(ApiError::internal)
+}
+
+/// The bill of an answer served from the cache: a spoken question still pays for being heard
+/// (committed now, at no model cost); a typed one costs nothing and reserves nothing.
+async fn bill_cache_hit(asked: &Asked<'_>, heard: Option<Transcript>) -> Result<Billed, ApiError> {
+    let deps = asked.deps;
+    let (at, operation, audio_seconds) = match &heard {
+        Some(heard) => (
+            heard.charge.at(),
+            Operation::Transcribe,
+            heard.audio_seconds,
+        ),
+        None => (deps.clock.now(), Operation::Query, 0.0),
+    };
+    let used = Metered {
+        audio_seconds,
+        ..Metered::default()
+    };
+    let cost = deps
+        .pricing
+        .cost(asked.request_id, at, operation, "cache", used);
+    let usage = match heard {
+        Some(heard) => heard.charge.commit(&cost).await,
+        None => {
+            let windows = QuotaWindows::at(at);
+            deps.usage
+                .usage(asked.user, &windows, deps.quota)
+                .await?
+                .numbers
+        }
+    };
+    Ok(Billed { usage, cost })
+}
+
+fn cache_metric(status: CacheStatus) -> Metric {
+    match status {
+        CacheStatus::Hit => Metric::CacheHits,
+        CacheStatus::Miss => Metric::CacheMisses,
+    }
+}
+
+/// The cached sources with links signed for this response (links expire sooner than cached
+/// answers); a source whose manual is no longer ready is left out.
+async fn signed_sources(
+    deps: &QueryDeps,
+    ready: &HashMap<String, Manual>,
+    sources: Vec<CachedSource>,
+) -> Result<Vec<SignedSource>, ApiError> {
+    let mut signed = Vec::with_capacity(sources.len());
+    for source in sources {
         let Some(manual) = ready.get(&source.manual_id) else {
             continue;
         };
@@ -307,56 +355,88 @@ async fn query(
                 deps.config.source_link_ttl,
             )
             .await?;
-        let mut value = serde_json::to_value(&source).map_err(ApiError::internal)?;
-        if let Some(map) = value.as_object_mut() {
-            map.insert(
-                "pdf_url".to_owned(),
-                json!(format!("{link}#page={}", source.page_number)),
-            );
-        }
-        sources.push(value);
+        let pdf_url = format!("{link}#page={}", source.page_number);
+        signed.push(SignedSource { source, pdf_url });
     }
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    Ok(Json(json!({
-        "answer": cached.answer,
-        "question": question,
-        "sources": sources,
-        "context_found": cached.context_found,
-        "cache_status": cache_status.as_str(),
-        "response_time_ms": (elapsed_ms * 100.0).round() / 100.0,
-        "cost_info": {
-            "total_cost_eur": cost.total_cost,
-            "currency": deps.pricing.currency,
-            "input_tokens": cost.input_tokens,
-            "output_tokens": cost.output_tokens,
-            "operation": cost.operation.as_str(),
-        },
-        "usage": usage_fields(usage),
-        "request_id": request_id.0,
-        "timestamp": deps.clock.now().timestamp(),
-    })))
+    Ok(signed)
+}
+
+fn hundredths(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
+/// The body of an answer.
+#[derive(Serialize)]
+struct QueryAnswer {
+    answer: String,
+    question: String,
+    sources: Vec<SignedSource>,
+    context_found: bool,
+    cache_status: &'static str,
+    response_time_ms: f64,
+    cost_info: CostInfo,
+    usage: UsageFields,
+    request_id: String,
+    timestamp: i64,
+}
+
+#[derive(Serialize)]
+struct SignedSource {
+    #[serde(flatten)]
+    source: CachedSource,
+    pdf_url: String,
+}
+
+#[derive(Serialize)]
+struct CostInfo {
+    /// In `currency`; the name is kept from the previous API.
+    total_cost_eur: f64,
+    currency: String,
+    input_tokens: u64,
+    output_tokens: u64,
+    operation: &'static str,
+}
+
+impl CostInfo {
+    fn of(cost: &CostRecord, currency: &str) -> Self {
+        Self {
+            total_cost_eur: cost.total_cost,
+            currency: currency.to_owned(),
+            input_tokens: cost.input_tokens,
+            output_tokens: cost.output_tokens,
+            operation: cost.operation.as_str(),
+        }
+    }
 }
 
 /// The counters, also under the names `/api/user/usage` uses (`daily_queries`,
 /// `monthly_queries`), which the predecessor's CLI reads from answers.
-fn usage_fields(usage: UsageNumbers) -> Value {
-    json!({
-        "daily_used": usage.daily_used,
-        "daily_limit": usage.daily_limit,
-        "monthly_used": usage.monthly_used,
-        "monthly_limit": usage.monthly_limit,
-        "daily_queries": usage.daily_used,
-        "monthly_queries": usage.monthly_used,
-    })
+#[derive(Serialize)]
+struct UsageFields {
+    daily_used: u64,
+    daily_limit: u64,
+    monthly_used: u64,
+    monthly_limit: u64,
+    daily_queries: u64,
+    monthly_queries: u64,
+}
+
+impl From<UsageNumbers> for UsageFields {
+    fn from(usage: UsageNumbers) -> Self {
+        Self {
+            daily_used: usage.daily_used,
+            daily_limit: usage.daily_limit,
+            monthly_used: usage.monthly_used,
+            monthly_limit: usage.monthly_limit,
+            daily_queries: usage.daily_used,
+            monthly_queries: usage.monthly_used,
+        }
+    }
 }
 
 /// Counts this answer on each manual it cites (the detail's `queryCount`, `lastQueried`).
 /// The answer is already paid for and computed: a failure here is logged, not returned.
-async fn record_citations(
-    deps: &QueryDeps,
-    user: &manuel_core::domain::UserId,
-    sources: &[CachedSource],
-) {
+async fn record_citations(deps: &QueryDeps, user: &UserId, sources: &[CachedSource]) {
     let mut cited: Vec<String> = Vec::new();
     for source in sources.iter().filter(|source| source.cited) {
         if !cited.contains(&source.manual_id) {
@@ -498,18 +578,6 @@ fn question_digest(question: &str, manual_ids: Option<&[String]>) -> String {
     hex::encode(&hasher.finalize()[..16])
 }
 
-/// A spoken question: its transcription, already charged, and its billable length.
-struct Spoken {
-    charged: manuel_transcribe::ChargedTranscript,
-    audio_seconds: f64,
-}
-
-async fn refund(deps: &QueryDeps, user: &manuel_core::domain::UserId, windows: &QuotaWindows) {
-    if let Err(error) = deps.usage.refund(user, windows).await {
-        tracing::error!(%error, "could not refund a quota reservation");
-    }
-}
-
 struct Answered {
     cached: CachedAnswer,
     input_tokens: u64,
@@ -519,7 +587,7 @@ struct Answered {
 /// Retrieval and generation: the expensive part, run only after the quota was reserved.
 async fn answer(
     deps: &QueryDeps,
-    user: &manuel_core::domain::UserId,
+    user: &UserId,
     question: &str,
     ready: &HashMap<String, Manual>,
     narrowed: bool,

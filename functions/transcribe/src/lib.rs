@@ -3,28 +3,22 @@
 //! gives the reservation back.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Extension, Json, Router};
-use base64::Engine;
-use bytes::Bytes;
 use manuel_core::ApiError;
-use manuel_core::audio::{AudioClip, AudioError, AudioLimits};
+use manuel_core::audio::AudioLimits;
 use manuel_core::auth::AuthenticatedUser;
 use manuel_core::deadline::Deadline;
-use manuel_core::domain::UserId;
 use manuel_core::json::JsonBody;
 use manuel_core::ports::{Transcriber, UsageStore};
 use manuel_core::request_id::RequestId;
 use manuel_core::security::Security;
-use manuel_core::telemetry::{self, Metric};
-use manuel_core::usage::{
-    Clock, CostRecord, Operation, Pricing, QuotaLimits, QuotaWindows, Reservation, UsageNumbers,
-};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use manuel_core::spoken;
+use manuel_core::usage::{Clock, Metered, Operation, Pricing, QuotaLimits, UsageNumbers};
+use serde::{Deserialize, Serialize};
 
 #[derive(Clone)]
 pub struct TranscribeDeps {
@@ -98,175 +92,68 @@ async fn transcribe(
     Extension(request_id): Extension<RequestId>,
     deadline: Option<Extension<Deadline>>,
     JsonBody(request): JsonBody<TranscribeRequest>,
-) -> Result<Json<Value>, ApiError> {
-    let (audio, clip) = spoken_audio(
+) -> Result<Json<TranscribeResponse>, ApiError> {
+    let clip = spoken::decode(
         "audio_data",
         request.audio_data.as_deref(),
         request.content_type.as_deref(),
         &deps.limits,
     )?;
-    let transcriber = deps
-        .transcriber
-        .as_ref()
-        .ok_or_else(no_speech_recognition)?;
-    let size = audio.len();
-    let charged = charged_transcription(
-        transcriber.as_ref(),
-        deps.usage.as_ref(),
-        deps.quota,
-        deps.clock.as_ref(),
-        &user,
-        audio,
-        &clip,
-        deadline.map(|Extension(deadline)| deadline),
-    )
-    .await?;
+    let listener = spoken::Listener {
+        transcriber: deps.transcriber.as_ref(),
+        usage: &deps.usage,
+        quota: deps.quota,
+        clock: deps.clock.as_ref(),
+    };
+    let heard = spoken::transcribe(listener, &user, clip, deadline.map(|Extension(d)| d)).await?;
+    let used = Metered {
+        audio_seconds: heard.audio_seconds,
+        ..Metered::default()
+    };
     let cost = deps.pricing.cost(
         &request_id.0,
-        charged.at,
+        heard.charge.at(),
         Operation::Transcribe,
         "transcribe",
-        0,
-        0,
-        0,
-        clip.billable_seconds(size),
+        used,
     );
-    record_cost(deps.usage.as_ref(), &user, &cost).await;
-    Ok(Json(json!({
-        "transcription": charged.transcript,
-        "usage": charged.usage,
-        "cost": {
-            "total_cost_eur": cost.total_cost,
-            "currency": deps.pricing.currency,
-            "audio_seconds": (cost.audio_seconds * 100.0).round() / 100.0,
-            "operation": cost.operation.as_str(),
+    let usage = heard.charge.commit(&cost).await;
+    Ok(Json(TranscribeResponse {
+        transcription: heard.text,
+        usage,
+        cost: TranscriptionCost {
+            total_cost_eur: cost.total_cost,
+            currency: deps.pricing.currency.clone(),
+            audio_seconds: hundredths(cost.audio_seconds),
+            operation: cost.operation.as_str(),
         },
-        "duration_seconds": clip.duration.map(|duration| (duration.as_secs_f64() * 100.0).round() / 100.0),
-        "format": clip.format.as_str(),
-        "request_id": request_id.0,
-    })))
+        duration_seconds: heard
+            .clip
+            .duration
+            .map(|duration| hundredths(duration.as_secs_f64())),
+        format: heard.clip.format.as_str(),
+        request_id: request_id.0,
+    }))
 }
 
-/// The 503 of a server without speech recognition (manuel-local built without it).
-pub fn no_speech_recognition() -> ApiError {
-    ApiError::ServiceUnavailable {
-        message: "Speech recognition is not available on this server; send the question as text."
-            .to_owned(),
-        retry_after_secs: 3600,
-    }
+#[derive(Serialize)]
+struct TranscribeResponse {
+    transcription: String,
+    usage: UsageNumbers,
+    cost: TranscriptionCost,
+    duration_seconds: Option<f64>,
+    format: &'static str,
+    request_id: String,
 }
 
-/// Decodes and checks a base64 clip named `field`, declared as `content_type`.
-pub fn spoken_audio(
-    field: &str,
-    data: Option<&str>,
-    content_type: Option<&str>,
-    limits: &AudioLimits,
-) -> Result<(Bytes, AudioClip), ApiError> {
-    let data = data
-        .map(str::trim)
-        .filter(|data| !data.is_empty())
-        .ok_or_else(|| {
-            ApiError::validation(
-                field,
-                format!("`{field}` is required: the audio, base64-encoded."),
-            )
-        })?;
-    let content_type = content_type.map(str::trim).unwrap_or_default();
-    // Browsers hand over data URLs; the part after the comma is the audio.
-    let data = match data.split_once(";base64,") {
-        Some((prefix, rest)) if prefix.starts_with("data:") => rest,
-        _ => data,
-    };
-    if data.len() > limits.max_bytes.div_ceil(3) * 4 + 4 {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "The audio is larger than the limit of {} bytes.",
-            limits.max_bytes
-        )));
-    }
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(data)
-        .map_err(|_| ApiError::validation(field, format!("`{field}` is not valid base64.")))?;
-    let clip =
-        manuel_core::audio::check(&bytes, content_type, limits).map_err(|error| match error {
-            AudioError::TooLarge { .. } => ApiError::PayloadTooLarge(error.to_string()),
-            AudioError::UnsupportedContentType { .. } | AudioError::Mislabelled { .. } => {
-                ApiError::validation("content_type", error.to_string())
-            }
-            other => ApiError::validation(field, other.to_string()),
-        })?;
-    Ok((Bytes::from(bytes), clip))
+#[derive(Serialize)]
+struct TranscriptionCost {
+    total_cost_eur: f64,
+    currency: String,
+    audio_seconds: f64,
+    operation: &'static str,
 }
 
-/// A transcript paid for with one reservation of `user`'s quota.
-pub struct ChargedTranscript {
-    pub transcript: String,
-    pub usage: UsageNumbers,
-    /// When the reservation was made (the cost record's time).
-    pub at: chrono::DateTime<chrono::Utc>,
-}
-
-/// Reserves one `transcribe` operation, transcribes, and gives the reservation back when the
-/// transcription fails on our side or hears no words. The latency is measured either way.
-#[allow(clippy::too_many_arguments)]
-pub async fn charged_transcription(
-    transcriber: &dyn Transcriber,
-    usage: &dyn UsageStore,
-    quota: QuotaLimits,
-    clock: &dyn Clock,
-    user: &UserId,
-    audio: Bytes,
-    clip: &AudioClip,
-    deadline: Option<Deadline>,
-) -> Result<ChargedTranscript, ApiError> {
-    if !transcriber.accepts(clip.format) {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "This server cannot transcribe {} audio; record WAV, FLAC or M4A (AAC) instead.",
-            clip.format.as_str()
-        )));
-    }
-    let at = clock.now();
-    let windows = QuotaWindows::at(at);
-    let numbers = match usage
-        .reserve(user, &windows, quota, Operation::Transcribe)
-        .await?
-    {
-        Reservation::Granted(numbers) => numbers,
-        Reservation::Refused(numbers) => return Err(numbers.refusal(&windows)),
-    };
-    let started = Instant::now();
-    let result = transcriber.transcribe(user, audio, clip, deadline).await;
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    telemetry::record(Metric::TranscriptionLatency, elapsed_ms);
-    tracing::info!(
-        format = clip.format.as_str(),
-        audio_seconds = clip.duration.map(|duration| duration.as_secs_f64()),
-        latency_ms = elapsed_ms,
-        succeeded = result.is_ok(),
-        "transcription finished"
-    );
-    let refused = match result {
-        Ok(text) => {
-            let transcript = text.split_whitespace().collect::<Vec<_>>().join(" ");
-            if !transcript.is_empty() {
-                return Ok(ChargedTranscript {
-                    transcript,
-                    usage: numbers,
-                    at,
-                });
-            }
-            ApiError::validation("audio_data", "No speech was recognised in the audio.")
-        }
-        Err(error) => ApiError::from(error),
-    };
-    if let Err(error) = usage.refund(user, &windows).await {
-        tracing::error!(%error, "could not refund a quota reservation");
-    }
-    Err(refused)
-}
-
-async fn record_cost(usage: &dyn UsageStore, user: &UserId, cost: &CostRecord) {
-    if let Err(error) = usage.record_cost(user, cost).await {
-        tracing::error!(%error, "could not record the cost of a transcription");
-    }
+fn hundredths(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
 }
