@@ -122,6 +122,7 @@ async fn retrieve_always_filters_by_user_with_hybrid_search_and_maps_pages() -> 
             page: 5,
             text: "The warranty lasts two years.".to_owned(),
             score: 0.8,
+            similarity: None,
         }]
     );
     let narrowed = kb
@@ -434,12 +435,14 @@ fn passages() -> Vec<RetrievedChunk> {
             page: 3,
             text: "Lift the cover.".into(),
             score: 0.9,
+            similarity: None,
         },
         RetrievedChunk {
             manual_id: "m1".into(),
             page: 5,
             text: "The warranty lasts two years.".into(),
             score: 0.7,
+            similarity: None,
         },
     ]
 }

@@ -134,6 +134,7 @@ fn passages() -> Vec<RetrievedChunk> {
         page: 4,
         text: "Hold the reset button for ten seconds.".into(),
         score: 0.8,
+        similarity: None,
     }]
 }
 

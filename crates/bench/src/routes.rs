@@ -97,6 +97,7 @@ fn apps(identity: &Identity) -> Result<Apps, Box<dyn std::error::Error>> {
                    until it clicks."
                 .into(),
             score: 0.9 - 0.05 * n as f32,
+            similarity: None,
         })
         .collect();
     let manuals = Arc::new(fakes::Manuals::new(HashMap::from([(

@@ -168,6 +168,9 @@ pub struct RetrievedChunk {
     pub page: u32,
     pub text: String,
     pub score: f32,
+    /// The cosine similarity of the question's and the passage's embeddings, when retrieval
+    /// computed one (manuel-local's dense search; Bedrock's Retrieve gives only `score`).
+    pub similarity: Option<f32>,
 }
 
 /// What the answer model produced from the retrieved passages.

@@ -7,7 +7,10 @@
 //! quotes them verbatim, and headings travel with the text below them because
 //! their words are often exactly what users type ("replacing the ink cartridge").
 
-use crate::sentences::split_sentences;
+use crate::text::{
+    Marker, ends_with_terminal, is_table_row, list_end, list_marker, looks_like_heading,
+    split_sentences, word_count,
+};
 
 /// One retrieval unit; never spans pages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,13 +27,8 @@ const MAX_LIST_WORDS: usize = 600;
 /// A heading starts a new chunk only if the current one already has this much text,
 /// so that tiny sections still get merged into something retrievable.
 const HEADING_BREAK_WORDS: usize = 40;
-const HEADING_MAX_WORDS: usize = 10;
 /// A short paragraph ending in ':' introduces whatever follows and must stay with it.
 const LEAD_MAX_WORDS: usize = 60;
-/// Text between two numbered items longer than this is not a continuation line.
-const CONTINUATION_MAX_WORDS: usize = 80;
-const CONTINUATION_MAX_LINES: usize = 4;
-
 /// pages[i] is the text of page i+1.
 pub fn chunk_pages(pages: &[String]) -> Vec<Chunk> {
     let mut chunks = Vec::new();
@@ -231,120 +229,9 @@ fn strip_markdown(s: &str) -> (String, bool) {
     (collapse_spaces(&cleaned), heading)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Marker {
-    Num(u32),
-    Step(u32),
-    Letter(u32),
-    Bullet,
-}
-
-impl Marker {
-    fn is_numbered(self) -> bool {
-        matches!(self, Marker::Num(_) | Marker::Step(_))
-    }
-
-    /// The marker that would continue a list whose last item carried `self`.
-    fn follows(self, prev: Marker) -> bool {
-        match (prev, self) {
-            (Marker::Num(a), Marker::Num(b)) | (Marker::Step(a), Marker::Step(b)) => {
-                b == a.saturating_add(1)
-            }
-            _ => false,
-        }
-    }
-}
-
-fn list_marker(s: &str) -> Option<Marker> {
-    let mut chars = s.chars();
-    let first = chars.next()?;
-    let second = chars.next();
-    if matches!(
-        first,
-        '•' | '▪' | '◦' | '‣' | '●' | '○' | '■' | '□' | '·' | '►' | '✓'
-    ) {
-        return Some(Marker::Bullet);
-    }
-    if matches!(first, '-' | '*' | '+' | '–' | '—') {
-        return (second == Some(' ') && chars.next().is_some()).then_some(Marker::Bullet);
-    }
-    if s.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("step")) {
-        let rest = s[4..].trim_start();
-        if rest.len() < s.len() - 4 || rest.starts_with(|c: char| c.is_ascii_digit()) {
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            if (1..=3).contains(&digits.len()) {
-                let after = &rest[digits.len()..];
-                let ok = after.is_empty()
-                    || after.starts_with([' ', '.', ':', ')', '-', '–'].as_slice());
-                if ok {
-                    return digits.parse().ok().map(Marker::Step);
-                }
-            }
-        }
-        return None;
-    }
-    let (body, paren) = match s.strip_prefix('(') {
-        Some(rest) => (rest, true),
-        None => (s, false),
-    };
-    let digits: String = body.chars().take_while(char::is_ascii_digit).collect();
-    if (1..=3).contains(&digits.len()) {
-        let after = &body[digits.len()..];
-        let closed = if paren {
-            after.strip_prefix(')')
-        } else {
-            after.strip_prefix('.').or_else(|| after.strip_prefix(')'))
-        };
-        return match closed {
-            Some(rest) if rest.is_empty() || rest.starts_with(' ') => {
-                digits.parse().ok().filter(|n| *n > 0).map(Marker::Num)
-            }
-            _ => None,
-        };
-    }
-    if first.is_ascii_alphabetic() && !paren {
-        let closer = second?;
-        let ok_closer = closer == ')' || (closer == '.' && first.is_ascii_lowercase());
-        let rest = s.get(2..).unwrap_or("");
-        if ok_closer && rest.starts_with(' ') && rest.len() > 1 {
-            let idx = u32::from(first.to_ascii_lowercase()) - u32::from('a') + 1;
-            return Some(Marker::Letter(idx));
-        }
-    }
-    None
-}
-
-fn ends_with_terminal(s: &str) -> bool {
-    s.trim_end_matches(['"', '\'', ')', ']', '”', '’', '*'])
-        .ends_with(['.', '!', '?', ';', ':', ',', '…', '。'])
-}
-
-fn word_count(s: &str) -> usize {
-    s.split_whitespace().count()
-}
-
-fn looks_like_heading(s: &str) -> bool {
-    let words = word_count(s);
-    let starts_ok = s
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_uppercase() || c.is_ascii_digit());
-    (1..=HEADING_MAX_WORDS).contains(&words)
-        && starts_ok
-        && s.chars().any(char::is_alphabetic)
-        && !ends_with_terminal(s)
-        && !s.ends_with('-')
-        && list_marker(s).is_none()
-        && !is_table_row(s)
-}
-
 fn is_all_caps(s: &str) -> bool {
     let letters: Vec<char> = s.chars().filter(|c| c.is_alphabetic()).collect();
     letters.len() >= 2 && letters.iter().all(|c| !c.is_lowercase())
-}
-
-fn is_table_row(s: &str) -> bool {
-    s.starts_with('|')
 }
 
 fn should_join(prev: &Line, next: &str, max_len: usize) -> bool {
@@ -426,7 +313,13 @@ fn build_units(lines: &[Line]) -> Vec<Unit> {
             units.push(Unit::new(UnitKind::Heading, vec![line.text.clone()]));
             i += 1;
         } else if numbered(line) {
-            let end = list_end(&items, i);
+            // A list runs on through the text lines glued to its last item.
+            let end = list_end(
+                &items,
+                i,
+                |(line, _)| line.text.as_str(),
+                |(line, blank_before)| !blank_before && line.kind == Kind::Text,
+            );
             let text = items[i..end].iter().map(|(l, _)| l.text.clone()).collect();
             units.push(Unit::new(UnitKind::List, text));
             i = end;
@@ -448,55 +341,6 @@ fn build_units(lines: &[Line]) -> Vec<Unit> {
         }
     }
     units
-}
-
-/// Exclusive end of the numbered list starting at `start`.
-fn list_end(items: &[(&Line, bool)], start: usize) -> usize {
-    let Some(mut last) = list_marker(&items[start].0.text) else {
-        return start + 1;
-    };
-    let mut j = start + 1;
-    let mut end = j;
-    while j < items.len() {
-        match list_marker(&items[j].0.text) {
-            Some(m) if m.follows(last) => {
-                last = m;
-                j += 1;
-                end = j;
-            }
-            Some(m) if m.is_numbered() => break,
-            Some(_) => {
-                j += 1;
-                end = j;
-            }
-            None => {
-                let mut k = j;
-                let mut words = 0;
-                while k < items.len()
-                    && k - j < CONTINUATION_MAX_LINES
-                    && list_marker(&items[k].0.text).is_none()
-                {
-                    words += word_count(&items[k].0.text);
-                    k += 1;
-                }
-                let resumes = k < items.len()
-                    && words <= CONTINUATION_MAX_WORDS
-                    && list_marker(&items[k].0.text).is_some_and(|m| m.follows(last));
-                if resumes {
-                    j = k;
-                    continue;
-                }
-                // Lines glued to the last item (no blank line) still belong to it.
-                let mut t = j;
-                while t < items.len() && !items[t].1 && items[t].0.kind == Kind::Text {
-                    t += 1;
-                }
-                end = t;
-                break;
-            }
-        }
-    }
-    end
 }
 
 struct Group {

@@ -38,10 +38,14 @@ impl AnswerModel for ExtractiveAnswerModel {
         let user = user.clone();
         let question = question.to_owned();
         let texts: Vec<String> = passages.iter().map(|chunk| chunk.text.clone()).collect();
+        // What retrieval measured; a passage it gave none for counts as unrelated in meaning.
+        let similarities: Vec<f32> = passages
+            .iter()
+            .map(|chunk| chunk.similarity.unwrap_or(0.0))
+            .collect();
         tokio::task::spawn_blocking(move || {
             let weights = index.term_weights(&user);
             let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let similarities = index.similarities(&user, &question, &borrowed)?;
             let extract = extract_answer(&question, &borrowed, &similarities, &weights);
             let input_tokens = approximate_tokens(&question)
                 + texts.iter().map(|t| approximate_tokens(t)).sum::<u64>();

@@ -2,7 +2,7 @@
 //! each chunk (all-MiniLM-L6-v2, stored with it), fused by reciprocal rank. Every chunk carries
 //! its owner's user id; both searches only ever see the asking user's chunks.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -39,8 +39,6 @@ const RRF_K: f32 = 60.0;
 /// Each ranking contributes this many candidates per result asked for (at least `MIN_POOL`).
 const POOL_FACTOR: usize = 4;
 const MIN_POOL: usize = 40;
-/// Recent question embeddings kept, so the answerer does not embed the question again.
-const QUESTION_CACHE: usize = 64;
 
 #[derive(Clone, Copy)]
 struct Fields {
@@ -67,40 +65,22 @@ struct Inner {
     /// Each user's chunks with their embeddings, loaded on first search, dropped when the
     /// user's manuals change.
     dense: Mutex<DenseCache>,
-    questions: Mutex<VecDeque<(String, Arc<Vec<f32>>)>>,
 }
 
 /// Each user's dense chunks, by user id.
 type DenseCache = HashMap<String, Arc<UserChunks>>;
 
-/// One user's dense chunks, and where each text is among them (built once per load, so the
-/// answerer's lookups do not rehash every chunk on each question).
+/// One user's dense chunks.
 struct UserChunks {
     chunks: Vec<DenseChunk>,
-    by_text: HashMap<u64, Vec<usize>>,
     /// How often each word occurs, counted on first use (only spoken questions need it).
     words: std::sync::OnceLock<Arc<HashMap<String, usize>>>,
 }
 
-fn text_key(text: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut hasher);
-    hasher.finish()
-}
-
 impl UserChunks {
     fn new(chunks: Vec<DenseChunk>) -> Self {
-        let mut by_text: HashMap<u64, Vec<usize>> = HashMap::new();
-        for (index, chunk) in chunks.iter().enumerate() {
-            by_text
-                .entry(text_key(&chunk.hit.text))
-                .or_default()
-                .push(index);
-        }
         Self {
             chunks,
-            by_text,
             words: std::sync::OnceLock::new(),
         }
     }
@@ -121,14 +101,13 @@ impl UserChunks {
             Arc::new(counts)
         }))
     }
+}
 
-    fn find(&self, text: &str) -> Option<&DenseChunk> {
-        self.by_text
-            .get(&text_key(text))?
-            .iter()
-            .map(|&index| &self.chunks[index])
-            .find(|chunk| chunk.hit.text == text)
-    }
+/// What the dense search found: its best chunks, and the similarity of every chunk it
+/// considered (by manual and chunk number), which the answerer is handed with each passage.
+struct DenseRanking {
+    best: Vec<Hit>,
+    similarities: HashMap<(String, u64), f32>,
 }
 
 /// One chunk as the dense search sees it.
@@ -259,31 +238,9 @@ impl LocalIndex {
                 analyzer: analyzer(),
                 embedder,
                 dense: Mutex::new(HashMap::new()),
-                questions: Mutex::new(VecDeque::new()),
             }),
         };
         Ok((index, opened))
-    }
-
-    /// The cosine similarity of `question` to each passage (0 for a passage this user's index
-    /// does not hold), for the answerer.
-    pub fn similarities(
-        &self,
-        user: &UserId,
-        question: &str,
-        passages: &[&str],
-    ) -> Result<Vec<f32>, PortError> {
-        let inner = &self.inner;
-        let question = inner.question_vector(question)?;
-        let chunks = inner.dense_chunks(user)?;
-        Ok(passages
-            .iter()
-            .map(|text| {
-                chunks
-                    .find(text)
-                    .map_or(0.0, |c| embedding::best_similarity(&question, &c.vectors))
-            })
-            .collect())
     }
 
     /// How often each word (case kept) occurs in `user`'s indexed manuals: the vocabulary the
@@ -428,27 +385,10 @@ impl Inner {
             .map_err(|_| PortError::failed("the dense cache lock was poisoned"))
     }
 
-    fn question_vector(&self, question: &str) -> Result<Arc<Vec<f32>>, PortError> {
-        let recent = self
-            .questions
-            .lock()
-            .map_err(|_| PortError::failed("the question cache lock was poisoned"))?;
-        if let Some((_, vector)) = recent.iter().find(|(q, _)| q == question) {
-            return Ok(Arc::clone(vector));
-        }
-        drop(recent);
-        let vector = self
-            .embedder
+    fn question_vector(&self, question: &str) -> Result<Vec<f32>, PortError> {
+        self.embedder
             .embed_question(question)
-            .map(Arc::new)
-            .map_err(PortError::failed)?;
-        let mut recent = self
-            .questions
-            .lock()
-            .map_err(|_| PortError::failed("the question cache lock was poisoned"))?;
-        recent.push_front((question.to_owned(), Arc::clone(&vector)));
-        recent.truncate(QUESTION_CACHE);
-        Ok(vector)
+            .map_err(PortError::failed)
     }
 
     /// `user`'s chunks with their embeddings, read from the index once and kept.
@@ -491,7 +431,7 @@ impl Inner {
         question: &[f32],
         manual_ids: Option<&[String]>,
         n: usize,
-    ) -> Result<Vec<Hit>, PortError> {
+    ) -> Result<DenseRanking, PortError> {
         let chunks = self.dense_chunks(user)?;
         let mut scored: Vec<(f32, &DenseChunk)> = chunks
             .chunks
@@ -499,12 +439,17 @@ impl Inner {
             .filter(|c| manual_ids.is_none_or(|ids| ids.contains(&c.hit.manual_id)))
             .map(|c| (embedding::best_similarity(question, &c.vectors), c))
             .collect();
+        let similarities = scored
+            .iter()
+            .map(|(similarity, c)| ((c.hit.manual_id.clone(), c.hit.chunk), *similarity))
+            .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-        Ok(scored
+        let best = scored
             .into_iter()
             .take(n)
             .map(|(_, c)| c.hit.clone())
-            .collect())
+            .collect();
+        Ok(DenseRanking { best, similarities })
     }
 
     fn lock_writer(&self) -> Result<std::sync::MutexGuard<'_, IndexWriter>, PortError> {
@@ -588,7 +533,11 @@ impl Inner {
 }
 
 /// Reciprocal rank fusion of rankings of the same chunks: best first, with the fused score.
-fn fuse(rankings: Vec<Vec<Hit>>, limit: usize) -> Vec<RetrievedChunk> {
+fn fuse(
+    rankings: Vec<Vec<Hit>>,
+    limit: usize,
+    similarities: &HashMap<(String, u64), f32>,
+) -> Vec<RetrievedChunk> {
     let mut fused: HashMap<(String, u64), (f32, usize, Hit)> = HashMap::new();
     let mut order = 0;
     for ranking in rankings {
@@ -609,6 +558,9 @@ fn fuse(rankings: Vec<Vec<Hit>>, limit: usize) -> Vec<RetrievedChunk> {
         .into_iter()
         .take(limit)
         .map(|(score, _, hit)| RetrievedChunk {
+            similarity: similarities
+                .get(&(hit.manual_id.clone(), hit.chunk))
+                .copied(),
             manual_id: hit.manual_id,
             page: hit.page,
             text: hit.text,
@@ -654,7 +606,7 @@ impl KnowledgeBase for LocalIndex {
             let lexical = inner.bm25_search(&user, &question, ids, pool)?;
             let vector = inner.question_vector(&question)?;
             let semantic = inner.dense_search(&user, &vector, ids, pool)?;
-            let fused = fuse(vec![lexical, semantic], limit);
+            let fused = fuse(vec![lexical, semantic.best], limit, &semantic.similarities);
             // What the answerer is given, for tuning against `make eval`
             // (RUST_LOG=manuel_local::index=debug).
             for (rank, chunk) in fused.iter().enumerate() {
@@ -779,15 +731,20 @@ mod tests {
     fn reciprocal_rank_fusion_rewards_agreement_and_keeps_order_on_ties() {
         let lexical = vec![hit("a", 1), hit("a", 2), hit("b", 7)];
         let semantic = vec![hit("b", 7), hit("a", 2), hit("c", 3)];
-        let fused = fuse(vec![lexical, semantic], 10);
+        let similarities = HashMap::from([(("b".to_owned(), 7), 0.8), (("a".to_owned(), 2), 0.5)]);
+        let fused = fuse(vec![lexical, semantic], 10, &similarities);
         let order: Vec<&str> = fused.iter().map(|c| c.text.as_str()).collect();
         // a-2 and b-7 are in both lists: ranks (3, 1) beat (2, 2) by a hair, and both beat a
         // chunk only one list found, however high.
         assert_eq!(order, ["b-7", "a-2", "a-1", "c-3"]);
         assert!(fused.windows(2).all(|pair| pair[0].score >= pair[1].score));
-        assert_eq!(fuse(vec![vec![hit("a", 1)], Vec::new()], 0).len(), 0);
+        // Each passage carries the similarity the dense search computed for it, if any.
+        let carried: Vec<Option<f32>> = fused.iter().map(|c| c.similarity).collect();
+        assert_eq!(carried, [Some(0.8), Some(0.5), None, None]);
+        let none = HashMap::new();
+        assert_eq!(fuse(vec![vec![hit("a", 1)], Vec::new()], 0, &none).len(), 0);
         // The same chunk from both lists is one result.
-        let once = fuse(vec![vec![hit("a", 1)], vec![hit("a", 1)]], 10);
+        let once = fuse(vec![vec![hit("a", 1)], vec![hit("a", 1)]], 10, &none);
         assert_eq!(once.len(), 1);
     }
 }

@@ -14,11 +14,11 @@ pub mod listener;
 pub mod objects;
 pub mod reader;
 pub mod secrets;
-mod sentences;
 pub mod server;
 #[cfg(feature = "speech")]
 pub mod speech;
 pub mod store;
+pub(crate) mod text;
 pub mod uploads;
 pub mod usage_store;
 pub mod worker;

@@ -752,6 +752,7 @@ mod tests {
                 page,
                 text: format!("page {page}"),
                 score: 0.5,
+                similarity: None,
             })
             .collect();
         let pages = |ranking: &[usize]| -> Vec<u32> {

@@ -302,12 +302,14 @@ mod tests {
                 page: 3,
                 text: "Lift the cover.".into(),
                 score: 1.0,
+                similarity: None,
             },
             RetrievedChunk {
                 manual_id: "m1".into(),
                 page: 5,
                 text: "Two years.".into(),
                 score: 0.5,
+                similarity: None,
             },
         ];
         let message = context_message("How long is the warranty?", &passages);

@@ -212,6 +212,7 @@ fn to_chunk(user: &UserId, result: &KnowledgeBaseRetrievalResult) -> Option<Retr
         page,
         text,
         score: result.score().unwrap_or(0.0) as f32,
+        similarity: None,
     })
 }
 
