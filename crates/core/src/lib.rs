@@ -23,6 +23,8 @@ pub mod resilience;
 pub mod security;
 pub mod spoken;
 pub mod telemetry;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 pub mod url_policy;
 pub mod usage;
 pub mod validation;
