@@ -5,6 +5,7 @@
 //! successful responses are kept (for [`IdempotencyConfig::ttl`]); a failed request frees the
 //! key so the client can try again.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -17,7 +18,6 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::AuthenticatedUser;
 use crate::error::ApiError;
-use crate::security::Security;
 
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 /// Set on a response that was replayed from the store.
@@ -140,9 +140,18 @@ fn replay(stored: StoredResponse) -> Response {
     response
 }
 
+/// What the idempotency middleware needs: where records are kept, for how long, and the
+/// largest body it buffers to compare a repeat with the original.
+#[derive(Clone)]
+pub struct IdempotencyLayer {
+    pub store: Arc<dyn crate::ports::IdempotencyStore>,
+    pub config: IdempotencyConfig,
+    pub max_body_bytes: usize,
+}
+
 /// Middleware for authenticated routes (it runs after authentication).
 pub async fn idempotent(
-    State(security): State<Security>,
+    State(layer): State<IdempotencyLayer>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -167,14 +176,14 @@ pub async fn idempotent(
         return next.run(request).await;
     };
     let (parts, body) = request.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, security.config.max_body_bytes).await else {
+    let Ok(bytes) = axum::body::to_bytes(body, layer.max_body_bytes).await else {
         return ApiError::PayloadTooLarge(
             "The request body is larger than this endpoint accepts.".to_owned(),
         )
         .into_response();
     };
-    let config = security.idempotency_config;
-    let store = &security.idempotency;
+    let config = layer.config;
+    let store = &layer.store;
     let record = record_key(&user, &parts.method, parts.uri.path(), &key);
     let hash = payload_hash(&bytes);
     let now = chrono::Utc::now().timestamp();

@@ -545,6 +545,29 @@ impl AnswerModel for FirstPassageModel {
     }
 }
 
+/// An ingestion queue that records what it was given, `(user, manual id)` in order.
+#[derive(Default)]
+pub struct RecordingQueue {
+    queued: Mutex<Vec<(String, String)>>,
+}
+
+impl RecordingQueue {
+    pub fn queued(&self) -> Vec<(String, String)> {
+        self.queued
+            .lock()
+            .map(|queued| queued.clone())
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl crate::ports::IngestionQueue for RecordingQueue {
+    async fn enqueue(&self, user: &UserId, manual_id: &str) -> Result<(), PortError> {
+        locked(&self.queued)?.push((user.as_str().to_owned(), manual_id.to_owned()));
+        Ok(())
+    }
+}
+
 /// Speech recognition that hears the same words in every clip.
 pub struct FixedSpeech(pub String);
 

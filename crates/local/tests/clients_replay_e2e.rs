@@ -7,40 +7,22 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::{Server, TestResult, assert_error, fixture};
+use common::{Server, TestResult, assert_error, fixture, spoken};
 use serde_json::{Value, json};
-
-/// `text` spoken by espeak-ng, then converted by sox with `sox_args` (input side) and
-/// `effects` (after the output file name).
-fn spoken(dir: &Path, text: &str, sox_args: &[&str], effects: &[&str]) -> TestResult<Vec<u8>> {
-    let raw = dir.join("spoken.wav");
-    let out = dir.join("recorded.wav");
-    let status = Command::new("espeak-ng")
-        .arg("-w")
-        .arg(&raw)
-        .arg(text)
-        .status()
-        .map_err(|error| format!("espeak-ng is needed (make test installs it): {error}"))?;
-    assert!(status.success(), "espeak-ng failed");
-    let status = Command::new("sox")
-        .arg(&raw)
-        .args(sox_args)
-        .arg(&out)
-        .args(effects)
-        .status()
-        .map_err(|error| format!("sox is needed (make test installs it): {error}"))?;
-    assert!(status.success(), "sox failed");
-    Ok(std::fs::read(out)?)
-}
 
 /// What the iOS app records (16 kHz 16-bit mono LPCM), with the `FLLR` chunk AVAudioRecorder
 /// puts before the samples so that they start at byte 4096.
 fn app_recording(dir: &Path, text: &str) -> TestResult<Vec<u8>> {
-    let plain = spoken(dir, text, &["-r", "16000", "-c", "1", "-b", "16"], &[])?;
+    let plain = spoken(
+        dir,
+        text,
+        "recorded.wav",
+        &["-r", "16000", "-c", "1", "-b", "16"],
+        &[],
+    )?;
     let data_at = plain
         .windows(4)
         .position(|window| window == b"data")
@@ -63,6 +45,7 @@ fn cli_recording(dir: &Path, text: &str) -> TestResult<Vec<u8>> {
     let clip = spoken(
         dir,
         text,
+        "recorded.wav",
         &["-c", "1", "-b", "32", "-e", "signed-integer"],
         &["rate", "44100", "pad", "0", "5", "trim", "0", "204800s"],
     )?;

@@ -6,36 +6,20 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::{Server, TestResult, assert_error, fixture};
+use common::{Server, TestResult, assert_error, fixture, spoken};
 use serde_json::{Value, json};
 
-/// `text` spoken by espeak-ng, converted by sox with `sox_args` into a `extension` file.
-fn spoken(dir: &Path, text: &str, extension: &str, sox_args: &[&str]) -> TestResult<Vec<u8>> {
-    let raw = dir.join("spoken.wav");
-    let out = dir.join(format!("question.{extension}"));
-    let status = Command::new("espeak-ng")
-        .arg("-w")
-        .arg(&raw)
-        .arg(text)
-        .status()
-        .map_err(|error| format!("espeak-ng is needed (make test installs it): {error}"))?;
-    assert!(status.success(), "espeak-ng failed");
-    let status = Command::new("sox")
-        .arg(&raw)
-        .args(sox_args)
-        .arg(&out)
-        .status()
-        .map_err(|error| format!("sox is needed (make test installs it): {error}"))?;
-    assert!(status.success(), "sox failed");
-    Ok(std::fs::read(out)?)
-}
-
 fn phone_wav(dir: &Path, text: &str) -> TestResult<Vec<u8>> {
-    spoken(dir, text, "wav", &["-r", "16000", "-c", "1", "-b", "16"])
+    spoken(
+        dir,
+        text,
+        "question.wav",
+        &["-r", "16000", "-c", "1", "-b", "16"],
+        &[],
+    )
 }
 
 /// Lower-case words without punctuation.
@@ -151,13 +135,20 @@ async fn spoken_questions_are_transcribed_and_answered_from_the_right_page() -> 
             spoken(
                 audio.path(),
                 said,
-                "wav",
+                "question.wav",
                 &["-r", "44100", "-c", "2", "-b", "16"],
+                &[],
             )?,
             "audio/wav",
         ),
         (
-            spoken(audio.path(), said, "flac", &["-r", "22050", "-c", "1"])?,
+            spoken(
+                audio.path(),
+                said,
+                "question.flac",
+                &["-r", "22050", "-c", "1"],
+                &[],
+            )?,
             "audio/flac",
         ),
     ] {

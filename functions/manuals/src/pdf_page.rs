@@ -86,32 +86,8 @@ pub(crate) async fn pdf_page(
     }
 
     let image_key = cache_key(&user, &manual, page, highlight.as_deref(), color);
-    let details_key = format!("{image_key}.json");
-    let cached: Option<CachedPage> = match deps.objects.get(&details_key).await? {
-        Some(bytes) => serde_json::from_slice(&bytes).ok(),
-        None => None,
-    };
-    let (details, was_cached) = match cached {
-        Some(details) => (details, true),
-        None => {
-            let drawn = render(&deps, &manual, page, highlight.clone(), rgb).await?;
-            let details = CachedPage {
-                highlights: drawn.highlights,
-                page_count: drawn.page_count,
-                width: drawn.width,
-                height: drawn.height,
-            };
-            deps.objects
-                .put(&image_key, Bytes::from(drawn.png), "image/png")
-                .await?;
-            // Written last: a cache entry is complete when its details exist.
-            let body = serde_json::to_vec(&details).map_err(ApiError::internal)?;
-            deps.objects
-                .put(&details_key, Bytes::from(body), "application/json")
-                .await?;
-            (details, false)
-        }
-    };
+    let (details, was_cached) =
+        cached_or_drawn(&deps, &manual, page, highlight.clone(), rgb, &image_key).await?;
     let ttl = deps.config.page_image_ttl;
     let stem = manual
         .name
@@ -143,6 +119,41 @@ pub(crate) async fn pdf_page(
         "processing_time_ms": (elapsed_ms * 100.0).round() / 100.0,
         "timestamp": chrono::Utc::now().timestamp(),
     })))
+}
+
+/// The page's details from the cache, or the page drawn now and cached (its image first, then
+/// its details: a cache entry is complete when its details exist); `true` when cached.
+async fn cached_or_drawn(
+    deps: &ManualsDeps,
+    manual: &Manual,
+    page: u32,
+    highlight: Option<String>,
+    rgba: [u8; 4],
+    image_key: &str,
+) -> Result<(CachedPage, bool), ApiError> {
+    let details_key = format!("{image_key}.json");
+    let cached: Option<CachedPage> = match deps.objects.get(&details_key).await? {
+        Some(bytes) => serde_json::from_slice(&bytes).ok(),
+        None => None,
+    };
+    if let Some(details) = cached {
+        return Ok((details, true));
+    }
+    let drawn = render(deps, manual, page, highlight, rgba).await?;
+    let details = CachedPage {
+        highlights: drawn.highlights,
+        page_count: drawn.page_count,
+        width: drawn.width,
+        height: drawn.height,
+    };
+    deps.objects
+        .put(image_key, Bytes::from(drawn.png), "image/png")
+        .await?;
+    let body = serde_json::to_vec(&details).map_err(ApiError::internal)?;
+    deps.objects
+        .put(&details_key, Bytes::from(body), "application/json")
+        .await?;
+    Ok((details, false))
 }
 
 /// The caller's manual that `pdf_url` names; any other URL (another user's manual, another

@@ -13,7 +13,7 @@ use manuel_core::auth::AuthenticatedUser;
 use manuel_core::cache::{Cache, CacheStatus, EntryKind};
 use manuel_core::charge::Charge;
 use manuel_core::deadline::Deadline;
-use manuel_core::domain::{Manual, RetrievedChunk, UserId};
+use manuel_core::domain::{Manual, NOT_FOUND_ANSWER, RetrievedChunk, UserId};
 use manuel_core::json::JsonBody;
 use manuel_core::ports::{
     AnswerModel, KnowledgeBase, ManualRepository, ObjectStore, Transcriber, UsageStore,
@@ -610,34 +610,7 @@ async fn answer(
             .collect()
     };
     let answer = deps.answer_model.answer(user, question, &passages).await?;
-    // One source per cited page: two cited passages of the same page are one source, and the
-    // answer's `[n]` are renumbered to match.
-    let mut sources: Vec<CachedSource> = Vec::with_capacity(answer.cited.len());
-    let mut source_of_citation: Vec<Option<usize>> = Vec::with_capacity(answer.cited.len());
-    for &index in &answer.cited {
-        let Some(chunk) = passages.get(index) else {
-            return Err(ApiError::internal(
-                "the answer model cited a passage it was not given",
-            ));
-        };
-        let Some(manual) = ready.get(&chunk.manual_id) else {
-            source_of_citation.push(None);
-            continue;
-        };
-        let same_page = sources.iter().position(|source| {
-            source.manual_id == chunk.manual_id && source.page_number == chunk.page
-        });
-        match same_page {
-            Some(at) => {
-                sources[at].add_passage(chunk);
-                source_of_citation.push(Some(at));
-            }
-            None => {
-                sources.push(CachedSource::new(manual, chunk, true));
-                source_of_citation.push(Some(sources.len() - 1));
-            }
-        }
-    }
+    let (mut sources, source_of_citation) = cited_sources(&answer.cited, &passages, ready)?;
     let renumbered = source_of_citation
         .iter()
         .enumerate()
@@ -665,7 +638,8 @@ async fn answer(
     let text = if context_found || !answer.found {
         answer_text
     } else {
-        not_covered().to_owned()
+        // The model answered, but from no manual the caller still has: the usual refusal.
+        NOT_FOUND_ANSWER.to_owned()
     };
     Ok(Answered {
         cached: CachedAnswer {
@@ -676,6 +650,43 @@ async fn answer(
         input_tokens: answer.input_tokens,
         output_tokens: answer.output_tokens,
     })
+}
+
+/// One source per cited page (two cited passages of the same page are one source), and for
+/// each of the model's citations the source it now belongs to (`None`: its manual is gone), so
+/// the answer's `[n]` can be renumbered to match.
+fn cited_sources(
+    cited: &[usize],
+    passages: &[RetrievedChunk],
+    ready: &HashMap<String, Manual>,
+) -> Result<(Vec<CachedSource>, Vec<Option<usize>>), ApiError> {
+    let mut sources: Vec<CachedSource> = Vec::with_capacity(cited.len());
+    let mut source_of_citation: Vec<Option<usize>> = Vec::with_capacity(cited.len());
+    for &index in cited {
+        let Some(chunk) = passages.get(index) else {
+            return Err(ApiError::internal(
+                "the answer model cited a passage it was not given",
+            ));
+        };
+        let Some(manual) = ready.get(&chunk.manual_id) else {
+            source_of_citation.push(None);
+            continue;
+        };
+        let same_page = sources.iter().position(|source| {
+            source.manual_id == chunk.manual_id && source.page_number == chunk.page
+        });
+        match same_page {
+            Some(at) => {
+                sources[at].add_passage(chunk);
+                source_of_citation.push(Some(at));
+            }
+            None => {
+                sources.push(CachedSource::new(manual, chunk, true));
+                source_of_citation.push(Some(sources.len() - 1));
+            }
+        }
+    }
+    Ok((sources, source_of_citation))
 }
 
 /// The passages in the order further sources are listed: as the answer model ranked them, then
@@ -691,10 +702,6 @@ fn further_sources<'a>(
         }
     }
     order.into_iter().map(|index| &passages[index])
-}
-
-fn not_covered() -> &'static str {
-    "I couldn't find this in your manuals."
 }
 
 /// Removes control characters, collapses whitespace, refuses injection payloads and applies the

@@ -97,40 +97,14 @@ pub(crate) async fn usage(
         .collect();
     let counts = deps.usage.daily_counts(&user, &day_keys).await?;
 
-    let sum = |records: &mut dyn Iterator<Item = &CostRecord>| {
-        let mut totals = (0.0, 0.0, 0.0, 0.0);
-        for record in records {
-            totals.0 += record.total_cost;
-            totals.1 += record.transcribe_cost;
-            totals.2 += record.model_cost;
-            totals.3 += record.embedding_cost;
-        }
-        totals
-    };
-    let today_totals = sum(&mut records.iter().filter(|r| r.timestamp.date_naive() == today));
+    let today_totals = Totals::of(records.iter().filter(|r| r.timestamp.date_naive() == today));
     let month_records: Vec<&CostRecord> = records
         .iter()
         .filter(|r| r.timestamp.date_naive() >= month_start)
         .collect();
-    let month_totals = sum(&mut month_records.iter().copied());
-    let mut breakdown = (0u64, 0u64);
-    for record in &month_records {
-        match record.operation {
-            manuel_core::usage::Operation::Query => breakdown.0 += 1,
-            manuel_core::usage::Operation::Transcribe => breakdown.1 += 1,
-        }
-    }
-    let historical: Vec<Value> = days
-        .iter()
-        .zip(day_keys.iter().zip(counts))
-        .map(|(day, (key, count))| {
-            let mut operations: BTreeMap<&str, u64> = BTreeMap::new();
-            for record in records.iter().filter(|r| r.timestamp.date_naive() == *day) {
-                *operations.entry(record.operation.as_str()).or_default() += 1;
-            }
-            json!({ "date": key, "daily_count": count, "operations": operations })
-        })
-        .collect();
+    let month_totals = Totals::of(month_records.iter().copied());
+    let breakdown = operation_counts(&month_records);
+    let historical = history(&days, &day_keys, counts, &records);
     let numbers = state.numbers;
     let currency = deps.currency.as_str();
     Ok(Json(json!({
@@ -144,19 +118,19 @@ pub(crate) async fn usage(
             "monthly_remaining": numbers.monthly_limit.saturating_sub(numbers.monthly_used),
         },
         "daily_costs": {
-            "total_cost": round(today_totals.0),
-            "transcribe_cost": round(today_totals.1),
-            "bedrock_cost": round(today_totals.2 + today_totals.3),
+            "total_cost": round(today_totals.total),
+            "transcribe_cost": round(today_totals.transcribe),
+            "bedrock_cost": round(today_totals.bedrock()),
             "lambda_cost": 0.0,
             "s3_cost": 0.0,
             "api_gateway_cost": 0.0,
             "currency": currency,
         },
         "monthly_costs": {
-            "total_cost": round(month_totals.0),
+            "total_cost": round(month_totals.total),
             "service_breakdown": {
-                "bedrock": round(month_totals.2 + month_totals.3),
-                "transcribe": round(month_totals.1),
+                "bedrock": round(month_totals.bedrock()),
+                "transcribe": round(month_totals.transcribe),
             },
             "currency": currency,
         },
@@ -175,4 +149,62 @@ pub(crate) async fn usage(
             "total": breakdown.0 + breakdown.1,
         },
     })))
+}
+
+/// Costs summed by service.
+#[derive(Default)]
+struct Totals {
+    total: f64,
+    transcribe: f64,
+    model: f64,
+    embedding: f64,
+}
+
+impl Totals {
+    fn of<'a>(records: impl Iterator<Item = &'a CostRecord>) -> Self {
+        let mut totals = Self::default();
+        for record in records {
+            totals.total += record.total_cost;
+            totals.transcribe += record.transcribe_cost;
+            totals.model += record.model_cost;
+            totals.embedding += record.embedding_cost;
+        }
+        totals
+    }
+
+    /// What Bedrock was paid: the answer model and embeddings.
+    fn bedrock(&self) -> f64 {
+        self.model + self.embedding
+    }
+}
+
+/// (questions, transcriptions) among `records`.
+fn operation_counts(records: &[&CostRecord]) -> (u64, u64) {
+    let mut counts = (0u64, 0u64);
+    for record in records {
+        match record.operation {
+            manuel_core::usage::Operation::Query => counts.0 += 1,
+            manuel_core::usage::Operation::Transcribe => counts.1 += 1,
+        }
+    }
+    counts
+}
+
+/// One entry per day: its date, its question count and its operations by kind.
+fn history(
+    days: &[NaiveDate],
+    day_keys: &[String],
+    counts: Vec<u64>,
+    records: &[CostRecord],
+) -> Vec<Value> {
+    days.iter()
+        .zip(day_keys.iter().zip(counts))
+        .map(|(day, (key, count))| {
+            let mut operations: BTreeMap<&str, u64> = BTreeMap::new();
+            for record in records.iter().filter(|r| r.timestamp.date_naive() == *day) {
+                *operations.entry(record.operation.as_str()).or_default() += 1;
+            }
+            json!({ "date": key, "daily_count": count, "operations": operations })
+        })
+        .collect()
 }

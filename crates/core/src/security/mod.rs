@@ -39,7 +39,11 @@ impl Security {
     pub fn protect<S: Clone + Send + Sync + 'static>(&self, router: Router<S>) -> Router<S> {
         router
             .route_layer(from_fn_with_state(
-                self.clone(),
+                crate::idempotency::IdempotencyLayer {
+                    store: Arc::clone(&self.idempotency),
+                    config: self.idempotency_config,
+                    max_body_bytes: self.config.max_body_bytes,
+                },
                 crate::idempotency::idempotent,
             ))
             .route_layer(from_fn_with_state(

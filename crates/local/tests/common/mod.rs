@@ -327,3 +327,33 @@ pub async fn send_oversized(
         .unwrap_or(Value::Null);
     Ok((status, json))
 }
+
+/// `text` spoken by espeak-ng and recorded by sox into `file_name` (its extension picks the
+/// format): `sox_args` describe the output (rate, channels, bits), `effects` follow the file
+/// name (`rate`, `pad`, `trim`). `make test` installs both tools.
+pub fn spoken(
+    dir: &Path,
+    text: &str,
+    file_name: &str,
+    sox_args: &[&str],
+    effects: &[&str],
+) -> TestResult<Vec<u8>> {
+    let raw = dir.join("spoken.wav");
+    let out = dir.join(file_name);
+    let status = Command::new("espeak-ng")
+        .arg("-w")
+        .arg(&raw)
+        .arg(text)
+        .status()
+        .map_err(|error| format!("espeak-ng is needed (make test installs it): {error}"))?;
+    assert!(status.success(), "espeak-ng failed");
+    let status = Command::new("sox")
+        .arg(&raw)
+        .args(sox_args)
+        .arg(&out)
+        .args(effects)
+        .status()
+        .map_err(|error| format!("sox is needed (make test installs it): {error}"))?;
+    assert!(status.success(), "sox failed");
+    Ok(std::fs::read(out)?)
+}
