@@ -73,8 +73,12 @@ if [[ -z "${BENCH_NO_BUILD:-}" ]]; then
     bins=()
     for binary in "${binaries[@]}"; do bins+=(--bin "$binary"); done
     say "release builds in $CARGO_TARGET_DIR (slow the first time)"
-    nice -n "$nice_level" cargo build --release --features "$features" "${bins[@]}" --bin manuel-bench
-    wants local && nice -n "$nice_level" cargo build --release -p manuel-local
+    # Only what the parts asked for are built: the Lambda binaries and manuel-bench for the
+    # lambdas and routes parts, manuel-local for the local part.
+    if wants lambdas || wants routes; then
+        nice -n "$nice_level" cargo build --release --features "$features" "${bins[@]}" --bin manuel-bench
+    fi
+    if wants local; then nice -n "$nice_level" cargo build --release -p manuel-local; fi
 fi
 
 if [[ -n "${BENCH_ARM64:-}" ]]; then

@@ -207,7 +207,6 @@ async fn cost_records_round_trip_and_erase_keeps_only_the_current_quota() -> Tes
         currency: "EUR".into(),
         input_per_1k_tokens: 0.003,
         output_per_1k_tokens: 0.015,
-        embedding_per_1k_tokens: 0.0,
         transcribe_per_minute: 0.024,
     };
     let now = Utc::now();

@@ -121,7 +121,6 @@ pub enum Reservation {
 pub struct Metered {
     pub input_tokens: u64,
     pub output_tokens: u64,
-    pub embedding_tokens: u64,
     pub audio_seconds: f64,
 }
 
@@ -134,9 +133,11 @@ pub struct CostRecord {
     pub model_id: String,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Always 0, as is `embedding_cost`: retrieval's embeddings are not metered (Bedrock's
+    /// Retrieve reports no tokens). Kept so stored records and reports keep their shape.
     pub embedding_tokens: u64,
     pub audio_seconds: f64,
-    /// EUR per service: `bedrock`, `transcribe`, `embedding`.
+    /// Per service, in the pricing's currency: `bedrock`, `embedding`, `transcribe`.
     pub model_cost: f64,
     pub embedding_cost: f64,
     pub transcribe_cost: f64,
@@ -149,7 +150,6 @@ pub struct Pricing {
     pub currency: String,
     pub input_per_1k_tokens: f64,
     pub output_per_1k_tokens: f64,
-    pub embedding_per_1k_tokens: f64,
     pub transcribe_per_minute: f64,
 }
 
@@ -160,13 +160,12 @@ impl Pricing {
             currency: "EUR".to_owned(),
             input_per_1k_tokens: 0.0,
             output_per_1k_tokens: 0.0,
-            embedding_per_1k_tokens: 0.0,
             transcribe_per_minute: 0.0,
         }
     }
 
     /// Reads `PRICE_INPUT_PER_1K_TOKENS`, `PRICE_OUTPUT_PER_1K_TOKENS`,
-    /// `PRICE_EMBEDDING_PER_1K_TOKENS`, `PRICE_TRANSCRIBE_PER_MINUTE` and `PRICE_CURRENCY`
+    /// `PRICE_TRANSCRIBE_PER_MINUTE` and `PRICE_CURRENCY`
     /// over `defaults`.
     pub fn from_vars(
         defaults: Self,
@@ -174,7 +173,7 @@ impl Pricing {
     ) -> Result<Self, crate::config::ConfigError> {
         let env = crate::config::Env::from_vars(vars.clone());
         let mut pricing = defaults;
-        let fields: [(&'static str, &mut f64); 4] = [
+        let fields: [(&'static str, &mut f64); 3] = [
             (
                 "PRICE_INPUT_PER_1K_TOKENS",
                 &mut pricing.input_per_1k_tokens,
@@ -182,10 +181,6 @@ impl Pricing {
             (
                 "PRICE_OUTPUT_PER_1K_TOKENS",
                 &mut pricing.output_per_1k_tokens,
-            ),
-            (
-                "PRICE_EMBEDDING_PER_1K_TOKENS",
-                &mut pricing.embedding_per_1k_tokens,
             ),
             (
                 "PRICE_TRANSCRIBE_PER_MINUTE",
@@ -221,13 +216,11 @@ impl Pricing {
         let Metered {
             input_tokens,
             output_tokens,
-            embedding_tokens,
             audio_seconds,
         } = used;
         let per_1k = |tokens: u64, price: f64| tokens as f64 / 1000.0 * price;
         let model_cost = per_1k(input_tokens, self.input_per_1k_tokens)
             + per_1k(output_tokens, self.output_per_1k_tokens);
-        let embedding_cost = per_1k(embedding_tokens, self.embedding_per_1k_tokens);
         let transcribe_cost = audio_seconds / 60.0 * self.transcribe_per_minute;
         CostRecord {
             request_id: request_id.to_owned(),
@@ -236,12 +229,12 @@ impl Pricing {
             model_id: model_id.to_owned(),
             input_tokens,
             output_tokens,
-            embedding_tokens,
+            embedding_tokens: 0,
             audio_seconds,
             model_cost,
-            embedding_cost,
+            embedding_cost: 0.0,
             transcribe_cost,
-            total_cost: model_cost + embedding_cost + transcribe_cost,
+            total_cost: model_cost + transcribe_cost,
         }
     }
 }
@@ -309,20 +302,18 @@ mod tests {
             currency: "EUR".into(),
             input_per_1k_tokens: 0.003,
             output_per_1k_tokens: 0.015,
-            embedding_per_1k_tokens: 0.0001,
             transcribe_per_minute: 0.024,
         };
         let used = Metered {
             input_tokens: 2000,
             output_tokens: 500,
-            embedding_tokens: 10_000,
             audio_seconds: 30.0,
         };
         let record = pricing.cost("r", Utc::now(), Operation::Query, "m", used);
         assert!((record.model_cost - (0.006 + 0.0075)).abs() < 1e-12);
-        assert!((record.embedding_cost - 0.001).abs() < 1e-12);
+        assert_eq!(record.embedding_cost, 0.0);
         assert!((record.transcribe_cost - 0.012).abs() < 1e-12);
-        assert!((record.total_cost - 0.0265).abs() < 1e-12);
+        assert!((record.total_cost - 0.0255).abs() < 1e-12);
         let free = Pricing::free().cost("r", Utc::now(), Operation::Query, "m", used);
         assert_eq!(free.total_cost, 0.0);
     }

@@ -280,7 +280,6 @@ async fn compute(
     let used = Metered {
         input_tokens: answered.input_tokens,
         output_tokens: answered.output_tokens,
-        embedding_tokens: 0,
         audio_seconds,
     };
     let cost = deps.pricing.cost(

@@ -80,7 +80,6 @@ fn fixture(daily_limit: u64) -> Fixture {
             currency: "USD".into(),
             input_per_1k_tokens: 3.0,
             output_per_1k_tokens: 15.0,
-            embedding_per_1k_tokens: 0.0,
             transcribe_per_minute: 0.024,
         },
         model_id: "test-model".into(),
