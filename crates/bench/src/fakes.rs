@@ -16,11 +16,9 @@ use manuel_core::domain::{
     Answer, ArrivedUpload, DocumentKind, Manual, ManualStatus, ProcessingOutcome, RetrievedChunk,
     UserId,
 };
-use manuel_core::idempotency::{Claim, StoredResponse};
 use manuel_core::ports::{
-    AnswerModel, ArrivalOutcome, IdempotencyStore, IngestionQueue, InsertOutcome, KnowledgeBase,
-    ListError, ManualPage, ManualRepository, ObjectStore, RateLimitStore, ReplayGuard, Transcriber,
-    UploadLink, UsageState, UsageStore,
+    AnswerModel, ArrivalOutcome, IngestionQueue, InsertOutcome, KnowledgeBase, ListError,
+    ManualPage, ManualRepository, ObjectStore, Transcriber, UploadLink, UsageState, UsageStore,
 };
 use manuel_core::usage::{
     CostRecord, Operation, QuotaLimits, QuotaWindows, Reservation, UsageNumbers,
@@ -254,50 +252,9 @@ impl IngestionQueue for Ingestion {
     }
 }
 
-/// Counters, limits, replay and idempotency records that never refuse.
+/// Quota counters that never refuse (rate limits, replay checks and idempotency records are
+/// `manuel_core::testing::Unlimited`).
 pub struct Tables;
-
-#[async_trait]
-impl RateLimitStore for Tables {
-    async fn hit(&self, _key: &str, _expires_at: i64) -> Result<u64, PortError> {
-        Ok(1)
-    }
-}
-
-#[async_trait]
-impl ReplayGuard for Tables {
-    async fn first_use(&self, _signature: &str, _expires_at: i64) -> Result<bool, PortError> {
-        Ok(true)
-    }
-}
-
-#[async_trait]
-impl IdempotencyStore for Tables {
-    async fn claim(
-        &self,
-        _key: &str,
-        _payload_hash: &str,
-        _now: i64,
-        _in_progress_until: i64,
-    ) -> Result<Claim, PortError> {
-        Ok(Claim::Claimed)
-    }
-    async fn complete(
-        &self,
-        _key: &str,
-        _payload_hash: &str,
-        _response: &StoredResponse,
-        _expires_at: i64,
-    ) -> Result<(), PortError> {
-        Ok(())
-    }
-    async fn release(&self, _key: &str) -> Result<(), PortError> {
-        Ok(())
-    }
-    async fn erase_prefix(&self, _prefix: &str) -> Result<u64, PortError> {
-        Ok(0)
-    }
-}
 
 fn numbers(limits: QuotaLimits) -> UsageNumbers {
     UsageNumbers {

@@ -79,12 +79,13 @@ struct Apps {
 fn apps(identity: &Identity) -> Result<Apps, Box<dyn std::error::Error>> {
     let user = UserId::parse(USER).ok_or("user id")?;
     let tables = Arc::new(fakes::Tables);
+    let unlimited = Arc::new(manuel_core::testing::Unlimited);
     let security = Security {
         config: Arc::new(SecurityConfig::defaults(Stage::Production)),
         verifier: Arc::new(JwtVerifier::new(&identity.jwks, ISSUER, AUDIENCE)),
-        rate_limits: tables.clone(),
-        replay_guard: tables.clone(),
-        idempotency: tables.clone(),
+        rate_limits: unlimited.clone(),
+        replay_guard: unlimited.clone(),
+        idempotency: unlimited,
         idempotency_config: Default::default(),
     };
     let manual_list = fakes::manuals(&user, 20);
