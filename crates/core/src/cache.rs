@@ -279,6 +279,37 @@ impl Cache {
         Ok((entry.bytes, status))
     }
 
+    /// The cached value of `key` (L1, then L2, which fills L1), without computing it: for
+    /// callers that produce the value piece by piece and [`Cache::put`] it when done.
+    pub async fn get(&self, kind: EntryKind, key: &str) -> Option<Arc<[u8]>> {
+        if let Some(entry) = self.l1.get(key).await {
+            self.counters.l1_hits.fetch_add(1, Ordering::Relaxed);
+            return Some(entry.bytes);
+        }
+        let Some(bytes) = self.l2_get(key).await else {
+            self.counters.misses.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        self.counters.l2_hits.fetch_add(1, Ordering::Relaxed);
+        let entry = Entry {
+            bytes: bytes.into(),
+            ttl: self.config.ttl(kind),
+        };
+        self.l1.insert(key.to_owned(), entry.clone()).await;
+        Some(entry.bytes)
+    }
+
+    /// Stores `bytes` under `key` in L1 and L2.
+    pub async fn put(&self, kind: EntryKind, key: &str, bytes: Vec<u8>) {
+        let ttl = self.config.ttl(kind);
+        self.l2_set(key, &bytes, ttl).await;
+        let entry = Entry {
+            bytes: bytes.into(),
+            ttl,
+        };
+        self.l1.insert(key.to_owned(), entry).await;
+    }
+
     /// Forgets every entry of `user`, in L1 and L2 (erasure). Returns how many L2 keys went.
     pub async fn purge_user(&self, user: &str) -> Result<u64, PortError> {
         let prefixes = Self::user_prefixes(user);
@@ -354,6 +385,37 @@ mod tests {
         assert_eq!(decode(&encoded), Some(large));
         assert_eq!(decode(&[9, 1, 2]), None);
         assert_eq!(decode(&[]), None);
+    }
+
+    #[tokio::test]
+    async fn a_put_value_is_got_from_l1_and_from_l2_in_another_process() {
+        let l2 = Arc::new(MemoryL2::default());
+        let cache = Cache::new(CacheConfig::default(), Some(l2.clone()));
+        let key = Cache::key(EntryKind::Answer, "alice", "v1", "q");
+        assert!(cache.get(EntryKind::Answer, &key).await.is_none());
+        cache
+            .put(EntryKind::Answer, &key, b"streamed".to_vec())
+            .await;
+        assert_eq!(
+            cache.get(EntryKind::Answer, &key).await.as_deref(),
+            Some(&b"streamed"[..])
+        );
+        let other = Cache::new(CacheConfig::default(), Some(l2.clone()));
+        assert_eq!(
+            other.get(EntryKind::Answer, &key).await.as_deref(),
+            Some(&b"streamed"[..])
+        );
+        assert_eq!((other.stats().l2_hits, other.stats().l1_hits), (1, 0));
+        // The same entry serves get_or_compute as a hit.
+        let (_, status) = other
+            .get_or_compute(EntryKind::Answer, &key, || async {
+                Err(ApiError::internal("must not run"))
+            })
+            .await
+            .unwrap_or_else(|_| unreachable!());
+        assert_eq!(status, CacheStatus::Hit);
+        let bob = Cache::key(EntryKind::Answer, "bob", "v1", "q");
+        assert!(other.get(EntryKind::Answer, &bob).await.is_none());
     }
 
     #[tokio::test]

@@ -158,12 +158,7 @@ impl IntoResponse for ApiError {
         } else {
             tracing::info!(code = self.code(), error = %self, "request refused");
         }
-        let mut body = error_body(&self.public_message(), self.code(), self.details());
-        if let (Some(retry_after), Some(map)) = (self.retry_after_secs(), body.as_object_mut()) {
-            // The predecessor's CLI reads the wait from the body, next to the header.
-            map.insert("retry_after".to_owned(), json!(retry_after));
-        }
-        let mut response = (status, axum::Json(body)).into_response();
+        let mut response = (status, axum::Json(self.body())).into_response();
         response
             .extensions_mut()
             .insert(crate::telemetry::ErrorCode(self.code()));
@@ -177,6 +172,16 @@ impl IntoResponse for ApiError {
 }
 
 impl ApiError {
+    /// The JSON error body clients read: in an error response, and in a stream's `error` event.
+    pub fn body(&self) -> Value {
+        let mut body = error_body(&self.public_message(), self.code(), self.details());
+        if let (Some(retry_after), Some(map)) = (self.retry_after_secs(), body.as_object_mut()) {
+            // The predecessor's CLI reads the wait from the body, next to the header.
+            map.insert("retry_after".to_owned(), json!(retry_after));
+        }
+        body
+    }
+
     /// Seconds until a retry may succeed: the `Retry-After` header and the body's `retry_after`.
     fn retry_after_secs(&self) -> Option<u64> {
         match self {

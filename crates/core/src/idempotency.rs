@@ -149,6 +149,14 @@ pub struct IdempotencyLayer {
     pub max_body_bytes: usize,
 }
 
+fn is_event_stream(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/event-stream"))
+}
+
 /// Middleware for authenticated routes (it runs after authentication).
 pub async fn idempotent(
     State(layer): State<IdempotencyLayer>,
@@ -221,6 +229,14 @@ pub async fn idempotent(
     if !status.is_success() {
         if let Err(error) = store.release(&record).await {
             tracing::warn!(%error, "could not free an idempotency key after a failed request");
+        }
+        return response;
+    }
+    if is_event_stream(&response) {
+        // A stream is sent as it is produced and cannot be replayed: the key is freed, so a
+        // retry with it asks again, as it would without the header.
+        if let Err(error) = store.release(&record).await {
+            tracing::warn!(%error, "could not free an idempotency key after a stream");
         }
         return response;
     }

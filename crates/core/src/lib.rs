@@ -1,6 +1,7 @@
 //! manuel-core: domain types, ports, policies and the HTTP middleware shared by every function.
 //! Nothing here knows about AWS or Lambda.
 
+pub mod answer_text;
 pub mod audio;
 pub mod auth;
 pub mod cache;

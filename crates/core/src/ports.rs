@@ -5,6 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::answer_text::{AnswerText, passage_numbered, sentence_pieces};
 use crate::audio::AudioClip;
 use crate::deadline::Deadline;
 use crate::domain::{
@@ -179,6 +180,29 @@ pub trait AnswerModel: Send + Sync {
         question: &str,
         passages: &[RetrievedChunk],
     ) -> Result<Answer, PortError>;
+
+    /// [`AnswerModel::answer`], with the words handed to `text` as they are produced, their
+    /// `[n]` citing the n-th of `passages` (see [`crate::answer_text`]). Once `text` is closed
+    /// the model stops and returns what it has. This default computes the whole answer, then
+    /// hands it on a sentence at a time (a refusal hands on nothing).
+    async fn answer_streaming(
+        &self,
+        user: &UserId,
+        question: &str,
+        passages: &[RetrievedChunk],
+        text: AnswerText,
+    ) -> Result<Answer, PortError> {
+        let answer = self.answer(user, question, passages).await?;
+        if answer.found {
+            let numbered = passage_numbered(&answer.text, &answer.cited);
+            for piece in sentence_pieces(&numbered) {
+                if text.send(piece.to_owned()).await.is_err() {
+                    break;
+                }
+            }
+        }
+        Ok(answer)
+    }
 }
 
 /// Hands a stored manual to processing (in AWS the S3 event does this by itself).

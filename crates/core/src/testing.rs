@@ -545,6 +545,97 @@ impl AnswerModel for FirstPassageModel {
     }
 }
 
+/// A model that streams the first passage a word at a time, `pause` apart (a generating model,
+/// slowed down), cited `[1]`, and can fail after some words. It counts the words it produced:
+/// once nobody listens it stops, as a model whose stream is closed stops generating.
+///
+/// What it forgives: a word is a token; its input count is fixed (321) and its output count is
+/// the words it produced; it takes no time before the first word but `pause`.
+pub struct PacedModel {
+    pause: Duration,
+    fail_after: Option<usize>,
+    produced: std::sync::atomic::AtomicUsize,
+}
+
+impl PacedModel {
+    pub fn new(pause: Duration) -> Self {
+        Self {
+            pause,
+            fail_after: None,
+            produced: Default::default(),
+        }
+    }
+
+    /// A model that fails (unavailable) once it has produced `words` words.
+    pub fn failing_after(words: usize, pause: Duration) -> Self {
+        Self {
+            fail_after: Some(words),
+            ..Self::new(pause)
+        }
+    }
+
+    /// How many words it has produced, over all its answers.
+    pub fn produced(&self) -> usize {
+        self.produced.load(Ordering::SeqCst)
+    }
+
+    fn answer_of(passages: &[RetrievedChunk], words: usize) -> Answer {
+        let found = !passages.is_empty();
+        Answer {
+            text: match passages.first() {
+                Some(first) => format!("{} [1]", first.text),
+                None => crate::domain::NOT_FOUND_ANSWER.to_owned(),
+            },
+            cited: if found { vec![0] } else { Vec::new() },
+            found,
+            ranking: Vec::new(),
+            input_tokens: 321,
+            output_tokens: words as u64,
+        }
+    }
+}
+
+#[async_trait]
+impl AnswerModel for PacedModel {
+    async fn answer(
+        &self,
+        _user: &UserId,
+        _question: &str,
+        passages: &[RetrievedChunk],
+    ) -> Result<Answer, PortError> {
+        let words = passages
+            .first()
+            .map_or(0, |first| first.text.split_whitespace().count() + 1);
+        Ok(Self::answer_of(passages, words))
+    }
+
+    async fn answer_streaming(
+        &self,
+        _user: &UserId,
+        _question: &str,
+        passages: &[RetrievedChunk],
+        text: crate::answer_text::AnswerText,
+    ) -> Result<Answer, PortError> {
+        let Some(first) = passages.first() else {
+            return Ok(Self::answer_of(passages, 0));
+        };
+        let cited = format!("{} [1]", first.text);
+        let mut words = 0;
+        for word in cited.split_inclusive(' ') {
+            tokio::time::sleep(self.pause).await;
+            if text.send(word.to_owned()).await.is_err() {
+                break;
+            }
+            words += 1;
+            self.produced.fetch_add(1, Ordering::SeqCst);
+            if self.fail_after == Some(words) {
+                return Err(unavailable("answer model"));
+            }
+        }
+        Ok(Self::answer_of(passages, words))
+    }
+}
+
 /// An ingestion queue that records what it was given, `(user, manual id)` in order.
 #[derive(Default)]
 pub struct RecordingQueue {

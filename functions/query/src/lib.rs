@@ -13,7 +13,7 @@ use manuel_core::auth::AuthenticatedUser;
 use manuel_core::cache::{Cache, CacheStatus, EntryKind};
 use manuel_core::charge::Charge;
 use manuel_core::deadline::Deadline;
-use manuel_core::domain::{Manual, NOT_FOUND_ANSWER, RetrievedChunk, UserId};
+use manuel_core::domain::{Answer, Manual, NOT_FOUND_ANSWER, RetrievedChunk, UserId};
 use manuel_core::json::JsonBody;
 use manuel_core::ports::{
     AnswerModel, KnowledgeBase, ManualRepository, ObjectStore, Transcriber, UsageStore,
@@ -28,6 +28,8 @@ use manuel_core::usage::{
 use manuel_core::validation::{FieldKind, check_text, is_blank_question};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+mod stream;
 
 #[derive(Clone, Debug)]
 pub struct QueryConfig {
@@ -69,7 +71,9 @@ pub struct QueryDeps {
 }
 
 pub fn router(deps: QueryDeps) -> Router {
-    let routes = Router::new().route("/api/query", post(query));
+    let routes = Router::new()
+        .route("/api/query", post(query))
+        .route("/api/query/stream", post(stream::query_stream));
     let body_limit = manuel_transcribe::request_body_limit(&deps.audio_limits);
     deps.security
         .protect_with_body_limit(routes, body_limit)
@@ -124,12 +128,7 @@ async fn query(
     let deadline = deadline.map(|axum::Extension(deadline)| deadline);
     let (question, mut heard) = question_of(&deps, &user, &request, deadline).await?;
     let ready = ready_manuals(&deps, &user, request.manual_ids.as_deref()).await?;
-    let key = Cache::key(
-        EntryKind::Answer,
-        user.as_str(),
-        &corpus_version(&ready),
-        &question_digest(&question, request.manual_ids.as_deref()),
-    );
+    let key = answer_key(&user, &ready, &question, request.manual_ids.as_deref());
     let asked = Asked {
         deps: &deps,
         user: &user,
@@ -153,20 +152,65 @@ async fn query(
         Some(billed) => billed,
         None => bill_cache_hit(&asked, heard).await?,
     };
-    record_citations(&deps, &user, &cached.sources).await;
-    let sources = signed_sources(&deps, &ready, cached.sources).await?;
-    Ok(Json(QueryAnswer {
-        answer: cached.answer,
+    let served = Served {
         question,
-        sources,
-        context_found: cached.context_found,
-        cache_status: cache_status.as_str(),
-        response_time_ms: hundredths(started.elapsed().as_secs_f64() * 1000.0),
-        cost_info: CostInfo::of(&billed.cost, &deps.pricing.currency),
-        usage: UsageFields::from(billed.usage),
+        cache_status,
+        billed,
+        started,
         request_id: request_id.0,
-        timestamp: deps.clock.now().timestamp(),
-    }))
+    };
+    Ok(Json(served.body(&deps, &user, &ready, cached).await?))
+}
+
+/// The cache key of the answer to `question` from `ready`, for `user` only.
+fn answer_key(
+    user: &UserId,
+    ready: &HashMap<String, Manual>,
+    question: &str,
+    manual_ids: Option<&[String]>,
+) -> String {
+    Cache::key(
+        EntryKind::Answer,
+        user.as_str(),
+        &corpus_version(ready),
+        &question_digest(question, manual_ids),
+    )
+}
+
+/// What is known of a served answer besides the answer itself.
+struct Served {
+    question: String,
+    cache_status: CacheStatus,
+    billed: Billed,
+    started: Instant,
+    request_id: String,
+}
+
+impl Served {
+    /// The body of `/api/query` (and of the stream's `done` event): the answer with its sources
+    /// signed for this response, after counting the citations on the manuals.
+    async fn body(
+        self,
+        deps: &QueryDeps,
+        user: &UserId,
+        ready: &HashMap<String, Manual>,
+        cached: CachedAnswer,
+    ) -> Result<QueryAnswer, ApiError> {
+        record_citations(deps, user, &cached.sources).await;
+        let sources = signed_sources(deps, ready, cached.sources).await?;
+        Ok(QueryAnswer {
+            answer: cached.answer,
+            question: self.question,
+            sources,
+            context_found: cached.context_found,
+            cache_status: self.cache_status.as_str(),
+            response_time_ms: hundredths(self.started.elapsed().as_secs_f64() * 1000.0),
+            cost_info: CostInfo::of(&self.billed.cost, &deps.pricing.currency),
+            usage: UsageFields::from(self.billed.usage),
+            request_id: self.request_id,
+            timestamp: deps.clock.now().timestamp(),
+        })
+    }
 }
 
 /// What one question is asked with, for the computation of its answer.
@@ -248,50 +292,75 @@ async fn compute(
     heard: Option<Transcript>,
     billed: &mut Option<Billed>,
 ) -> Result<Vec<u8>, ApiError> {
-    let deps = asked.deps;
-    let (charge, audio_seconds) = match heard {
-        Some(heard) => (heard.charge, heard.audio_seconds),
-        None => {
-            let now = deps.clock.now();
-            let charge =
-                Charge::reserve(&deps.usage, asked.user, deps.quota, now, Operation::Query).await?;
-            (charge, 0.0)
-        }
-    };
-    let answered = match answer(
-        deps,
-        asked.user,
-        asked.question,
-        asked.ready,
-        asked.narrowed,
-    )
-    .await
-    {
+    let paying = Paying::start(asked, heard).await?;
+    let answered = match answer(asked).await {
         Ok(answered) => answered,
-        Err(error) if error.status().is_server_error() => {
-            charge.refund().await;
-            return Err(error);
-        }
-        Err(error) => {
-            charge.keep();
-            return Err(error);
-        }
+        Err(error) => return Err(paying.fail(error).await),
     };
-    let used = Metered {
-        input_tokens: answered.input_tokens,
-        output_tokens: answered.output_tokens,
-        audio_seconds,
-    };
-    let cost = deps.pricing.cost(
-        asked.request_id,
-        charge.at(),
-        charge.operation(),
-        &deps.model_id,
-        used,
+    *billed = Some(
+        paying
+            .commit(asked, answered.input_tokens, answered.output_tokens)
+            .await,
     );
-    let usage = charge.commit(&cost).await;
-    *billed = Some(Billed { usage, cost });
     serde_json::to_vec(&answered.cached).map_err(ApiError::internal)
+}
+
+/// A question being paid for: the spoken question's charge, or one `query` reserved now.
+struct Paying {
+    charge: Charge,
+    audio_seconds: f64,
+}
+
+impl Paying {
+    async fn start(asked: &Asked<'_>, heard: Option<Transcript>) -> Result<Self, ApiError> {
+        let deps = asked.deps;
+        Ok(match heard {
+            Some(heard) => Self {
+                charge: heard.charge,
+                audio_seconds: heard.audio_seconds,
+            },
+            None => Self {
+                charge: Charge::reserve(
+                    &deps.usage,
+                    asked.user,
+                    deps.quota,
+                    deps.clock.now(),
+                    Operation::Query,
+                )
+                .await?,
+                audio_seconds: 0.0,
+            },
+        })
+    }
+
+    /// The question failed with `error`: refunded when we failed, kept when the client did.
+    async fn fail(self, error: ApiError) -> ApiError {
+        if error.status().is_server_error() {
+            self.charge.refund().await;
+        } else {
+            self.charge.keep();
+        }
+        error
+    }
+
+    /// Answered: the place is kept and the model's tokens recorded.
+    async fn commit(self, asked: &Asked<'_>, input_tokens: u64, output_tokens: u64) -> Billed {
+        let deps = asked.deps;
+        let used = Metered {
+            input_tokens,
+            output_tokens,
+            audio_seconds: self.audio_seconds,
+        };
+        let cost = deps.pricing.cost(
+            asked.request_id,
+            self.charge.at(),
+            self.charge.operation(),
+            &deps.model_id,
+            used,
+        );
+        let usage = self.charge.commit(&cost).await;
+        Billed { usage, cost }
+    }
 }
 
 /// The bill of an answer served from the cache: a spoken question still pays for being heard
@@ -584,32 +653,52 @@ struct Answered {
 }
 
 /// Retrieval and generation: the expensive part, run only after the quota was reserved.
-async fn answer(
-    deps: &QueryDeps,
-    user: &UserId,
-    question: &str,
+async fn answer(asked: &Asked<'_>) -> Result<Answered, ApiError> {
+    let passages = retrieve(asked).await?;
+    let answer = asked
+        .deps
+        .answer_model
+        .answer(asked.user, asked.question, &passages)
+        .await?;
+    let (input_tokens, output_tokens) = (answer.input_tokens, answer.output_tokens);
+    Ok(Answered {
+        cached: shaped(answer, &passages, asked.ready)?,
+        input_tokens,
+        output_tokens,
+    })
+}
+
+/// The passages of the asker's ready manuals that best match the question.
+async fn retrieve(asked: &Asked<'_>) -> Result<Vec<RetrievedChunk>, ApiError> {
+    let ready = asked.ready;
+    if ready.is_empty() {
+        return Ok(Vec::new());
+    }
+    let scope: Option<Vec<String>> = asked.narrowed.then(|| ready.keys().cloned().collect());
+    Ok(asked
+        .deps
+        .knowledge_base
+        .retrieve(
+            asked.user,
+            asked.question,
+            scope.as_deref(),
+            asked.deps.config.retrieval_limit,
+        )
+        .await?
+        .into_iter()
+        // The index can briefly hold a manual that is being deleted or still processing.
+        .filter(|chunk| ready.contains_key(&chunk.manual_id))
+        .collect())
+}
+
+/// The model's answer as it is cached and served: one source per cited page, citations
+/// renumbered to match, further sources listed, and the refusal when nothing is left to cite.
+fn shaped(
+    answer: Answer,
+    passages: &[RetrievedChunk],
     ready: &HashMap<String, Manual>,
-    narrowed: bool,
-) -> Result<Answered, ApiError> {
-    let passages: Vec<RetrievedChunk> = if ready.is_empty() {
-        Vec::new()
-    } else {
-        let scope: Option<Vec<String>> = narrowed.then(|| ready.keys().cloned().collect());
-        deps.knowledge_base
-            .retrieve(
-                user,
-                question,
-                scope.as_deref(),
-                deps.config.retrieval_limit,
-            )
-            .await?
-            .into_iter()
-            // The index can briefly hold a manual that is being deleted or still processing.
-            .filter(|chunk| ready.contains_key(&chunk.manual_id))
-            .collect()
-    };
-    let answer = deps.answer_model.answer(user, question, &passages).await?;
-    let (mut sources, source_of_citation) = cited_sources(&answer.cited, &passages, ready)?;
+) -> Result<CachedAnswer, ApiError> {
+    let (mut sources, source_of_citation) = cited_sources(&answer.cited, passages, ready)?;
     let renumbered = source_of_citation
         .iter()
         .enumerate()
@@ -621,7 +710,7 @@ async fn answer(
     };
     let context_found = answer.found && !sources.is_empty();
     if context_found {
-        for chunk in further_sources(&passages, &answer.ranking) {
+        for chunk in further_sources(passages, &answer.ranking) {
             if sources.len() >= SOURCES_LISTED {
                 break;
             }
@@ -640,14 +729,10 @@ async fn answer(
         // The model answered, but from no manual the caller still has: the usual refusal.
         NOT_FOUND_ANSWER.to_owned()
     };
-    Ok(Answered {
-        cached: CachedAnswer {
-            answer: text,
-            sources,
-            context_found,
-        },
-        input_tokens: answer.input_tokens,
-        output_tokens: answer.output_tokens,
+    Ok(CachedAnswer {
+        answer: text,
+        sources,
+        context_found,
     })
 }
 

@@ -13,10 +13,10 @@ use chrono::Utc;
 use http_body_util::BodyExt;
 use manuel_core::cache::{Cache, CacheConfig};
 use manuel_core::domain::{DocumentKind, Manual, ManualStatus, RetrievedChunk, UserId};
-use manuel_core::ports::ManualRepository;
+use manuel_core::ports::{AnswerModel, ManualRepository};
 use manuel_core::testing::{
-    FirstPassageModel, FixedSpeech, MemoryManuals, MemoryObjects, MemoryUsage, Passages, as_user,
-    security,
+    FirstPassageModel, FixedSpeech, MemoryManuals, MemoryObjects, MemoryUsage, PacedModel,
+    Passages, as_user, security,
 };
 use manuel_core::usage::{Pricing, QuotaLimits, QuotaWindows, SystemClock};
 use manuel_query::{QueryConfig, QueryDeps, router};
@@ -58,8 +58,17 @@ struct Fixture {
 
 /// Alice owns the kettle manual, whose page 3 retrieval finds for every question.
 fn fixture(daily_limit: u64) -> Fixture {
-    let usage = Arc::new(MemoryUsage::default());
     let model = Arc::new(FirstPassageModel::default());
+    fixture_with(daily_limit, model.clone(), model)
+}
+
+/// [`fixture`] with `answer_model` answering (`model` is only kept for the test).
+fn fixture_with(
+    daily_limit: u64,
+    answer_model: Arc<dyn AnswerModel>,
+    model: Arc<FirstPassageModel>,
+) -> Fixture {
+    let usage = Arc::new(MemoryUsage::default());
     let manuals = Arc::new(MemoryManuals::with(vec![ready_manual(ALICE, "kettle")]));
     let passages = Passages::new(vec![RetrievedChunk {
         manual_id: "kettle".into(),
@@ -86,7 +95,7 @@ fn fixture(daily_limit: u64) -> Fixture {
         clock: Arc::new(SystemClock),
         manuals: manuals.clone(),
         knowledge_base: Arc::new(passages),
-        answer_model: model.clone(),
+        answer_model,
         objects: Arc::new(MemoryObjects::default()),
         transcriber: Some(Arc::new(FixedSpeech(SPOKEN.into()))),
         audio_limits: Default::default(),
@@ -219,4 +228,242 @@ async fn another_users_manual_never_answers() {
     assert_eq!(body["sources"], json!([]));
     let answer = body["answer"].as_str().unwrap();
     assert!(!answer.contains("descaler"), "{body}");
+}
+
+// --- POST /api/query/stream ---
+
+/// One Server-Sent Event: its name and its JSON data.
+type SseEvent = (String, Value);
+
+fn sse_events(text: &str) -> Vec<SseEvent> {
+    text.split("\n\n")
+        .filter(|block| !block.trim().is_empty() && !block.starts_with(':'))
+        .map(|block| {
+            let mut name = String::new();
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(value) = line.strip_prefix("event: ") {
+                    name = value.to_owned();
+                } else if let Some(value) = line.strip_prefix("data: ") {
+                    data.push_str(value);
+                }
+            }
+            (name, serde_json::from_str(&data).unwrap_or(Value::Null))
+        })
+        .collect()
+}
+
+fn stream_request(who: &str, body: &Value) -> Request<Body> {
+    let request = Request::post("/api/query/stream")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    as_user(request, who)
+}
+
+/// The status, the content type and, for a stream, its events (else the JSON body as one
+/// event named `json`).
+async fn ask_streaming(app: &Router, who: &str, body: Value) -> (u16, String, Vec<SseEvent>) {
+    let response = app
+        .clone()
+        .oneshot(stream_request(who, &body))
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let events = if content_type.starts_with("text/event-stream") {
+        sse_events(&text)
+    } else {
+        vec![("json".to_owned(), serde_json::from_str(&text).unwrap())]
+    };
+    (status, content_type, events)
+}
+
+fn names(events: &[SseEvent]) -> Vec<&str> {
+    events.iter().map(|(name, _)| name.as_str()).collect()
+}
+
+fn streamed_text(events: &[SseEvent]) -> String {
+    events
+        .iter()
+        .filter(|(name, _)| name == "delta")
+        .map(|(_, data)| data["text"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_streamed_answer_sends_sources_then_words_then_the_whole_answer_once_charged() {
+    let paced = Arc::new(PacedModel::new(std::time::Duration::from_millis(1)));
+    let fixture = fixture_with(10, paced.clone(), Arc::default());
+    let question = json!({"question": "How do I descale it?"});
+    let (status, content_type, events) = ask_streaming(&fixture.app, ALICE, question.clone()).await;
+    assert_eq!((status, content_type.as_str()), (200, "text/event-stream"));
+    let order = names(&events);
+    assert_eq!(order.first(), Some(&"sources"), "{events:?}");
+    assert_eq!(order.last(), Some(&"done"), "{events:?}");
+    assert!(
+        order[1..order.len() - 1]
+            .iter()
+            .all(|name| *name == "delta")
+    );
+    assert!(order.len() > 4, "the answer came in one piece: {events:?}");
+    let sources = &events[0].1["sources"];
+    assert_eq!(sources[0]["number"], 1);
+    assert_eq!(sources[0]["page_number"], 3);
+    assert!(sources[0]["pdf_url"].as_str().unwrap().ends_with("#page=3"));
+    assert_eq!(
+        streamed_text(&events),
+        "Fill the kettle with descaler and boil it twice. [1]"
+    );
+    let done = &events.last().unwrap().1;
+    assert_eq!(
+        done["answer"],
+        "Fill the kettle with descaler and boil it twice. [1]"
+    );
+    assert_eq!(
+        (done["context_found"].clone(), done["cache_status"].clone()),
+        (json!(true), json!("miss"))
+    );
+    assert_eq!(done["sources"][0]["cited"], true);
+    assert_eq!(done["usage"]["daily_used"], 1);
+    assert_eq!(done["cost_info"]["output_tokens"], 10);
+    assert_eq!(fixture.usage.costs(&user(ALICE)).len(), 1);
+
+    // Asked again, from the cache: at once, in one delta, free; and /api/query hits it too.
+    let (_, _, again) = ask_streaming(&fixture.app, ALICE, question.clone()).await;
+    assert_eq!(names(&again), ["sources", "delta", "done"]);
+    assert_eq!(again[2].1["cache_status"], "hit");
+    assert_eq!(again[0].1["sources"][0]["number"], 1);
+    let (_, plain) = ask(&fixture.app, ALICE, question).await;
+    assert_eq!(plain["cache_status"], "hit", "{plain}");
+    assert_eq!(plain["answer"], done["answer"]);
+    assert_eq!(fixture.usage.daily_used(&user(ALICE), &today()), 1);
+    assert_eq!(paced.produced(), 10, "the model ran once");
+}
+
+#[tokio::test]
+async fn a_spoken_question_streams_its_transcript_first_and_is_charged_as_one_transcription() {
+    let fixture = fixture(10);
+    let clip = manuel_core::audio::silent_wav(16_000, 2.0);
+    let body = json!({
+        "question": "",
+        "file_data": base64::engine::general_purpose::STANDARD.encode(&clip),
+        "content_type": "audio/wav",
+    });
+    let (status, _, events) = ask_streaming(&fixture.app, ALICE, body).await;
+    assert_eq!(status, 200);
+    assert_eq!(names(&events)[..2], ["question", "sources"]);
+    assert_eq!(events[0].1["question"], SPOKEN);
+    let done = &events.last().unwrap().1;
+    assert_eq!(done["question"], SPOKEN);
+    assert_eq!(done["cost_info"]["operation"], "transcribe");
+    assert_eq!(fixture.usage.costs(&user(ALICE)).len(), 1);
+    assert_eq!(fixture.usage.daily_used(&user(ALICE), &today()), 1);
+}
+
+#[tokio::test]
+async fn refusals_before_the_stream_are_json_errors_with_their_status() {
+    let fixture = fixture(0);
+    let (status, content_type, events) =
+        ask_streaming(&fixture.app, ALICE, json!({"question": "Descale?"})).await;
+    assert_eq!((status, content_type.as_str()), (429, "application/json"));
+    assert_eq!(events[0].1["code"], "quota_exceeded");
+    let (status, _, events) = ask_streaming(&fixture.app, ALICE, json!({"question": " "})).await;
+    assert_eq!(status, 400, "{events:?}");
+    let request = Request::post("/api/query/stream")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"question":"Descale?"}"#))
+        .unwrap();
+    let response = fixture.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+}
+
+#[tokio::test]
+async fn a_model_failing_before_any_word_is_an_error_event_and_the_question_is_given_back() {
+    let fixture = fixture(10);
+    fixture.model.fail(true);
+    let (status, _, events) =
+        ask_streaming(&fixture.app, ALICE, json!({"question": "Descale?"})).await;
+    assert_eq!(status, 200);
+    assert_eq!(names(&events), ["sources", "error"]);
+    assert_eq!(events[1].1["code"], "service_unavailable");
+    assert!(
+        events[1].1["request_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
+    assert_eq!(fixture.usage.daily_used(&user(ALICE), &today()), 0);
+    assert!(fixture.usage.costs(&user(ALICE)).is_empty());
+}
+
+#[tokio::test]
+async fn a_model_failing_mid_answer_ends_the_stream_with_an_error_and_nothing_is_cached() {
+    let paced = Arc::new(PacedModel::failing_after(
+        3,
+        std::time::Duration::from_millis(1),
+    ));
+    let fixture = fixture_with(10, paced, Arc::default());
+    let question = json!({"question": "Descale?"});
+    let (_, _, events) = ask_streaming(&fixture.app, ALICE, question.clone()).await;
+    assert_eq!(
+        names(&events),
+        ["sources", "delta", "delta", "delta", "error"]
+    );
+    assert_eq!(events[4].1["code"], "service_unavailable");
+    // Words reached the client: the question counts, with no cost record (no token count came).
+    assert_eq!(fixture.usage.daily_used(&user(ALICE), &today()), 1);
+    assert!(fixture.usage.costs(&user(ALICE)).is_empty());
+    let (_, _, again) = ask_streaming(&fixture.app, ALICE, question).await;
+    assert_ne!(
+        names(&again),
+        ["sources", "delta", "done"],
+        "a failed answer was cached"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_stops_the_model() {
+    let paced = Arc::new(PacedModel::new(std::time::Duration::from_millis(30)));
+    let fixture = fixture_with(10, paced.clone(), Arc::default());
+    let response = fixture
+        .app
+        .clone()
+        .oneshot(stream_request(ALICE, &json!({"question": "Descale?"})))
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    let mut seen = String::new();
+    while !seen.contains("event: delta") {
+        let frame = body.frame().await.unwrap().unwrap();
+        seen.push_str(std::str::from_utf8(&frame.into_data().unwrap()).unwrap());
+    }
+    drop(body);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        paced.produced() <= 3,
+        "the model went on: {} words",
+        paced.produced()
+    );
+    assert_eq!(fixture.usage.daily_used(&user(ALICE), &today()), 1);
+}
+
+#[tokio::test]
+async fn a_streamed_answer_is_never_served_to_another_user() {
+    let fixture = fixture(10);
+    let question = json!({"question": "How do I descale it?"});
+    let (_, _, alice) = ask_streaming(&fixture.app, ALICE, question.clone()).await;
+    assert_eq!(alice.last().unwrap().1["context_found"], true);
+    let (_, _, bob) = ask_streaming(&fixture.app, BOB, question).await;
+    let done = &bob.last().unwrap().1;
+    assert_eq!(
+        (done["context_found"].clone(), done["cache_status"].clone()),
+        (json!(false), json!("miss"))
+    );
+    assert_eq!(bob[0].1["sources"], json!([]));
+    assert!(!streamed_text(&bob).contains("descaler"), "{bob:?}");
 }

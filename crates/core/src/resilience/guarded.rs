@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use super::{Dependency, Resilience};
 use crate::PortError;
+use crate::answer_text::AnswerText;
 use crate::audio::AudioClip;
 use crate::deadline::Deadline;
 use crate::domain::{Answer, ArrivedUpload, Manual, ProcessingOutcome, RetrievedChunk, UserId};
@@ -92,6 +93,23 @@ impl AnswerModel for Guarded<dyn AnswerModel> {
     ) -> Result<Answer, PortError> {
         self.dependency
             .call(|| self.inner.answer(user, question, passages))
+            .await
+    }
+
+    /// Retried like [`AnswerModel::answer`]: the model's adapters fail transiently only when
+    /// the request was refused before any word was produced.
+    async fn answer_streaming(
+        &self,
+        user: &UserId,
+        question: &str,
+        passages: &[RetrievedChunk],
+        text: AnswerText,
+    ) -> Result<Answer, PortError> {
+        self.dependency
+            .call(|| {
+                self.inner
+                    .answer_streaming(user, question, passages, text.clone())
+            })
             .await
     }
 }
