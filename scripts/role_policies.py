@@ -10,7 +10,8 @@ Prints JSON:
   {"resources": {"<LogicalId>": {"type": ..., "name": ..., "arn": ...}},
    "functions": {"<binary>": {"logical_id": ..., "role": ..., "environment": {...},
                               "statements": [...]}}}
-where <binary> is the function's BuildProperties.Binary (the Lambda binary's name) and
+where <binary> is the function's BuildProperties.Binary (the Lambda binary's name; a second
+function of the same binary is keyed by its logical id) and
 statements are the role's inline statements with every intrinsic resolved.
 
 With --moto-url (an IAM-enforcing moto, see scripts/moto.sh start-iam) and --moto-admin
@@ -287,7 +288,10 @@ def main() -> None:
         environment = resolver.resolve(
             copy.deepcopy(function.get("Environment", {}).get("Variables", {}))
         )
-        functions[binary or logical_id] = {
+        # Two functions can run one binary (the query router, buffered and streaming): the
+        # second is known by its logical id.
+        key = binary if binary and binary not in functions else logical_id
+        functions[key] = {
             "logical_id": logical_id,
             "role": role_id,
             "managed_policies": resolver.resolve(role.get("ManagedPolicyArns", [])),

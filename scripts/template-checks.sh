@@ -78,6 +78,8 @@ check() {
     echo "cfn-lint: no findings"
     echo "== first-sync custom resource (stubbed AWS)"
     "$sam_venv/bin/python" "$root/scripts/check_first_sync.py" "$template"
+    echo "== streaming integration (SAM transform)"
+    "$sam_venv/bin/python" "$root/scripts/check_streaming.py" "$template"
     echo "== checkov"
     local skips
     skips="$(checkov_skips)"

@@ -6,7 +6,8 @@
 //! [`behind_api_gateway`] puts it in front of a whole app.
 
 use axum::Router;
-use axum::http::{Request, Uri};
+use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderName, HeaderValue, Request, Uri};
 use lambda_http::request::RequestContext;
 use manuel_core::auth::GatewayClaims;
 use manuel_core::deadline::Deadline;
@@ -17,6 +18,40 @@ use tower::util::MapRequest;
 /// An app with [`from_api_gateway`] in front, before routing (a `Router::layer` would run after
 /// routing, too late to fix the path). `B` is the request body type: lambda_http's in a Lambda.
 pub type BehindApiGateway<B> = MapRequest<Router, fn(Request<B>) -> Request<B>>;
+
+/// Repeated response headers joined into one value each (RFC 9110 §5.3), for API Gateway's
+/// streaming prelude, whose `headers` map takes one string per name: a repeated header there
+/// breaks the response. `Set-Cookie` stays repeated: lambda_http moves it to the prelude's
+/// `cookies`.
+pub async fn single_valued_headers(
+    mut response: axum::response::Response,
+) -> axum::response::Response {
+    let headers = response.headers_mut();
+    let repeated: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| **name != SET_COOKIE && headers.get_all(*name).iter().count() > 1)
+        .cloned()
+        .collect();
+    for name in repeated {
+        let joined: Vec<&[u8]> = headers
+            .get_all(&name)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .collect();
+        match HeaderValue::from_bytes(&joined.join(&b", "[..])) {
+            Ok(value) => {
+                headers.insert(name, value);
+            }
+            Err(error) => {
+                tracing::warn!(header = %name, %error, "a repeated header could not be joined; its first value is kept");
+                if let Some(first) = headers.get(&name).cloned() {
+                    headers.insert(name, first);
+                }
+            }
+        }
+    }
+    response
+}
 
 pub fn behind_api_gateway<B>(app: Router) -> BehindApiGateway<B> {
     MapRequest::new(app, from_api_gateway::<B> as fn(Request<B>) -> Request<B>)
@@ -102,6 +137,29 @@ fn without_stage(uri: &Uri, stage: &str) -> Option<Uri> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn repeated_headers_become_one_value_and_cookies_stay_apart() {
+        let mut response = axum::response::Response::new(axum::body::Body::empty());
+        let headers = response.headers_mut();
+        headers.append("vary", HeaderValue::from_static("origin"));
+        headers.append(
+            "vary",
+            HeaderValue::from_static("access-control-request-method"),
+        );
+        headers.append(SET_COOKIE, HeaderValue::from_static("a=1"));
+        headers.append(SET_COOKIE, HeaderValue::from_static("b=2"));
+        headers.insert(
+            "content-type",
+            HeaderValue::from_static("text/event-stream"),
+        );
+        let response = single_valued_headers(response).await;
+        let headers = response.headers();
+        assert_eq!(headers.get_all("vary").iter().count(), 1);
+        assert_eq!(headers["vary"], "origin, access-control-request-method");
+        assert_eq!(headers.get_all(SET_COOKIE).iter().count(), 2);
+        assert_eq!(headers["content-type"], "text/event-stream");
+    }
 
     #[test]
     fn the_stage_is_taken_off_the_path_only_when_it_leads() {

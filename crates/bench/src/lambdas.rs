@@ -96,6 +96,10 @@ fn describe(invocation: Invocation) -> Result<String, String> {
             None => value.to_string(),
         }),
         Invocation::Error(error) => Err(format!("the function reported an error: {error}")),
+        Invocation::Streamed(streamed) => Ok(format!(
+            "HTTP {} (streamed)",
+            streamed.prelude["statusCode"]
+        )),
     }
 }
 

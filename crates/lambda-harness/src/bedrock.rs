@@ -10,6 +10,13 @@
 //! a caller that gives up earlier gets no answer, and the call still counts (Bedrock would
 //! still have run, and billed, the model).
 //!
+//! ConverseStream streams like Bedrock: the response and `messageStart` at once, the first
+//! token after 0.8 s, then 40 tokens a second (a token is a word here), then `messageStop` and
+//! the `metadata` with the token counts ([`FakeBedrock::set_stream_pace`]); the answer can be
+//! padded to any length ([`FakeBedrock::set_streamed_answer_tokens`]) or broken mid-stream
+//! ([`FakeBedrock::break_stream_after`]). A caller that closes the stream stops the generation:
+//! [`FakeBedrock::streamed_tokens`] counts what was sent.
+//!
 //! What it forgives: it checks no signature, and IAM permissions only once told the roles
 //! ([`FakeBedrock::authorize_with`]); it bills nothing, answers every model id,
 //! ingests instantly (a document is `INDEXED` on its first status read, where Bedrock takes
@@ -25,6 +32,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::{get, post, put};
+use bytes::Bytes;
 use serde_json::{Value, json};
 
 /// A passage the fake knowledge base can return.
@@ -52,6 +60,31 @@ struct Shared {
     roles: Arc<Mutex<Option<Roles>>>,
     /// Requests refused for want of a permission: (path, the check that failed).
     denied: Arc<Mutex<Vec<(String, String)>>>,
+    stream: Arc<Mutex<StreamPace>>,
+    /// Tokens ConverseStream sent, over all calls.
+    streamed_tokens: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// How ConverseStream answers.
+#[derive(Clone, Copy, Debug)]
+struct StreamPace {
+    first_token: Duration,
+    tokens_per_second: f64,
+    /// The answer is padded with words to this many tokens.
+    answer_tokens: Option<usize>,
+    /// A `modelStreamErrorException` follows this many tokens.
+    break_after: Option<usize>,
+}
+
+impl Default for StreamPace {
+    fn default() -> Self {
+        Self {
+            first_token: Duration::from_millis(800),
+            tokens_per_second: 40.0,
+            answer_tokens: None,
+            break_after: None,
+        }
+    }
 }
 
 /// How long each API takes to answer.
@@ -81,6 +114,8 @@ impl Default for Shared {
             document_status: Arc::new(Mutex::new("INDEXED")),
             roles: Arc::default(),
             denied: Arc::default(),
+            stream: Arc::default(),
+            streamed_tokens: Arc::default(),
         }
     }
 }
@@ -106,6 +141,7 @@ impl FakeBedrock {
         let app = Router::new()
             .route("/knowledgebases/{kb}/retrieve", post(retrieve))
             .route("/model/{model}/converse", post(converse))
+            .route("/model/{model}/converse-stream", post(converse_stream))
             .route(
                 "/knowledgebases/{kb}/datasources/{ds}/documents",
                 put(ingest),
@@ -155,6 +191,30 @@ impl FakeBedrock {
     }
 
     /// Retrieve answers after `delay` (0.6 s unless set).
+    /// ConverseStream's first token after `first_token`, then `tokens_per_second`.
+    pub fn set_stream_pace(&self, first_token: Duration, tokens_per_second: f64) {
+        let mut pace = self.shared.stream.lock().unwrap();
+        pace.first_token = first_token;
+        pace.tokens_per_second = tokens_per_second;
+    }
+
+    /// ConverseStream answers with `tokens` tokens (the cited passage, then filler words).
+    pub fn set_streamed_answer_tokens(&self, tokens: usize) {
+        self.shared.stream.lock().unwrap().answer_tokens = Some(tokens);
+    }
+
+    /// ConverseStream fails with a `modelStreamErrorException` after `tokens` tokens.
+    pub fn break_stream_after(&self, tokens: usize) {
+        self.shared.stream.lock().unwrap().break_after = Some(tokens);
+    }
+
+    /// The tokens ConverseStream has sent, over all calls.
+    pub fn streamed_tokens(&self) -> usize {
+        self.shared
+            .streamed_tokens
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub fn set_retrieve_latency(&self, delay: Duration) {
         self.shared.latency.lock().unwrap().retrieve = delay;
     }
@@ -346,6 +406,25 @@ async fn retrieve(
     Json(json!({"retrievalResults": results}))
 }
 
+/// The answer to a Converse request: the first passage's text, cited (enough to show the
+/// answer is built from the context), or the not-found marker.
+fn answer_to(body: &Value) -> String {
+    let context = body
+        .pointer("/messages/0/content/0/text")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let first = context
+        .split("\n\n")
+        .next()
+        .and_then(|block| block.lines().nth(2))
+        .unwrap_or("");
+    if first.is_empty() {
+        "NOT_FOUND".to_owned()
+    } else {
+        format!("{first} [1]")
+    }
+}
+
 async fn converse(
     State(shared): State<Shared>,
     Path(model): Path<String>,
@@ -354,27 +433,115 @@ async fn converse(
     record(&shared, format!("/model/{model}/converse"), &body);
     let delay = shared.latency.lock().unwrap().converse;
     tokio::time::sleep(delay).await;
-    let context = body
-        .pointer("/messages/0/content/0/text")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    // The first passage's text, cited: enough to show the answer is built from the context.
-    let first = context
-        .split("\n\n")
-        .next()
-        .and_then(|block| block.lines().nth(2))
-        .unwrap_or("");
-    let text = if first.is_empty() {
-        "NOT_FOUND".to_owned()
-    } else {
-        format!("{first} [1]")
-    };
+    let text = answer_to(&body);
     Json(json!({
         "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
         "stopReason": "end_turn",
         "usage": {"inputTokens": 321, "outputTokens": 12, "totalTokens": 333},
         "metrics": {"latencyMs": delay.as_millis() as u64}
     }))
+}
+
+fn event_message(kind: &'static str, message_type: &'static str, payload: &Value) -> Bytes {
+    use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+    let string = |value: &str| HeaderValue::String(value.to_owned().into());
+    let type_header = if message_type == "event" {
+        ":event-type"
+    } else {
+        ":exception-type"
+    };
+    let message = Message::new(payload.to_string().into_bytes())
+        .add_header(Header::new(":message-type", string(message_type)))
+        .add_header(Header::new(type_header, string(kind)))
+        .add_header(Header::new(":content-type", string("application/json")));
+    let mut bytes = Vec::new();
+    aws_smithy_eventstream::frame::write_message_to(&message, &mut bytes).unwrap();
+    Bytes::from(bytes)
+}
+
+async fn converse_stream(
+    State(shared): State<Shared>,
+    Path(model): Path<String>,
+    Json(body): Json<Value>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    record(&shared, format!("/model/{model}/converse-stream"), &body);
+    let pace = *shared.stream.lock().unwrap();
+    let answer = answer_to(&body);
+    let mut tokens: Vec<String> = answer.split_inclusive(' ').map(str::to_owned).collect();
+    if answer != "NOT_FOUND"
+        && let Some(wanted) = pace.answer_tokens
+    {
+        while tokens.len() < wanted {
+            tokens.push(format!(" filler{}", tokens.len()));
+        }
+    }
+    let (frames, received) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let counter = shared.streamed_tokens.clone();
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let _ = frames
+            .send(event_message(
+                "messageStart",
+                "event",
+                &json!({"role": "assistant"}),
+            ))
+            .await;
+        tokio::time::sleep(pace.first_token).await;
+        let gap = Duration::from_secs_f64(1.0 / pace.tokens_per_second.max(0.001));
+        for (sent, token) in tokens.iter().enumerate() {
+            if sent > 0 {
+                tokio::time::sleep(gap).await;
+            }
+            let delta = json!({"contentBlockIndex": 0, "delta": {"text": token}});
+            if frames
+                .send(event_message("contentBlockDelta", "event", &delta))
+                .await
+                .is_err()
+            {
+                // The caller closed the stream: Bedrock stops generating.
+                return;
+            }
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if pace.break_after == Some(sent + 1) {
+                let error = json!({"message": "injected: the model's stream failed"});
+                let _ = frames
+                    .send(event_message(
+                        "modelStreamErrorException",
+                        "exception",
+                        &error,
+                    ))
+                    .await;
+                return;
+            }
+        }
+        let output_tokens = tokens.len();
+        for (kind, payload) in [
+            ("contentBlockStop", json!({"contentBlockIndex": 0})),
+            ("messageStop", json!({"stopReason": "end_turn"})),
+            (
+                "metadata",
+                json!({
+                    "usage": {"inputTokens": 321, "outputTokens": output_tokens, "totalTokens": 321 + output_tokens},
+                    "metrics": {"latencyMs": started.elapsed().as_millis() as u64}
+                }),
+            ),
+        ] {
+            let _ = frames.send(event_message(kind, "event", &payload)).await;
+        }
+    });
+    let body = futures_util::stream::unfold(received, |mut received| async move {
+        received
+            .recv()
+            .await
+            .map(|frame| (Ok::<_, std::convert::Infallible>(frame), received))
+    });
+    (
+        axum::http::StatusCode::OK,
+        [("content-type", "application/vnd.amazon.eventstream")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
 }
 
 fn document_uris(body: &Value, field: &str) -> Vec<String> {

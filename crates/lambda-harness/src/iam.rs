@@ -156,7 +156,21 @@ pub fn bedrock_checks(method: &str, path: &str) -> Option<Vec<Check>> {
             "bedrock:DeleteKnowledgeBaseDocuments",
             knowledge_base(kb),
         )]),
-        ("POST", ["model", model, "converse" | "converse-stream" | "invoke"]) => {
+        (
+            "POST",
+            [
+                "model",
+                model,
+                operation @ ("converse" | "converse-stream" | "invoke"),
+            ],
+        ) => {
+            // Streaming calls have their own action:
+            // https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ConverseStream.html
+            let action = if *operation == "converse-stream" {
+                "bedrock:InvokeModelWithResponseStream"
+            } else {
+                "bedrock:InvokeModel"
+            };
             let model = percent_decode(model);
             let pieces: Vec<&str> = model.splitn(3, '.').collect();
             Some(match pieces.as_slice() {
@@ -169,7 +183,7 @@ pub fn bedrock_checks(method: &str, path: &str) -> Option<Vec<Check>> {
                         _ => REGION,
                     };
                     let mut routed = check(
-                        "bedrock:InvokeModel",
+                        action,
                         format!(
                             "arn:aws:bedrock:{destination}::foundation-model/{provider}.{name}"
                         ),
@@ -177,10 +191,10 @@ pub fn bedrock_checks(method: &str, path: &str) -> Option<Vec<Check>> {
                     routed
                         .context
                         .insert("bedrock:InferenceProfileArn".to_owned(), profile.clone());
-                    vec![check("bedrock:InvokeModel", profile), routed]
+                    vec![check(action, profile), routed]
                 }
                 _ => vec![check(
-                    "bedrock:InvokeModel",
+                    action,
                     format!("arn:aws:bedrock:{REGION}::foundation-model/{model}"),
                 )],
             })
@@ -261,6 +275,32 @@ mod tests {
             !allowed(&elsewhere, "POST", path),
             "another profile's condition"
         );
+    }
+
+    #[test]
+    fn a_streamed_answer_needs_invoke_model_with_response_stream() {
+        let profile = "eu.anthropic.claude-sonnet-4-5-20250929-v1:0";
+        let model = "anthropic.claude-sonnet-4-5-20250929-v1:0";
+        let path = "/model/eu.anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse-stream";
+        let invoke_only = profile_statements(profile, model);
+        assert!(
+            !allowed(&invoke_only, "POST", path),
+            "InvokeModel does not cover streaming"
+        );
+        let streaming: Vec<Value> = invoke_only
+            .iter()
+            .map(|statement| {
+                let mut statement = statement.clone();
+                statement["Action"] = json!("bedrock:InvokeModelWithResponseStream");
+                statement
+            })
+            .collect();
+        assert!(allowed(&streaming, "POST", path));
+        assert!(!allowed(
+            &streaming,
+            "POST",
+            &path.replace("converse-stream", "converse")
+        ));
     }
 
     #[test]

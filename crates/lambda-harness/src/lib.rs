@@ -15,7 +15,7 @@ mod transcribe_streaming;
 pub use bedrock::{FakeBedrock, KbPassage};
 pub use dynamodb_iam::DynamoDbIamProxy;
 pub use fault_proxy::FaultProxy;
-pub use runtime::{Invocation, Lambda};
+pub use runtime::{Ending, Invocation, Lambda, Part, Streamed};
 pub use transcribe_streaming::{FakeTranscribeStreaming, StreamSeen};
 
 /// Where the function binaries are (`MANUEL_TEST_LAMBDA_BIN_DIR`, set by `make test` after it

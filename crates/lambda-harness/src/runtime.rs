@@ -22,6 +22,9 @@ use tokio::sync::{mpsc, oneshot};
 pub enum Invocation {
     Response(Value),
     Error(Value),
+    /// A response in streaming mode (`Lambda-Runtime-Function-Response-Mode: streaming`), as
+    /// soon as its prelude arrived; the body follows in [`Streamed::parts`].
+    Streamed(Streamed),
 }
 
 impl Invocation {
@@ -29,6 +32,73 @@ impl Invocation {
         match self {
             Self::Response(value) => value,
             Self::Error(error) => panic!("the function reported an error: {error}"),
+            Self::Streamed(streamed) => {
+                panic!("the function streamed its response: {}", streamed.prelude)
+            }
+        }
+    }
+
+    pub fn streamed(self) -> Streamed {
+        match self {
+            Self::Streamed(streamed) => streamed,
+            other => panic!("the function did not stream its response: {other:?}"),
+        }
+    }
+}
+
+/// A streamed response: the prelude API Gateway reads (`statusCode`, `headers`, `cookies`),
+/// then the body as the function writes it.
+#[derive(Debug)]
+pub struct Streamed {
+    pub prelude: Value,
+    parts: mpsc::UnboundedReceiver<Part>,
+    /// When Lambda stops the function, whatever it is still writing.
+    deadline: tokio::time::Instant,
+}
+
+/// A piece of a streamed body, or how it ended.
+#[derive(Debug)]
+pub enum Part {
+    Data(bytes::Bytes),
+    /// The function reported an error in the stream's trailers (`Lambda-Runtime-Function-Error-Type`).
+    Failed(String),
+    /// The function finished its response.
+    End,
+}
+
+/// How a streamed body ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ending {
+    Finished,
+    Failed(String),
+    /// The function's timeout passed first: Lambda stopped it mid-stream.
+    CutOff,
+}
+
+impl Streamed {
+    /// The next piece of the body, `None` once it ended or Lambda's deadline passed.
+    pub async fn next(&mut self) -> Part {
+        match tokio::time::timeout_at(self.deadline, self.parts.recv()).await {
+            Ok(Some(part)) => part,
+            Ok(None) => Part::End,
+            Err(_) => Part::Failed("cut off at the function's timeout".to_owned()),
+        }
+    }
+
+    /// Reads the whole body, calling `arrived` with each piece (and the time since `since`)
+    /// as it comes; says how it ended.
+    pub async fn read(
+        mut self,
+        since: Instant,
+        mut arrived: impl FnMut(&[u8], Duration),
+    ) -> Ending {
+        loop {
+            match tokio::time::timeout_at(self.deadline, self.parts.recv()).await {
+                Ok(Some(Part::Data(bytes))) => arrived(&bytes, since.elapsed()),
+                Ok(Some(Part::Failed(error))) => return Ending::Failed(error),
+                Ok(Some(Part::End) | None) => return Ending::Finished,
+                Err(_) => return Ending::CutOff,
+            }
         }
     }
 }
@@ -46,6 +116,8 @@ struct RuntimeState {
     init_error: Arc<Mutex<Option<Value>>>,
     /// When the function first asked for an event: the end of its init.
     first_poll: Arc<Mutex<Option<Instant>>>,
+    /// Invocation id → when Lambda stops it (for streamed responses, which outlive `invoke`).
+    deadlines: Arc<Mutex<HashMap<String, tokio::time::Instant>>>,
 }
 
 /// A function process behind a local Runtime API.
@@ -62,6 +134,7 @@ pub struct Lambda {
     readers: Vec<tokio::task::JoinHandle<()>>,
     spawned: Instant,
     first_poll: Arc<Mutex<Option<Instant>>>,
+    deadlines: Arc<Mutex<HashMap<String, tokio::time::Instant>>>,
 }
 
 impl Lambda {
@@ -84,6 +157,7 @@ impl Lambda {
             pending: Arc::default(),
             init_error: Arc::default(),
             first_poll: Arc::default(),
+            deadlines: Arc::default(),
         };
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -133,6 +207,7 @@ impl Lambda {
             readers: vec![stdout_reader, stderr_reader],
             spawned,
             first_poll: state.first_poll,
+            deadlines: state.deadlines,
         }
     }
 
@@ -156,6 +231,10 @@ impl Lambda {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|now| (now + self.timeout).as_millis())
             .unwrap_or_default();
+        self.deadlines
+            .lock()
+            .unwrap()
+            .insert(id.clone(), tokio::time::Instant::now() + self.timeout);
         self.events.send((id, event, deadline)).unwrap();
         let timeout = self.timeout;
         tokio::select! {
@@ -251,9 +330,95 @@ async fn next(State(state): State<RuntimeState>) -> Response {
 async fn respond(
     State(state): State<RuntimeState>,
     UrlPath(id): UrlPath<String>,
-    body: axum::body::Bytes,
+    headers: HeaderMap,
+    body: axum::body::Body,
 ) -> StatusCode {
-    finish(&state, &id, Invocation::Response(parse(&body)))
+    let streaming = headers
+        .get("lambda-runtime-function-response-mode")
+        .is_some_and(|mode| mode == "streaming");
+    if streaming {
+        return stream(&state, &id, body).await;
+    }
+    // A buffered response is at most 6 MB.
+    match axum::body::to_bytes(body, 6 * 1024 * 1024).await {
+        Ok(body) => finish(&state, &id, Invocation::Response(parse(&body))),
+        Err(error) => finish(
+            &state,
+            &id,
+            Invocation::Error(Value::String(format!(
+                "the response could not be read: {error}"
+            ))),
+        ),
+    }
+}
+
+/// The streaming response protocol: a JSON prelude, eight NUL bytes, the body; an error is
+/// reported in the trailers. The invocation is answered once the prelude arrived, and the body
+/// handed on piece by piece as it comes.
+async fn stream(state: &RuntimeState, id: &str, body: axum::body::Body) -> StatusCode {
+    use http_body_util::BodyExt;
+    const DELIMITER: [u8; 8] = [0; 8];
+    let (parts, received) = mpsc::unbounded_channel();
+    let mut received = Some(received);
+    let mut head: Vec<u8> = Vec::new();
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(error) => {
+                let _ = parts.send(Part::Failed(format!("the stream broke: {error}")));
+                break;
+            }
+        };
+        let frame = match frame.into_data() {
+            Ok(data) => {
+                if received.is_none() {
+                    if parts.send(Part::Data(data)).is_err() {
+                        // The client left: the connection to the function is closed, as
+                        // API Gateway closes it, and the function's writes fail.
+                        return StatusCode::ACCEPTED;
+                    }
+                    continue;
+                }
+                head.extend_from_slice(&data);
+                let Some(at) = head.windows(8).position(|window| window == DELIMITER) else {
+                    continue;
+                };
+                let prelude = parse(&head[..at]);
+                let rest = bytes::Bytes::copy_from_slice(&head[at + 8..]);
+                if !rest.is_empty() {
+                    let _ = parts.send(Part::Data(rest));
+                }
+                let deadline = state.deadlines.lock().unwrap().remove(id);
+                let streamed = Streamed {
+                    prelude,
+                    parts: received.take().unwrap(),
+                    deadline: deadline
+                        .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(900)),
+                };
+                finish(state, id, Invocation::Streamed(streamed));
+                continue;
+            }
+            Err(frame) => frame,
+        };
+        if let Ok(trailers) = frame.into_trailers()
+            && let Some(kind) = trailers.get("lambda-runtime-function-error-type")
+        {
+            let _ = parts.send(Part::Failed(kind.to_str().unwrap_or("?").to_owned()));
+        }
+    }
+    if received.is_some() {
+        finish(
+            state,
+            id,
+            Invocation::Error(Value::String(format!(
+                "a streamed response without a prelude: {}",
+                String::from_utf8_lossy(&head)
+            ))),
+        );
+    }
+    let _ = parts.send(Part::End);
+    StatusCode::ACCEPTED
 }
 
 async fn fail(

@@ -157,6 +157,8 @@ pub struct Stack {
     pub env: Vec<(String, String)>,
     /// Per function binary: the keys of its IAM user (IAM-enforcing moto only).
     credentials: HashMap<String, (String, String)>,
+    /// Per function: how API Gateway invokes it (`RESPONSE_TRANSFER_MODE` in template.yaml).
+    transfer_modes: HashMap<String, String>,
     /// Per function binary: its role's statements from the SAM-transformed template.
     pub statements: HashMap<String, Vec<Value>>,
     pub dynamodb: aws_sdk_dynamodb::Client,
@@ -176,10 +178,15 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// The environment of function `binary` (e.g. `manuel-manuals`): [`Stack::env`] and, when
-    /// moto enforces IAM, the keys of the user that holds exactly its role's policy.
+    /// The environment of function `binary` (e.g. `manuel-manuals`; a second function of the
+    /// same binary by its logical id, e.g. `QueryStreamFunction`): [`Stack::env`], its transfer
+    /// mode from template.yaml and, when moto enforces IAM, the keys of the user that holds
+    /// exactly its role's policy.
     pub fn env_of(&self, binary: &str) -> Vec<(String, String)> {
         let mut env = self.env.clone();
+        if let Some(mode) = self.transfer_modes.get(binary) {
+            env.push(("RESPONSE_TRANSFER_MODE".to_owned(), mode.clone()));
+        }
         if let Some((key, secret)) = self.credentials.get(binary) {
             env.retain(|(name, _)| name != "AWS_ACCESS_KEY_ID" && name != "AWS_SECRET_ACCESS_KEY");
             env.push(("AWS_ACCESS_KEY_ID".to_owned(), key.clone()));
@@ -270,7 +277,11 @@ pub async fn stack(moto: &str, bedrock: &FakeBedrock) -> Stack {
 
     let mut credentials = HashMap::new();
     let mut statements = HashMap::new();
+    let mut transfer_modes = HashMap::new();
     for (binary, function) in roles["functions"].as_object().unwrap() {
+        if let Some(mode) = function["environment"]["RESPONSE_TRANSFER_MODE"].as_str() {
+            transfer_modes.insert(binary.clone(), mode.to_owned());
+        }
         statements.insert(
             binary.clone(),
             function["statements"].as_array().unwrap().clone(),
@@ -340,6 +351,7 @@ pub async fn stack(moto: &str, bedrock: &FakeBedrock) -> Stack {
     Stack {
         env,
         credentials,
+        transfer_modes,
         statements,
         dynamodb,
         s3,

@@ -264,3 +264,96 @@ async fn streaming_transcription_refuses_audio_sent_faster_than_it_plays_and_ans
     assert_eq!(streams[1].plays_for, Some(Duration::from_secs(3)));
     assert_eq!(streams[1].events, 6);
 }
+
+/// The context of a Converse request whose first passage is `text`.
+fn question_about(text: &str) -> Value {
+    let context = format!("Context:\n[1] (page 1)\n{text}\n\nQuestion: How?");
+    json!({"messages": [{"role": "user", "content": [{"text": context}]}]})
+}
+
+/// The event-stream messages in `bytes`: (event type, JSON payload).
+fn stream_events(mut bytes: &[u8]) -> Vec<(String, Value)> {
+    let mut events = Vec::new();
+    while !bytes.is_empty() {
+        let message = aws_smithy_eventstream::frame::read_message_from(&mut bytes).unwrap();
+        let kind = message
+            .headers()
+            .iter()
+            .find(|header| {
+                header.name().as_str() == ":event-type"
+                    || header.name().as_str() == ":exception-type"
+            })
+            .and_then(|header| header.value().as_string().ok())
+            .map(|kind| kind.as_str().to_owned())
+            .unwrap();
+        events.push((kind, serde_json::from_slice(message.payload()).unwrap()));
+    }
+    events
+}
+
+#[tokio::test]
+async fn converse_stream_writes_its_first_word_after_a_pause_then_at_a_models_pace() {
+    let bedrock = FakeBedrock::start().await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/model/{PROFILE}/converse-stream", bedrock.url))
+        .json(&question_about("Hold the reset button for ten seconds."))
+        .send()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/vnd.amazon.eventstream"
+    );
+    let mut response = response;
+    let mut arrivals = Vec::new();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        arrivals.push(started.elapsed());
+        bytes.extend_from_slice(&chunk);
+    }
+    let events = stream_events(&bytes);
+    let kinds: Vec<&str> = events.iter().map(|(kind, _)| kind.as_str()).collect();
+    assert_eq!(kinds[0], "messageStart");
+    assert_eq!(
+        kinds[kinds.len() - 3..],
+        ["contentBlockStop", "messageStop", "metadata"]
+    );
+    let words: String = events
+        .iter()
+        .filter(|(kind, _)| kind == "contentBlockDelta")
+        .map(|(_, payload)| payload["delta"]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(words, "Hold the reset button for ten seconds. [1]");
+    assert_eq!(events[events.len() - 1].1["usage"]["outputTokens"], 8);
+    // Not all at once: the first word after ~0.8 s, eight words at 40 a second after it.
+    assert!(arrivals.len() >= 8, "{arrivals:?}");
+    let last = arrivals[arrivals.len() - 1];
+    assert!(
+        last >= Duration::from_millis(800 + 7 * 25 - 50),
+        "{arrivals:?}"
+    );
+    assert_eq!(bedrock.streamed_tokens(), 8);
+}
+
+#[tokio::test]
+async fn converse_stream_stops_generating_when_its_caller_closes_the_stream() {
+    let bedrock = FakeBedrock::start().await;
+    bedrock.set_stream_pace(Duration::from_millis(50), 20.0);
+    bedrock.set_streamed_answer_tokens(200);
+    let mut response = reqwest::Client::new()
+        .post(format!("{}/model/{PROFILE}/converse-stream", bedrock.url))
+        .json(&question_about("Hold the reset button."))
+        .send()
+        .await
+        .unwrap();
+    while bedrock.streamed_tokens() < 3 {
+        response.chunk().await.unwrap();
+    }
+    drop(response);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = bedrock.streamed_tokens();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(bedrock.streamed_tokens(), after, "it kept generating");
+    assert!(after < 20, "{after}");
+}

@@ -346,6 +346,21 @@ async fn a_missing_setting_stops_init_and_names_the_variable() -> TestResult {
     assert!(code.is_some(), "init did not stop");
     let logs = lambda.stderr().join("\n");
     assert!(logs.contains("MANUALS_TABLE"), "{logs}");
+
+    // A transfer mode API Gateway does not have would answer every request in the wrong
+    // format: the query function refuses to start instead.
+    if let Some(query_bin) = binary("manuel-query") {
+        let mut env = stack.env_of("QueryStreamFunction");
+        env.retain(|(name, _)| name != "RESPONSE_TRANSFER_MODE");
+        env.push((
+            "RESPONSE_TRANSFER_MODE".to_owned(),
+            "RESPONSE_STREAM".to_owned(),
+        ));
+        let mut query = Lambda::start(&query_bin, "manuel-query-stream", &env).await;
+        assert_ne!(query.exit_code().await, Some(0));
+        let logs = query.stderr().join("\n");
+        assert!(logs.contains("RESPONSE_TRANSFER_MODE"), "{logs}");
+    }
     Ok(())
 }
 

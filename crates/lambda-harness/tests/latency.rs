@@ -16,7 +16,7 @@ use manuel_lambda_harness::fixtures::{
 };
 use manuel_lambda_harness::stack::{Stack, api_event, stack};
 use manuel_lambda_harness::{
-    FakeBedrock, FakeTranscribeStreaming, FaultProxy, KbPassage, Lambda, binary,
+    Ending, FakeBedrock, FakeTranscribeStreaming, FaultProxy, KbPassage, Lambda, Part, binary,
 };
 use serde_json::{Value, json};
 
@@ -320,5 +320,286 @@ async fn a_batch_job_takes_its_fifteen_seconds_and_the_answer_still_arrives_in_t
     // The job's 15 s, then retrieval and a 2.5 s answer.
     assert!(took >= Duration::from_secs(15), "{took:?}");
     assert!(took < timeout.min(API_GATEWAY_TIMEOUT), "{took:?}");
+    Ok(())
+}
+
+// --- POST /api/query/stream through the streaming runtime ---
+
+/// The streaming query function as template.yaml deploys it (its timeout, its role, STREAM).
+async fn stream_function(stack: &Stack, query_bin: &std::path::Path, timeout: Duration) -> Lambda {
+    let env = stack.env_of("QueryStreamFunction");
+    assert!(
+        env.contains(&("RESPONSE_TRANSFER_MODE".to_owned(), "STREAM".to_owned())),
+        "template.yaml runs QueryStreamFunction in STREAM mode"
+    );
+    Lambda::start_with_timeout(query_bin, "manuel-query-stream", &env, timeout).await
+}
+
+/// One Server-Sent Event as it arrived: name, JSON data, time since the question was sent.
+type Arrived = (String, Value, Duration);
+
+/// Asks `body` on the stream route and reads the response as API Gateway would pass it on:
+/// the prelude, then the events as the function writes them.
+async fn ask_streaming(query: &mut Lambda, body: Value) -> (Value, Vec<Arrived>, Ending) {
+    let asked = Instant::now();
+    let streamed = query
+        .invoke(api_event("POST", "/api/query/stream", ALICE, Some(body)))
+        .await
+        .streamed();
+    let prelude = streamed.prelude.clone();
+    let mut pending = String::new();
+    let mut events = Vec::new();
+    let ending = streamed
+        .read(asked, |bytes, at| {
+            pending.push_str(&String::from_utf8_lossy(bytes));
+            while let Some(end) = pending.find("\n\n") {
+                let block: String = pending.drain(..end + 2).collect();
+                if let Some(event) = sse_event(&block) {
+                    events.push((event.0, event.1, at));
+                }
+            }
+        })
+        .await;
+    (prelude, events, ending)
+}
+
+fn sse_event(block: &str) -> Option<(String, Value)> {
+    let mut name = None;
+    let mut data = String::new();
+    for line in block.lines() {
+        if let Some(value) = line.strip_prefix("event: ") {
+            name = Some(value.to_owned());
+        } else if let Some(value) = line.strip_prefix("data: ") {
+            data.push_str(value);
+        }
+    }
+    Some((name?, serde_json::from_str(&data).ok()?))
+}
+
+fn names(events: &[Arrived]) -> Vec<&str> {
+    events.iter().map(|(name, _, _)| name.as_str()).collect()
+}
+
+#[tokio::test]
+async fn an_answer_streams_through_the_streaming_runtime_as_bedrock_writes_it_and_is_charged_once()
+-> TestResult {
+    let (Some(moto), Some(query_bin)) = (moto(), binary("manuel-query")) else {
+        return Ok(());
+    };
+    let bedrock = FakeBedrock::start().await;
+    let stack = stack(&moto, &bedrock).await;
+    ready_manual(&stack, &bedrock).await;
+    let timeout = function_timeout("QueryStreamFunction", "QueryStreamTimeout");
+    let mut query = stream_function(&stack, &query_bin, timeout).await;
+
+    let question = json!({"question": "How do I reset the router?"});
+    let (prelude, events, ending) = ask_streaming(&mut query, question.clone()).await;
+    assert_eq!(ending, Ending::Finished);
+    assert_eq!(prelude["statusCode"], 200, "{prelude}");
+    // API Gateway's prelude takes one string per header: a repeated one breaks the response.
+    for (name, value) in prelude["headers"].as_object().unwrap() {
+        assert!(value.is_string(), "header {name} is {value}");
+    }
+    assert_eq!(prelude["headers"]["content-type"], "text/event-stream");
+    let order = names(&events);
+    assert_eq!(order[0], "sources", "{order:?}");
+    assert_eq!(order[order.len() - 1], "done", "{order:?}");
+    let deltas = order.iter().filter(|name| **name == "delta").count();
+    assert_eq!(deltas, order.len() - 2, "{order:?}");
+    assert!(deltas > 5, "the words came in {deltas} pieces");
+    // The words arrived as Bedrock wrote them (40 a second), not all at the end.
+    let first_delta = events[1].2;
+    let done = &events[events.len() - 1];
+    assert!(
+        done.2 >= first_delta + Duration::from_millis(200),
+        "first word at {first_delta:?}, done at {:?}",
+        done.2
+    );
+    let body = &done.1;
+    assert_eq!(body["context_found"], true, "{body}");
+    assert_eq!(body["cache_status"], "miss");
+    assert!(body["answer"].as_str().unwrap().ends_with("[1]"), "{body}");
+    assert_eq!(bedrock.requests("/converse-stream").len(), 1);
+    assert_eq!(
+        bedrock.requests("/converse").len(),
+        1,
+        "no non-streaming call"
+    );
+    assert!(bedrock.denied().is_empty(), "{:?}", bedrock.denied());
+
+    // Charged once, with the token count from the stream's metadata.
+    let (today, costs) = usage_items(&stack).await;
+    assert_eq!((today, costs.len()), (1, 1), "{costs:?}");
+    let words = body["answer"]
+        .as_str()
+        .unwrap()
+        .split_inclusive(' ')
+        .count();
+    assert_eq!(
+        costs[0]["output_tokens"].as_n().unwrap(),
+        &words.to_string()
+    );
+    assert_eq!(body["usage"]["daily_used"], 1);
+
+    // The same question again is served from the cache at once, and costs nothing.
+    let (_, again, _) = ask_streaming(&mut query, question).await;
+    assert_eq!(names(&again), ["sources", "delta", "done"]);
+    assert_eq!(again[2].1["cache_status"], "hit");
+    assert_eq!(bedrock.requests("/converse-stream").len(), 1);
+    assert_eq!(usage_items(&stack).await.0, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_spoken_question_streams_its_transcript_first() -> TestResult {
+    let (Some(moto), Some(query_bin)) = (moto(), binary("manuel-query")) else {
+        return Ok(());
+    };
+    let bedrock = FakeBedrock::start().await;
+    let transcribe = FakeTranscribeStreaming::start(SPOKEN).await;
+    let mut stack = stack(&moto, &bedrock).await;
+    stack.env.extend(transcribe.env());
+    ready_manual(&stack, &bedrock).await;
+    let timeout = function_timeout("QueryStreamFunction", "QueryStreamTimeout");
+    let mut query = stream_function(&stack, &query_bin, timeout).await;
+
+    let clip = manuel_core::ogg_opus::browser_webm(3.0, 1);
+    let body = json!({"question": "", "file_data": encode(&clip), "content_type": "audio/webm"});
+    let (_, events, ending) = ask_streaming(&mut query, body).await;
+    assert_eq!(ending, Ending::Finished);
+    assert_eq!(names(&events)[..2], ["question", "sources"]);
+    assert_eq!(events[0].1["question"], SPOKEN);
+    let done = &events[events.len() - 1].1;
+    assert_eq!(done["question"], SPOKEN);
+    assert_eq!(done["cost_info"]["operation"], "transcribe");
+    let (today, costs) = usage_items(&stack).await;
+    assert_eq!(
+        (today, costs.len()),
+        (1, 1),
+        "charged once, as one transcription"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failure_before_any_word_is_refunded_and_one_mid_answer_ends_the_stream_with_an_error()
+-> TestResult {
+    let (Some(moto), Some(query_bin)) = (moto(), binary("manuel-query")) else {
+        return Ok(());
+    };
+    let bedrock = FakeBedrock::start().await;
+    let stack = stack(&moto, &bedrock).await;
+    ready_manual(&stack, &bedrock).await;
+    let timeout = function_timeout("QueryStreamFunction", "QueryStreamTimeout");
+    let mut query = stream_function(&stack, &query_bin, timeout).await;
+
+    // The model fails before writing anything: an error event, the question given back.
+    bedrock.fail("/converse-stream", 500, "InternalServerException", Some(1));
+    let (prelude, events, _) =
+        ask_streaming(&mut query, json!({"question": "How do I reset it?"})).await;
+    assert_eq!(prelude["statusCode"], 200);
+    assert_eq!(names(&events), ["sources", "error"]);
+    assert_eq!(events[1].1["code"], "service_unavailable");
+    assert_eq!(usage_items(&stack).await, (0, Vec::new()));
+
+    // The model's stream breaks after three words: they were sent, then an error event; the
+    // question counts (the model ran), no cost is recorded (no token count came), nothing is
+    // cached.
+    bedrock.break_stream_after(3);
+    let question = json!({"question": "How do I reset the router?"});
+    let (_, events, ending) = ask_streaming(&mut query, question.clone()).await;
+    assert_eq!(ending, Ending::Finished);
+    assert_eq!(
+        names(&events),
+        ["sources", "delta", "delta", "delta", "error"],
+        "{events:?}"
+    );
+    assert_eq!(events[4].1["code"], "service_unavailable");
+    let (today, costs) = usage_items(&stack).await;
+    assert_eq!((today, costs.len()), (1, 0));
+    let (_, again, _) = ask_streaming(&mut query, question).await;
+    assert_ne!(
+        again[2].1["cache_status"], "hit",
+        "a broken answer was cached"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stream_ends_with_an_error_event_before_the_function_times_out() -> TestResult {
+    let (Some(moto), Some(query_bin)) = (moto(), binary("manuel-query")) else {
+        return Ok(());
+    };
+    let bedrock = FakeBedrock::start().await;
+    // 200 words at 5 a second: 40 s, far past this function's 8 s.
+    bedrock.set_stream_pace(Duration::from_millis(300), 5.0);
+    bedrock.set_streamed_answer_tokens(200);
+    let stack = stack(&moto, &bedrock).await;
+    ready_manual(&stack, &bedrock).await;
+    let timeout = Duration::from_secs(8);
+    let mut query = stream_function(&stack, &query_bin, timeout).await;
+
+    let (_, events, ending) = ask_streaming(
+        &mut query,
+        json!({"question": "How do I reset the router?"}),
+    )
+    .await;
+    assert_eq!(ending, Ending::Finished, "Lambda cut the stream off");
+    let last = &events[events.len() - 1];
+    assert_eq!(last.0, "error", "{:?}", names(&events));
+    assert_eq!(last.1["code"], "service_unavailable");
+    assert!(last.2 < timeout, "the error came at {:?}", last.2);
+    assert!(names(&events).contains(&"delta"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_stops_the_model() -> TestResult {
+    let (Some(moto), Some(query_bin)) = (moto(), binary("manuel-query")) else {
+        return Ok(());
+    };
+    let bedrock = FakeBedrock::start().await;
+    bedrock.set_stream_pace(Duration::from_millis(300), 10.0);
+    bedrock.set_streamed_answer_tokens(300);
+    let stack = stack(&moto, &bedrock).await;
+    ready_manual(&stack, &bedrock).await;
+    let timeout = function_timeout("QueryStreamFunction", "QueryStreamTimeout");
+    let mut query = stream_function(&stack, &query_bin, timeout).await;
+
+    let mut streamed = query
+        .invoke(api_event(
+            "POST",
+            "/api/query/stream",
+            ALICE,
+            Some(json!({"question": "How do I reset the router?"})),
+        ))
+        .await
+        .streamed();
+    let mut seen = String::new();
+    while !seen.contains("event: delta") {
+        match streamed.next().await {
+            Part::Data(bytes) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+            other => panic!("the stream ended before a word: {other:?}"),
+        }
+    }
+    drop(streamed);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after_leaving = bedrock.streamed_tokens();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        bedrock.streamed_tokens(),
+        after_leaving,
+        "the model kept writing"
+    );
+    assert!(
+        after_leaving < 60,
+        "{after_leaving} of 300 words were generated"
+    );
+    let (today, costs) = usage_items(&stack).await;
+    assert_eq!(
+        (today, costs.len()),
+        (1, 0),
+        "words were sent: the question counts"
+    );
     Ok(())
 }

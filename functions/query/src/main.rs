@@ -1,9 +1,10 @@
-//! The query function as a Lambda behind API Gateway (REST proxy events).
+//! The query function as a Lambda behind API Gateway (REST proxy events), buffered or
+//! streamed (`RESPONSE_TRANSFER_MODE`).
 
 use std::sync::Arc;
 
 use axum::Router;
-use manuel_aws::lambda::{Init, run_http};
+use manuel_aws::lambda::{Init, serve_http};
 use manuel_core::config::ConfigError;
 use manuel_core::security::Security;
 use manuel_core::usage::SystemClock;
@@ -50,5 +51,7 @@ async fn app(init: &Init) -> Result<(Router, Security), ConfigError> {
 async fn main() -> Result<(), lambda_http::Error> {
     let init = Init::start("query").await;
     let (routes, security) = init.checked(app(&init).await)?;
-    run_http(routes, &security).await
+    // QueryStreamFunction runs this binary in STREAM mode, for POST /api/query/stream.
+    let mode = init.checked(init.transfer_mode())?;
+    serve_http(routes, &security, mode).await
 }

@@ -16,10 +16,14 @@ use async_trait::async_trait;
 use aws_sdk_bedrockruntime::config::http::HttpResponse;
 use aws_sdk_bedrockruntime::error::SdkError;
 use aws_sdk_bedrockruntime::operation::converse::ConverseError;
+use aws_sdk_bedrockruntime::operation::converse_stream::ConverseStreamError;
+use aws_sdk_bedrockruntime::types::error::ConverseStreamOutputError;
 use aws_sdk_bedrockruntime::types::{
-    ContentBlock, ConversationRole, InferenceConfiguration, Message, SystemContentBlock,
+    ContentBlock, ContentBlockDelta, ConversationRole, ConverseStreamOutput,
+    InferenceConfiguration, Message, SystemContentBlock, TokenUsage,
 };
 use manuel_core::PortError;
+use manuel_core::answer_text::AnswerText;
 use manuel_core::deadline;
 use manuel_core::domain::{Answer, NOT_FOUND_ANSWER, RetrievedChunk, UserId};
 use manuel_core::ports::AnswerModel;
@@ -156,15 +160,10 @@ pub fn converse_error(error: SdkError<ConverseError, HttpResponse>) -> PortError
         ),
         _ => false,
     };
-    match crate::sdk_error::sdk_error(DEPENDENCY, error) {
-        PortError::Transient { service, message } if !refused_before_processing => {
-            PortError::Unavailable {
-                service,
-                message: format!("{message}; not retried (the model may have processed it)"),
-            }
-        }
-        other => other,
-    }
+    not_retried_unless(
+        refused_before_processing,
+        crate::sdk_error::sdk_error(DEPENDENCY, error),
+    )
 }
 
 fn not_found(input_tokens: u64, output_tokens: u64) -> Answer {
@@ -178,22 +177,10 @@ fn not_found(input_tokens: u64, output_tokens: u64) -> Answer {
     }
 }
 
-#[async_trait]
-impl AnswerModel for BedrockAnswerModel {
-    async fn answer(
-        &self,
-        _user: &UserId,
-        question: &str,
-        passages: &[RetrievedChunk],
-    ) -> Result<Answer, PortError> {
-        if passages.is_empty() {
-            return Ok(not_found(0, 0));
-        }
-        let message = Message::builder()
-            .role(ConversationRole::User)
-            .content(ContentBlock::Text(context_message(question, passages)))
-            .build()
-            .map_err(PortError::failed)?;
+impl BedrockAnswerModel {
+    /// The time a model call may take: what the invocation has left less the margin, at most
+    /// `max_wait`; refused when no answer could arrive in it.
+    fn budget(&self) -> Result<Duration, PortError> {
         let budget = deadline::current().map_or(self.settings.max_wait, |deadline| {
             deadline
                 .remaining(self.settings.deadline_margin)
@@ -207,6 +194,80 @@ impl AnswerModel for BedrockAnswerModel {
                 ),
             });
         }
+        Ok(budget)
+    }
+
+    fn question_message(question: &str, passages: &[RetrievedChunk]) -> Result<Message, PortError> {
+        Message::builder()
+            .role(ConversationRole::User)
+            .content(ContentBlock::Text(context_message(question, passages)))
+            .build()
+            .map_err(PortError::failed)
+    }
+
+    fn inference(&self) -> InferenceConfiguration {
+        InferenceConfiguration::builder()
+            .temperature(self.settings.temperature)
+            .max_tokens(self.settings.max_tokens)
+            .build()
+    }
+}
+
+fn out_of_time(budget: Duration) -> PortError {
+    telemetry::record_dependency(Metric::DependencyErrors, DEPENDENCY, 1.0);
+    PortError::Unavailable {
+        service: DEPENDENCY,
+        message: format!(
+            "no answer within {budget:?}, the time left before the invocation's deadline; not retried (the model may have processed it)"
+        ),
+    }
+}
+
+/// The model's whole reply as an [`Answer`]: the refusal for the marker, an empty reply or one
+/// that cites nothing; otherwise its citations renumbered in order of use.
+fn answer_of(text: &str, passages: usize, input_tokens: u64, output_tokens: u64) -> Answer {
+    if text.trim().is_empty() || text.contains(NOT_FOUND_MARKER) {
+        return not_found(input_tokens, output_tokens);
+    }
+    let (text, cited) = renumber_citations(text, passages);
+    if cited.is_empty() {
+        // An answer that cites nothing is not grounded in the manuals: refuse it.
+        tracing::warn!("the model answered without citing a passage; refused");
+        return not_found(input_tokens, output_tokens);
+    }
+    Answer {
+        text,
+        cited,
+        found: true,
+        // Claude cites; the passages it did not cite stay in retrieval order.
+        ranking: Vec::new(),
+        input_tokens,
+        output_tokens,
+    }
+}
+
+fn token_counts(usage: Option<&TokenUsage>) -> (u64, u64) {
+    usage.map_or((0, 0), |usage| {
+        (
+            u64::try_from(usage.input_tokens()).unwrap_or(0),
+            u64::try_from(usage.output_tokens()).unwrap_or(0),
+        )
+    })
+}
+
+#[async_trait]
+impl AnswerModel for BedrockAnswerModel {
+    async fn answer(
+        &self,
+        _user: &UserId,
+        question: &str,
+        passages: &[RetrievedChunk],
+    ) -> Result<Answer, PortError> {
+        if passages.is_empty() {
+            return Ok(not_found(0, 0));
+        }
+        let message = Self::question_message(question, passages)?;
+        let budget = self.budget()?;
         let started = Instant::now();
         let call = self
             .client
@@ -214,36 +275,18 @@ impl AnswerModel for BedrockAnswerModel {
             .model_id(&self.settings.model_id)
             .system(SystemContentBlock::Text(SYSTEM_PROMPT.to_owned()))
             .messages(message)
-            .inference_config(
-                InferenceConfiguration::builder()
-                    .temperature(self.settings.temperature)
-                    .max_tokens(self.settings.max_tokens)
-                    .build(),
-            )
+            .inference_config(self.inference())
             .send();
         let output = match tokio::time::timeout(budget, call).await {
             Ok(result) => result.map_err(converse_error)?,
-            Err(_) => {
-                telemetry::record_dependency(Metric::DependencyErrors, DEPENDENCY, 1.0);
-                return Err(PortError::Unavailable {
-                    service: DEPENDENCY,
-                    message: format!(
-                        "no answer within {budget:?}, the time left before the invocation's deadline; not retried (the model may have processed it)"
-                    ),
-                });
-            }
+            Err(_) => return Err(out_of_time(budget)),
         };
         telemetry::record_dependency(
             Metric::DependencyLatency,
             DEPENDENCY,
             started.elapsed().as_secs_f64() * 1000.0,
         );
-        let (input_tokens, output_tokens) = output.usage().map_or((0, 0), |usage| {
-            (
-                u64::try_from(usage.input_tokens()).unwrap_or(0),
-                u64::try_from(usage.output_tokens()).unwrap_or(0),
-            )
-        });
+        let (input_tokens, output_tokens) = token_counts(output.usage());
         let text: String = output
             .output()
             .and_then(|output| output.as_message().ok())
@@ -257,24 +300,165 @@ impl AnswerModel for BedrockAnswerModel {
                     .join("\n")
             })
             .unwrap_or_default();
-        if text.trim().is_empty() || text.contains(NOT_FOUND_MARKER) {
-            return Ok(not_found(input_tokens, output_tokens));
-        }
-        let (text, cited) = renumber_citations(&text, passages.len());
-        if cited.is_empty() {
-            // An answer that cites nothing is not grounded in the manuals: refuse it.
-            tracing::warn!("the model answered without citing a passage; refused");
-            return Ok(not_found(input_tokens, output_tokens));
-        }
-        Ok(Answer {
-            text,
-            cited,
-            found: true,
-            // Claude cites; the passages it did not cite stay in retrieval order.
-            ranking: Vec::new(),
+        Ok(answer_of(
+            &text,
+            passages.len(),
             input_tokens,
             output_tokens,
-        })
+        ))
+    }
+
+    /// `ConverseStream`: the words are handed on as they arrive, except while the reply could
+    /// still be the not-found marker. The whole stream must end within the same budget as a
+    /// `Converse`; a failure once the stream began is not retried (the model ran). When `text`
+    /// closes the stream is dropped, which closes the connection and stops the generation.
+    /// Requires `bedrock:InvokeModelWithResponseStream`:
+    /// https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ConverseStream.html
+    async fn answer_streaming(
+        &self,
+        _user: &UserId,
+        question: &str,
+        passages: &[RetrievedChunk],
+        text: AnswerText,
+    ) -> Result<Answer, PortError> {
+        if passages.is_empty() {
+            return Ok(not_found(0, 0));
+        }
+        let message = Self::question_message(question, passages)?;
+        let budget = self.budget()?;
+        let started = Instant::now();
+        let ends = tokio::time::Instant::now() + budget;
+        let call = self
+            .client
+            .converse_stream()
+            .model_id(&self.settings.model_id)
+            .system(SystemContentBlock::Text(SYSTEM_PROMPT.to_owned()))
+            .messages(message)
+            .inference_config(self.inference())
+            .send();
+        let mut output = match tokio::time::timeout_at(ends, call).await {
+            Ok(result) => result.map_err(converse_stream_error)?,
+            Err(_) => return Err(out_of_time(budget)),
+        };
+        let mut written = String::new();
+        let mut gate = MarkerGate::default();
+        let mut tokens = (0, 0);
+        loop {
+            let event = match tokio::time::timeout_at(ends, output.stream.recv()).await {
+                Err(_) => return Err(out_of_time(budget)),
+                Ok(Err(error)) => return Err(stream_broke(error)),
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(event))) => event,
+            };
+            match event {
+                ConverseStreamOutput::ContentBlockDelta(delta) => {
+                    let Some(ContentBlockDelta::Text(words)) = delta.delta() else {
+                        continue;
+                    };
+                    if written.is_empty() {
+                        telemetry::record_dependency(
+                            Metric::DependencyLatency,
+                            "bedrock-converse-first-token",
+                            started.elapsed().as_secs_f64() * 1000.0,
+                        );
+                    }
+                    written.push_str(words);
+                    if let Some(open) = gate.pass(words)
+                        && text.send(open).await.is_err()
+                    {
+                        tracing::info!("nobody listens any more: the model's stream is closed");
+                        break;
+                    }
+                }
+                ConverseStreamOutput::Metadata(metadata) => {
+                    tokens = token_counts(metadata.usage());
+                }
+                _ => {}
+            }
+        }
+        telemetry::record_dependency(
+            Metric::DependencyLatency,
+            DEPENDENCY,
+            started.elapsed().as_secs_f64() * 1000.0,
+        );
+        Ok(answer_of(&written, passages.len(), tokens.0, tokens.1))
+    }
+}
+
+/// Holds back the start of a reply while it could still be the not-found marker, so the
+/// marker never reaches a listener; a reply that is the marker stays held.
+#[derive(Default)]
+struct MarkerGate {
+    held: String,
+    open: bool,
+    refused: bool,
+}
+
+impl MarkerGate {
+    /// What may be handed on after `words`, if anything.
+    fn pass(&mut self, words: &str) -> Option<String> {
+        if self.open {
+            return Some(words.to_owned());
+        }
+        if self.refused {
+            return None;
+        }
+        self.held.push_str(words);
+        let start = self.held.trim_start();
+        if start.starts_with(NOT_FOUND_MARKER) {
+            self.refused = true;
+            return None;
+        }
+        if NOT_FOUND_MARKER.starts_with(start) {
+            return None;
+        }
+        self.open = true;
+        Some(std::mem::take(&mut self.held))
+    }
+}
+
+/// A failed `ConverseStream` request, classified as [`converse_error`] classifies a `Converse`.
+fn converse_stream_error(error: SdkError<ConverseStreamError, HttpResponse>) -> PortError {
+    let refused_before_processing = match &error {
+        SdkError::DispatchFailure(failure) => failure.is_timeout(),
+        SdkError::ServiceError(context) => matches!(
+            context.err(),
+            ConverseStreamError::ThrottlingException(_)
+                | ConverseStreamError::ModelNotReadyException(_)
+                | ConverseStreamError::ServiceUnavailableException(_)
+        ),
+        _ => false,
+    };
+    not_retried_unless(
+        refused_before_processing,
+        crate::sdk_error::sdk_error(DEPENDENCY, error),
+    )
+}
+
+/// The stream broke after it began: the model ran, so this is never retried.
+fn stream_broke<R: std::fmt::Debug>(error: SdkError<ConverseStreamOutputError, R>) -> PortError {
+    telemetry::record_dependency(Metric::DependencyErrors, DEPENDENCY, 1.0);
+    let message = match &error {
+        SdkError::ServiceError(context) => context.err().to_string(),
+        other => format!("{other:?}"),
+    };
+    PortError::Unavailable {
+        service: DEPENDENCY,
+        message: format!("the answer's stream broke: {message}; not retried (the model ran)"),
+    }
+}
+
+/// `error` as it is, if the request was refused before the model ran; otherwise a transient
+/// error becomes one that is not retried.
+fn not_retried_unless(refused_before_processing: bool, error: PortError) -> PortError {
+    match error {
+        PortError::Transient { service, message } if !refused_before_processing => {
+            PortError::Unavailable {
+                service,
+                message: format!("{message}; not retried (the model may have processed it)"),
+            }
+        }
+        other => other,
     }
 }
 
@@ -292,6 +476,21 @@ mod tests {
         assert_eq!(cited, vec![1, 0]);
         let (text, cited) = renumber_citations("Unclosed [2", 2);
         assert_eq!((text.as_str(), cited.len()), ("Unclosed [2", 0));
+    }
+
+    #[test]
+    fn the_not_found_marker_never_streams_and_an_answer_streams_once_it_differs() {
+        let mut gate = MarkerGate::default();
+        assert_eq!(gate.pass(" NOT"), None);
+        assert_eq!(gate.pass("_FOU"), None);
+        assert_eq!(gate.pass("ND"), None);
+        assert_eq!(gate.pass(" anything"), None);
+        let mut gate = MarkerGate::default();
+        assert_eq!(gate.pass("NO"), None);
+        assert_eq!(gate.pass("w lift"), Some("NOw lift".to_owned()));
+        assert_eq!(gate.pass(" the lid [1]."), Some(" the lid [1].".to_owned()));
+        let mut gate = MarkerGate::default();
+        assert_eq!(gate.pass("Press"), Some("Press".to_owned()));
     }
 
     #[test]

@@ -324,3 +324,46 @@ pub async fn run_http(routes: Router, security: &Security) -> Result<(), lambda_
     let app = behind_api_gateway::<lambda_http::Body>(serve_app(routes, security));
     lambda_http::run(app).await
 }
+
+/// How API Gateway invokes a function, from `RESPONSE_TRANSFER_MODE` (template.yaml sets it
+/// next to the route's transfer mode; the two must agree).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferMode {
+    /// `Invoke`: the whole response as one JSON document (the default).
+    Buffered,
+    /// `InvokeWithResponseStream`: a JSON prelude, eight NUL bytes, then the body as it is
+    /// written.
+    Stream,
+}
+
+impl Init {
+    pub fn transfer_mode(&self) -> Result<TransferMode, ConfigError> {
+        match self.env.optional("RESPONSE_TRANSFER_MODE") {
+            None | Some("BUFFERED") => Ok(TransferMode::Buffered),
+            Some("STREAM") => Ok(TransferMode::Stream),
+            Some(other) => Err(ConfigError {
+                name: "RESPONSE_TRANSFER_MODE",
+                reason: format!("must be BUFFERED or STREAM, not {other:?}"),
+            }),
+        }
+    }
+}
+
+/// Serves `routes` as [`run_http`] does, in `mode`: streamed responses reach the client as they
+/// are written, each header once (API Gateway's streaming prelude takes no repeated header).
+pub async fn serve_http(
+    routes: Router,
+    security: &Security,
+    mode: TransferMode,
+) -> Result<(), lambda_http::Error> {
+    match mode {
+        TransferMode::Buffered => run_http(routes, security).await,
+        TransferMode::Stream => {
+            let app = serve_app(routes, security).layer(axum::middleware::map_response(
+                crate::gateway::single_valued_headers,
+            ));
+            lambda_http::run_with_streaming_response(behind_api_gateway::<lambda_http::Body>(app))
+                .await
+        }
+    }
+}

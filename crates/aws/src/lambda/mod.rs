@@ -4,5 +4,5 @@
 
 mod init;
 
-pub use init::{Init, run_http};
+pub use init::{Init, TransferMode, run_http, serve_http};
 pub use manuel_core::config::Env;
