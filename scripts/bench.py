@@ -64,6 +64,36 @@ class Api:
         return response.status, parsed
 
 
+def ask_streaming(api, body):
+    """POST /api/query/stream on a new connection: ms from sending to the headers (the first
+    byte), to the first `delta` event and to the end; the event names in order."""
+    connection = http.client.HTTPConnection(api.host, api.port, timeout=600)
+    started = time.monotonic()
+    connection.request("POST", "/api/query/stream", body=json.dumps(body).encode(),
+                       headers={"Authorization": f"Bearer {api.token}",
+                                "Content-Type": "application/json"})
+    response = connection.getresponse()
+    first_byte = (time.monotonic() - started) * 1000
+    if response.status != 200:
+        raise RuntimeError(f"stream: {response.status} {response.read()[:300]}")
+    first_delta, pending, names = None, "", []
+    while True:
+        chunk = response.read1(65536)
+        if not chunk:
+            break
+        pending += chunk.decode(errors="replace")
+        while "\n\n" in pending:
+            block, pending = pending.split("\n\n", 1)
+            name = next((line[7:] for line in block.splitlines() if line.startswith("event: ")), None)
+            if name:
+                names.append(name)
+            if name == "delta" and first_delta is None:
+                first_delta = (time.monotonic() - started) * 1000
+    done = (time.monotonic() - started) * 1000
+    connection.close()
+    return first_byte, first_delta, done, names
+
+
 def percentile(values, p):
     if not values:
         return None
@@ -337,6 +367,26 @@ def local(args):
     q = results["queries_1000_pages"]
     say(f"queries over {q['indexed_pages']} pages: miss p50 {q['miss']['p50_ms']:.1f} ms, "
         f"hit p50 {q['hit']['p50_ms']:.2f} ms")
+
+    # The same questions streamed, each new to the cache (a suffix changes the cache key).
+    first_bytes, first_deltas, dones = [], [], []
+    for question in questions:
+        first_byte, first_delta, done, names = ask_streaming(
+            pages_api, {"question": f"{question} (streamed)"})
+        if names[-1:] != ["done"] or "delta" not in names:
+            raise RuntimeError(f"stream of {question!r}: events {names}")
+        first_bytes.append(first_byte)
+        first_deltas.append(first_delta)
+        dones.append(done)
+    results["stream_1000_pages"] = {
+        "questions": len(questions),
+        "first_byte": summary_ms(first_bytes),
+        "first_delta": summary_ms(first_deltas),
+        "done": summary_ms(dones),
+    }
+    st = results["stream_1000_pages"]
+    say(f"streamed over {q['indexed_pages']} pages: first byte p50 {st['first_byte']['p50_ms']:.1f} ms, "
+        f"first delta p50 {st['first_delta']['p50_ms']:.1f} ms")
     return results
 
 
@@ -405,6 +455,10 @@ def report(args):
                q["miss"]["p50_ms"] if q else None, 30, " ms")
         target("query over ~1,000 pages p50 ≤ 2 ms on a cache hit",
                q["hit"]["p50_ms"] if q else None, 2, " ms", 2)
+        st = local_part.get("stream_1000_pages")
+        target("streamed query over ~1,000 pages: first byte p50 ≤ 50 ms on a cache miss",
+               st["first_byte"]["p50_ms"] if st else None, 50, " ms", 1,
+               f"first delta p50 {st['first_delta']['p50_ms']:.1f} ms" if st else "")
         first = (local_part.get("ingestion") or [{}])[0]
         target("ingesting the 329-page PDF: server peak RSS ≤ 600 MiB",
                first.get("server_peak_rss_mib"), 600, " MiB", 0)
@@ -416,10 +470,24 @@ def report(args):
                f"{bomb.get('status')}: {bomb.get('reason')}" if bomb else "")
         target("decompression bomb: `failed` within 60 s", bomb.get("seconds"), 60, " s", 1)
 
+    stream = load_part(parts, "stream.json")
+    if stream:
+        target("streamed answer through the streaming query function: first delta p50 ≤ 1.5 s "
+               "(Retrieve 0.6 s, first token 0.8 s)", stream["first_delta"]["p50_us"] / 1e6, 1.5,
+               " s", 2, f"max {stream['first_delta']['max_us'] / 1e6:.2f} s; first byte p50 "
+               f"{stream['first_byte']['p50_us'] / 1e6:.2f} s")
+        long = stream["long_answer"]
+        target(f"a {long['tokens']:,}-token answer streams past 29 s and ends with `done`",
+               long["seconds"] if long["last_event"] == "done" and long["ending"] == "Finished" else None,
+               ">= 29", " s", 1, f"last event `{long['last_event']}`, {long['deltas']} deltas, "
+               f"stream {long['ending']}")
+        targets[-1]["result"] = ("pass" if long["last_event"] == "done" and long["seconds"] >= 29
+                                 else "miss")
+
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     document = {"environment": env, "targets": targets, "lambdas": lambdas, "artifacts": artifacts,
-                "routes": routes, "local": local_part, "fixes": fixes}
+                "routes": routes, "local": local_part, "stream": stream, "fixes": fixes}
     (out_dir / "latest.json").write_text(json.dumps(document, indent=2) + "\n")
     markdown = render(document)
     (out_dir / "latest.md").write_text(markdown)
@@ -448,7 +516,7 @@ def resolve(doc, path):
     return value if isinstance(value, (int, float)) else None
 
 
-ALL_PARTS = ("lambdas", "artifacts", "routes", "local")
+ALL_PARTS = ("lambdas", "artifacts", "routes", "local", "stream")
 
 
 def render(doc):
@@ -567,8 +635,42 @@ def render(doc):
                     lines.append(f"| cache {kind} | {fmt(s['p50_ms'], ' ms', 2)} | {fmt(s['p90_ms'], ' ms', 2)} | "
                                  f"{fmt(s['p99_ms'], ' ms', 2)} | {fmt(s['mean_ms'], ' ms', 2)} | "
                                  f"{fmt(q['server_response_time_ms'][kind]['p50_ms'], ' ms', 2)} |")
+            st = local_part.get("stream_1000_pages")
+            if st:
+                lines += ["", f"The same {st['questions']} questions on `POST /api/query/stream`, each new "
+                          "to the cache, a new connection each: first byte = the response's status "
+                          "and headers (sent once retrieval is done), first delta = the answer's first "
+                          "sentence, done = the end of the stream.", "",
+                          "| | p50 | p90 | p99 | max |", "|---|---|---|---|---|"]
+                for kind in ("first_byte", "first_delta", "done"):
+                    s = st[kind]
+                    lines.append(f"| {kind.replace('_', ' ')} | {fmt(s['p50_ms'], ' ms', 2)} | "
+                                 f"{fmt(s['p90_ms'], ' ms', 2)} | {fmt(s['p99_ms'], ' ms', 2)} | "
+                                 f"{fmt(s['max_ms'], ' ms', 2)} |")
         else:
             lines.append("Not measured in this run (BENCH_SKIP_INGEST=1).")
+    else:
+        lines.append("Not measured in this run.")
+
+    stream = doc.get("stream")
+    lines += ["", "## 7. Streamed answers through the streaming query function", ""]
+    if stream:
+        long = stream["long_answer"]
+        lines += ["The release `manuel-query` binary with `RESPONSE_TRANSFER_MODE=STREAM` behind a "
+                  "local Runtime API that speaks Lambda's streaming response protocol (prelude, "
+                  "NUL delimiter, body; cut off at the function's timeout, "
+                  f"{stream['function_timeout_s']} s as template.yaml deploys it), a moto stack, "
+                  f"and the Bedrock fake at Bedrock's pace ({stream['pace']}). Times from the "
+                  "invoke: first byte = the prelude (what API Gateway passes on first), first delta "
+                  f"= the first word. {stream['questions']} distinct questions (cache misses).", "",
+                  "| | p50 | p90 | max |", "|---|---|---|---|"]
+        for kind in ("first_byte", "first_delta", "done"):
+            s = stream[kind]
+            lines.append(f"| {kind.replace('_', ' ')} | {fmt(s['p50_us'] / 1e3, ' ms', 0)} | "
+                         f"{fmt(s['p90_us'] / 1e3, ' ms', 0)} | {fmt(s['max_us'] / 1e3, ' ms', 0)} |")
+        lines += ["", f"A {long['tokens']:,}-token answer: {long['deltas']} deltas over "
+                  f"{fmt(long['seconds'], ' s')}, last event `{long['last_event']}` "
+                  f"(output tokens billed: {long['output_tokens']}), stream {long['ending']}."]
     else:
         lines.append("Not measured in this run.")
 

@@ -7,7 +7,11 @@
 #   3.   the zipped arm64 artifacts of `make build`, when they exist (BENCH_ARM64=1 builds them)
 #   4.   warm in-process cost per HTTP route, with zero-latency fakes (crates/bench)
 #   5.   manuel-local (release) under load from wrk: /api/user/quota, /api/manuals, /api/query
-#   6.   local ingestion of a 329-page PDF and question latency over ~1,000 indexed pages
+#   6.   local ingestion of a 329-page PDF and question latency over ~1,000 indexed pages, and
+#        streamed answers there (first byte, first delta)
+#   7.   streamed answers through the streaming query function (release binary, streaming
+#        Runtime API, moto, the Bedrock fake at Bedrock's pace): first byte, first delta, and a
+#        2,000-token answer past 29 s
 #
 # Environment:
 #   BENCH_TARGET_DIR   cargo target dir of the release builds
@@ -15,7 +19,7 @@
 #   BENCH_LAMBDA_DIR   where `make build` put <binary>/bootstrap.zip
 #                      (default: ${CARGO_TARGET_DIR:-target}/lambda, as scripts/lambda-build.sh)
 #   BENCH_ARM64=1      run `make build` first (cargo-lambda, arm64; slow)
-#   BENCH_ONLY         a comma-separated subset of: lambdas,artifacts,routes,local
+#   BENCH_ONLY         a comma-separated subset of: lambdas,artifacts,routes,local,stream
 #   BENCH_STARTS (20)  BENCH_WARM (1000)  BENCH_ROUTE_ITERATIONS (5000)
 #   BENCH_LOAD_SECONDS (10)  BENCH_SKIP_INGEST=1  BENCH_NICE (10: niceness of the builds)
 #   BENCH_NO_BUILD=1   use the binaries already in BENCH_TARGET_DIR/release
@@ -35,7 +39,7 @@ say() { echo "bench: $*" >&2; }
 lambda_dir="${BENCH_LAMBDA_DIR:-${CARGO_TARGET_DIR:-$root/target}/lambda}"
 export CARGO_TARGET_DIR="${BENCH_TARGET_DIR:-$HOME/.cache/manuel/target-bench}"
 release="$CARGO_TARGET_DIR/release"
-only="${BENCH_ONLY:-lambdas,artifacts,routes,local}"
+only="${BENCH_ONLY:-lambdas,artifacts,routes,local,stream}"
 wants() { [[ ",$only," == *",$1,"* ]]; }
 nice_level="${BENCH_NICE:-10}"
 features="manuel-manuals/lambda,manuel-query/lambda,manuel-usage/lambda,manuel-process-manual/lambda,manuel-error-processor/lambda,manuel-transcribe/lambda"
@@ -44,7 +48,7 @@ binaries=(manuel-manuals manuel-query manuel-usage manuel-process-manual manuel-
 # One JSON file per part; a part not measured in this run (BENCH_ONLY) keeps its last file.
 parts="$root/bench/report/parts"
 mkdir -p "$parts"
-for part in lambdas artifacts routes local; do
+for part in lambdas artifacts routes local stream; do
     if wants "$part"; then rm -f "$parts/$part.json"; fi
 done
 
@@ -75,7 +79,7 @@ if [[ -z "${BENCH_NO_BUILD:-}" ]]; then
     say "release builds in $CARGO_TARGET_DIR (slow the first time)"
     # Only what the parts asked for are built: the Lambda binaries and manuel-bench for the
     # lambdas and routes parts, manuel-local for the local part.
-    if wants lambdas || wants routes; then
+    if wants lambdas || wants routes || wants stream; then
         nice -n "$nice_level" cargo build --release --features "$features" "${bins[@]}" --bin manuel-bench
     fi
     if wants local; then nice -n "$nice_level" cargo build --release -p manuel-local; fi
@@ -91,8 +95,7 @@ if wants routes; then
     "$release/manuel-bench" routes --iterations "${BENCH_ROUTE_ITERATIONS:-5000}" --out "$parts/routes.json"
 fi
 
-if wants lambdas; then
-    say "1-2. cold starts and peak RSS of the Lambda binaries (moto on loopback)"
+if wants lambdas || wants stream; then
     # Our own moto server (not scripts/moto.sh start, which would stop one a test run is using).
     "$root/scripts/moto.sh" install
     # The harness reads the test stack's names from template.yaml with SAM's translator.
@@ -107,8 +110,16 @@ if wants lambdas; then
         python3 -c "import urllib.request; urllib.request.urlopen('$moto_url/moto-api/', timeout=1)" 2>/dev/null && break
         sleep 0.1
     done
-    "$release/manuel-bench" lambdas --bin-dir "$release" --moto "$moto_url" \
-        --starts "${BENCH_STARTS:-20}" --warm "${BENCH_WARM:-1000}" --out "$parts/lambdas.json"
+    if wants lambdas; then
+        say "1-2. cold starts and peak RSS of the Lambda binaries (moto on loopback)"
+        "$release/manuel-bench" lambdas --bin-dir "$release" --moto "$moto_url" \
+            --starts "${BENCH_STARTS:-20}" --warm "${BENCH_WARM:-1000}" --out "$parts/lambdas.json"
+    fi
+    if wants stream; then
+        say "7. streamed answers through the streaming query function (about a minute)"
+        "$release/manuel-bench" stream --bin-dir "$release" --moto "$moto_url" \
+            --out "$parts/stream.json"
+    fi
     kill "$moto_pid" 2>/dev/null || true
     trap - EXIT
 fi

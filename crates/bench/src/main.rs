@@ -4,6 +4,8 @@
 //!       warm in-process cost of every HTTP route, with zero-latency fakes behind the routers
 //!   manuel-bench lambdas --bin-dir DIR --moto URL [--starts N] [--warm N] [--only NAME]... [--out FILE]
 //!       cold starts (spawn → first response) and peak RSS of the Lambda binaries in DIR
+//!   manuel-bench stream --bin-dir DIR --moto URL [--questions N] [--out FILE]
+//!       first byte and first word of POST /api/query/stream through the streaming query function
 //!
 //! Each writes JSON (to FILE, or stdout) and a line per measurement on stderr.
 // A benchmark that cannot set itself up has nothing to report: failing loudly is right here.
@@ -13,6 +15,7 @@ mod fakes;
 mod lambdas;
 mod routes;
 mod stats;
+mod stream;
 
 use std::path::PathBuf;
 
@@ -50,6 +53,18 @@ enum Command {
         /// Only these binaries (repeatable); all six by default.
         #[arg(long)]
         only: Vec<String>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// First byte and first word of a streamed answer through the streaming query function, at
+    /// Bedrock's pace; then one 2,000-token answer.
+    Stream {
+        #[arg(long)]
+        bin_dir: PathBuf,
+        #[arg(long)]
+        moto: String,
+        #[arg(long, default_value_t = 10)]
+        questions: usize,
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -91,6 +106,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         } => {
             let results = lambdas::run(&bin_dir, &moto, starts, warm, &only).await?;
             write(out, &json!({"functions": results}))?;
+        }
+        Command::Stream {
+            bin_dir,
+            moto,
+            questions,
+            out,
+        } => {
+            write(out, &stream::run(&bin_dir, &moto, questions).await)?;
         }
     }
     Ok(())

@@ -134,3 +134,82 @@ pub fn play_transcribe(
         }
     })
 }
+
+/// A ready manual of `user`'s (a `router.pdf` record in the manuals table) with one passage
+/// about resetting the router in the knowledge base; returns its id.
+pub async fn ready_manual(stack: &Stack, bedrock: &crate::FakeBedrock, user: &str) -> String {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let manual_id = uuid::Uuid::new_v4().to_string();
+    let now = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    let text = |value: &str| AttributeValue::S(value.to_owned());
+    stack
+        .dynamodb
+        .put_item()
+        .table_name(&stack.manuals_table)
+        .item("user_id", text(user))
+        .item("manual_id", text(&manual_id))
+        .item("name", text("router.pdf"))
+        .item(
+            "object_key",
+            text(&format!("manuals/{user}/{manual_id}.pdf")),
+        )
+        .item("kind", text("pdf"))
+        .item("size_bytes", AttributeValue::N("1000".to_owned()))
+        .item("sha256", text(&"b".repeat(64)))
+        .item("status", text("ready"))
+        .item("pages", AttributeValue::N("4".to_owned()))
+        .item("created_at", text(&now))
+        .item("updated_at", text(&now))
+        .item("created_sk", text(&format!("{now}#{manual_id}")))
+        .send()
+        .await
+        .unwrap();
+    bedrock.add_passage(crate::KbPassage {
+        user_id: user.into(),
+        manual_id: manual_id.clone(),
+        page: 4,
+        text: "Hold the reset button for ten seconds to restore the factory settings.".into(),
+    });
+    manual_id
+}
+
+/// One Server-Sent Event of a streamed answer as it arrived: name, JSON data, and the time
+/// since the question was sent.
+pub type Arrived = (String, Value, Duration);
+
+/// Reads a streamed response's body as API Gateway passes it on, splitting it into events as
+/// a browser's `EventSource` does; says how the stream ended.
+pub async fn sse_events(
+    streamed: crate::Streamed,
+    asked: std::time::Instant,
+) -> (Vec<Arrived>, crate::Ending) {
+    let mut pending = String::new();
+    let mut events = Vec::new();
+    let ending = streamed
+        .read(asked, |bytes, at| {
+            pending.push_str(&String::from_utf8_lossy(bytes));
+            while let Some(end) = pending.find("\n\n") {
+                let block: String = pending.drain(..end + 2).collect();
+                if let Some((name, data)) = sse_event(&block) {
+                    events.push((name, data, at));
+                }
+            }
+        })
+        .await;
+    (events, ending)
+}
+
+fn sse_event(block: &str) -> Option<(String, Value)> {
+    let mut name = None;
+    let mut data = String::new();
+    for line in block.lines() {
+        if let Some(value) = line.strip_prefix("event: ") {
+            name = Some(value.to_owned());
+        } else if let Some(value) = line.strip_prefix("data: ") {
+            data.push_str(value);
+        }
+    }
+    Some((name?, serde_json::from_str(&data).ok()?))
+}

@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use manuel_lambda_harness::fixtures::{
-    API_GATEWAY_TIMEOUT, env_value, function_timeout, header, http, moto, play_transcribe,
+    self, API_GATEWAY_TIMEOUT, Arrived, env_value, function_timeout, header, http, moto,
+    play_transcribe, sse_events,
 };
 use manuel_lambda_harness::stack::{Stack, api_event, stack};
 use manuel_lambda_harness::{
-    Ending, FakeBedrock, FakeTranscribeStreaming, FaultProxy, KbPassage, Lambda, Part, binary,
+    Ending, FakeBedrock, FakeTranscribeStreaming, FaultProxy, Lambda, Part, binary,
 };
 use serde_json::{Value, json};
 
@@ -31,39 +32,7 @@ fn query_timeout() -> Duration {
 
 /// A ready manual of Alice's with one passage in the knowledge base.
 async fn ready_manual(stack: &Stack, bedrock: &FakeBedrock) {
-    let manual_id = uuid::Uuid::new_v4().to_string();
-    let now = chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string();
-    let text = |value: &str| AttributeValue::S(value.to_owned());
-    stack
-        .dynamodb
-        .put_item()
-        .table_name(&stack.manuals_table)
-        .item("user_id", text(ALICE))
-        .item("manual_id", text(&manual_id))
-        .item("name", text("router.pdf"))
-        .item(
-            "object_key",
-            text(&format!("manuals/{ALICE}/{manual_id}.pdf")),
-        )
-        .item("kind", text("pdf"))
-        .item("size_bytes", AttributeValue::N("1000".to_owned()))
-        .item("sha256", text(&"b".repeat(64)))
-        .item("status", text("ready"))
-        .item("pages", AttributeValue::N("4".to_owned()))
-        .item("created_at", text(&now))
-        .item("updated_at", text(&now))
-        .item("created_sk", text(&format!("{now}#{manual_id}")))
-        .send()
-        .await
-        .unwrap();
-    bedrock.add_passage(KbPassage {
-        user_id: ALICE.into(),
-        manual_id,
-        page: 4,
-        text: "Hold the reset button for ten seconds to restore the factory settings.".into(),
-    });
+    fixtures::ready_manual(stack, bedrock, ALICE).await;
 }
 
 /// Alice's usage items: (today's question count, cost records). The quota counters live under
@@ -325,21 +294,33 @@ async fn a_batch_job_takes_its_fifteen_seconds_and_the_answer_still_arrives_in_t
 
 // --- POST /api/query/stream through the streaming runtime ---
 
-/// The streaming query function as template.yaml deploys it (its timeout, its role, STREAM).
-async fn stream_function(stack: &Stack, query_bin: &std::path::Path, timeout: Duration) -> Lambda {
+/// Alice's ready manual on a moto stack (plus `extra_env`) and the streaming query function as
+/// template.yaml deploys it: its role, STREAM mode, its timeout unless `timeout` is given.
+/// `None` outside `make test`.
+async fn streaming(
+    extra_env: Vec<(String, String)>,
+    timeout: Option<Duration>,
+) -> Option<(FakeBedrock, Stack, Lambda)> {
+    let (Some(moto), Some(query_bin)) = (moto(), binary("manuel-query")) else {
+        return None;
+    };
+    let bedrock = FakeBedrock::start().await;
+    let mut stack = stack(&moto, &bedrock).await;
+    stack.env.extend(extra_env);
+    ready_manual(&stack, &bedrock).await;
+    let timeout =
+        timeout.unwrap_or_else(|| function_timeout("QueryStreamFunction", "QueryStreamTimeout"));
     let env = stack.env_of("QueryStreamFunction");
     assert!(
         env.contains(&("RESPONSE_TRANSFER_MODE".to_owned(), "STREAM".to_owned())),
         "template.yaml runs QueryStreamFunction in STREAM mode"
     );
-    Lambda::start_with_timeout(query_bin, "manuel-query-stream", &env, timeout).await
+    let query = Lambda::start_with_timeout(&query_bin, "manuel-query-stream", &env, timeout).await;
+    Some((bedrock, stack, query))
 }
 
-/// One Server-Sent Event as it arrived: name, JSON data, time since the question was sent.
-type Arrived = (String, Value, Duration);
-
-/// Asks `body` on the stream route and reads the response as API Gateway would pass it on:
-/// the prelude, then the events as the function writes them.
+/// Asks `body` on the stream route; the prelude API Gateway reads, then the events as the
+/// function writes them.
 async fn ask_streaming(query: &mut Lambda, body: Value) -> (Value, Vec<Arrived>, Ending) {
     let asked = Instant::now();
     let streamed = query
@@ -347,33 +328,8 @@ async fn ask_streaming(query: &mut Lambda, body: Value) -> (Value, Vec<Arrived>,
         .await
         .streamed();
     let prelude = streamed.prelude.clone();
-    let mut pending = String::new();
-    let mut events = Vec::new();
-    let ending = streamed
-        .read(asked, |bytes, at| {
-            pending.push_str(&String::from_utf8_lossy(bytes));
-            while let Some(end) = pending.find("\n\n") {
-                let block: String = pending.drain(..end + 2).collect();
-                if let Some(event) = sse_event(&block) {
-                    events.push((event.0, event.1, at));
-                }
-            }
-        })
-        .await;
+    let (events, ending) = sse_events(streamed, asked).await;
     (prelude, events, ending)
-}
-
-fn sse_event(block: &str) -> Option<(String, Value)> {
-    let mut name = None;
-    let mut data = String::new();
-    for line in block.lines() {
-        if let Some(value) = line.strip_prefix("event: ") {
-            name = Some(value.to_owned());
-        } else if let Some(value) = line.strip_prefix("data: ") {
-            data.push_str(value);
-        }
-    }
-    Some((name?, serde_json::from_str(&data).ok()?))
 }
 
 fn names(events: &[Arrived]) -> Vec<&str> {
@@ -383,14 +339,9 @@ fn names(events: &[Arrived]) -> Vec<&str> {
 #[tokio::test]
 async fn an_answer_streams_through_the_streaming_runtime_as_bedrock_writes_it_and_is_charged_once()
 -> TestResult {
-    let (Some(moto), Some(query_bin)) = (moto(), binary("manuel-query")) else {
+    let Some((bedrock, stack, mut query)) = streaming(Vec::new(), None).await else {
         return Ok(());
     };
-    let bedrock = FakeBedrock::start().await;
-    let stack = stack(&moto, &bedrock).await;
-    ready_manual(&stack, &bedrock).await;
-    let timeout = function_timeout("QueryStreamFunction", "QueryStreamTimeout");
-    let mut query = stream_function(&stack, &query_bin, timeout).await;
 
     let question = json!({"question": "How do I reset the router?"});
     let (prelude, events, ending) = ask_streaming(&mut query, question.clone()).await;
@@ -452,16 +403,10 @@ async fn an_answer_streams_through_the_streaming_runtime_as_bedrock_writes_it_an
 
 #[tokio::test]
 async fn a_spoken_question_streams_its_transcript_first() -> TestResult {
-    let (Some(moto), Some(query_bin)) = (moto(), binary("manuel-query")) else {
+    let transcribe = FakeTranscribeStreaming::start(SPOKEN).await;
+    let Some((_bedrock, stack, mut query)) = streaming(transcribe.env(), None).await else {
         return Ok(());
     };
-    let bedrock = FakeBedrock::start().await;
-    let transcribe = FakeTranscribeStreaming::start(SPOKEN).await;
-    let mut stack = stack(&moto, &bedrock).await;
-    stack.env.extend(transcribe.env());
-    ready_manual(&stack, &bedrock).await;
-    let timeout = function_timeout("QueryStreamFunction", "QueryStreamTimeout");
-    let mut query = stream_function(&stack, &query_bin, timeout).await;
 
     let clip = manuel_core::ogg_opus::browser_webm(3.0, 1);
     let body = json!({"question": "", "file_data": encode(&clip), "content_type": "audio/webm"});
@@ -484,14 +429,9 @@ async fn a_spoken_question_streams_its_transcript_first() -> TestResult {
 #[tokio::test]
 async fn a_failure_before_any_word_is_refunded_and_one_mid_answer_ends_the_stream_with_an_error()
 -> TestResult {
-    let (Some(moto), Some(query_bin)) = (moto(), binary("manuel-query")) else {
+    let Some((bedrock, stack, mut query)) = streaming(Vec::new(), None).await else {
         return Ok(());
     };
-    let bedrock = FakeBedrock::start().await;
-    let stack = stack(&moto, &bedrock).await;
-    ready_manual(&stack, &bedrock).await;
-    let timeout = function_timeout("QueryStreamFunction", "QueryStreamTimeout");
-    let mut query = stream_function(&stack, &query_bin, timeout).await;
 
     // The model fails before writing anything: an error event, the question given back.
     bedrock.fail("/converse-stream", 500, "InternalServerException", Some(1));
@@ -527,17 +467,13 @@ async fn a_failure_before_any_word_is_refunded_and_one_mid_answer_ends_the_strea
 
 #[tokio::test]
 async fn a_stream_ends_with_an_error_event_before_the_function_times_out() -> TestResult {
-    let (Some(moto), Some(query_bin)) = (moto(), binary("manuel-query")) else {
+    let timeout = Duration::from_secs(8);
+    let Some((bedrock, _stack, mut query)) = streaming(Vec::new(), Some(timeout)).await else {
         return Ok(());
     };
-    let bedrock = FakeBedrock::start().await;
     // 200 words at 5 a second: 40 s, far past this function's 8 s.
     bedrock.set_stream_pace(Duration::from_millis(300), 5.0);
     bedrock.set_streamed_answer_tokens(200);
-    let stack = stack(&moto, &bedrock).await;
-    ready_manual(&stack, &bedrock).await;
-    let timeout = Duration::from_secs(8);
-    let mut query = stream_function(&stack, &query_bin, timeout).await;
 
     let (_, events, ending) = ask_streaming(
         &mut query,
@@ -555,16 +491,11 @@ async fn a_stream_ends_with_an_error_event_before_the_function_times_out() -> Te
 
 #[tokio::test]
 async fn a_client_that_leaves_stops_the_model() -> TestResult {
-    let (Some(moto), Some(query_bin)) = (moto(), binary("manuel-query")) else {
+    let Some((bedrock, stack, mut query)) = streaming(Vec::new(), None).await else {
         return Ok(());
     };
-    let bedrock = FakeBedrock::start().await;
     bedrock.set_stream_pace(Duration::from_millis(300), 10.0);
     bedrock.set_streamed_answer_tokens(300);
-    let stack = stack(&moto, &bedrock).await;
-    ready_manual(&stack, &bedrock).await;
-    let timeout = function_timeout("QueryStreamFunction", "QueryStreamTimeout");
-    let mut query = stream_function(&stack, &query_bin, timeout).await;
 
     let mut streamed = query
         .invoke(api_event(

@@ -73,14 +73,24 @@ type DenseCache = HashMap<String, Arc<UserChunks>>;
 /// One user's dense chunks.
 struct UserChunks {
     chunks: Vec<DenseChunk>,
+    /// Manual id → chunk number → position in `chunks`.
+    positions: HashMap<String, HashMap<u64, usize>>,
     /// How often each word occurs, counted on first use (only spoken questions need it).
     words: std::sync::OnceLock<Arc<HashMap<String, usize>>>,
 }
 
 impl UserChunks {
     fn new(chunks: Vec<DenseChunk>) -> Self {
+        let mut positions: HashMap<String, HashMap<u64, usize>> = HashMap::new();
+        for (position, chunk) in chunks.iter().enumerate() {
+            positions
+                .entry(chunk.hit.manual_id.clone())
+                .or_default()
+                .insert(chunk.hit.chunk, position);
+        }
         Self {
             chunks,
+            positions,
             words: std::sync::OnceLock::new(),
         }
     }
@@ -104,10 +114,19 @@ impl UserChunks {
 }
 
 /// What the dense search found: its best chunks, and the similarity of every chunk it
-/// considered (by manual and chunk number), which the answerer is handed with each passage.
+/// considered, which the answerer is handed with each passage.
 struct DenseRanking {
     best: Vec<Hit>,
-    similarities: HashMap<(String, u64), f32>,
+    chunks: Arc<UserChunks>,
+    /// Parallel to `chunks.chunks`: `None` for a chunk outside the searched manuals.
+    similarities: Vec<Option<f32>>,
+}
+
+impl DenseRanking {
+    fn similarity(&self, hit: &Hit) -> Option<f32> {
+        let position = *self.chunks.positions.get(&hit.manual_id)?.get(&hit.chunk)?;
+        self.similarities.get(position).copied().flatten()
+    }
 }
 
 /// One chunk as the dense search sees it.
@@ -433,23 +452,31 @@ impl Inner {
         n: usize,
     ) -> Result<DenseRanking, PortError> {
         let chunks = self.dense_chunks(user)?;
-        let mut scored: Vec<(f32, &DenseChunk)> = chunks
+        let similarities: Vec<Option<f32>> = chunks
             .chunks
             .iter()
-            .filter(|c| manual_ids.is_none_or(|ids| ids.contains(&c.hit.manual_id)))
-            .map(|c| (embedding::best_similarity(question, &c.vectors), c))
+            .map(|c| {
+                manual_ids
+                    .is_none_or(|ids| ids.contains(&c.hit.manual_id))
+                    .then(|| embedding::best_similarity(question, &c.vectors))
+            })
             .collect();
-        let similarities = scored
+        let mut scored: Vec<(f32, usize)> = similarities
             .iter()
-            .map(|(similarity, c)| ((c.hit.manual_id.clone(), c.hit.chunk), *similarity))
+            .enumerate()
+            .filter_map(|(position, similarity)| similarity.map(|s| (s, position)))
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
         let best = scored
             .into_iter()
             .take(n)
-            .map(|(_, c)| c.hit.clone())
+            .map(|(_, position)| chunks.chunks[position].hit.clone())
             .collect();
-        Ok(DenseRanking { best, similarities })
+        Ok(DenseRanking {
+            best,
+            chunks,
+            similarities,
+        })
     }
 
     fn lock_writer(&self) -> Result<std::sync::MutexGuard<'_, IndexWriter>, PortError> {
@@ -536,7 +563,7 @@ impl Inner {
 fn fuse(
     rankings: Vec<Vec<Hit>>,
     limit: usize,
-    similarities: &HashMap<(String, u64), f32>,
+    similarity: impl Fn(&Hit) -> Option<f32>,
 ) -> Vec<RetrievedChunk> {
     let mut fused: HashMap<(String, u64), (f32, usize, Hit)> = HashMap::new();
     let mut order = 0;
@@ -558,9 +585,7 @@ fn fuse(
         .into_iter()
         .take(limit)
         .map(|(score, _, hit)| RetrievedChunk {
-            similarity: similarities
-                .get(&(hit.manual_id.clone(), hit.chunk))
-                .copied(),
+            similarity: similarity(&hit),
             manual_id: hit.manual_id,
             page: hit.page,
             text: hit.text,
@@ -605,8 +630,9 @@ impl KnowledgeBase for LocalIndex {
             let ids = manual_ids.as_deref();
             let lexical = inner.bm25_search(&user, &question, ids, pool)?;
             let vector = inner.question_vector(&question)?;
-            let semantic = inner.dense_search(&user, &vector, ids, pool)?;
-            let fused = fuse(vec![lexical, semantic.best], limit, &semantic.similarities);
+            let mut semantic = inner.dense_search(&user, &vector, ids, pool)?;
+            let best = std::mem::take(&mut semantic.best);
+            let fused = fuse(vec![lexical, best], limit, |hit| semantic.similarity(hit));
             // What the answerer is given, for tuning against `make eval`
             // (RUST_LOG=manuel_local::index=debug).
             for (rank, chunk) in fused.iter().enumerate() {
@@ -732,7 +758,12 @@ mod tests {
         let lexical = vec![hit("a", 1), hit("a", 2), hit("b", 7)];
         let semantic = vec![hit("b", 7), hit("a", 2), hit("c", 3)];
         let similarities = HashMap::from([(("b".to_owned(), 7), 0.8), (("a".to_owned(), 2), 0.5)]);
-        let fused = fuse(vec![lexical, semantic], 10, &similarities);
+        let similarity = |hit: &Hit| {
+            similarities
+                .get(&(hit.manual_id.clone(), hit.chunk))
+                .copied()
+        };
+        let fused = fuse(vec![lexical, semantic], 10, similarity);
         let order: Vec<&str> = fused.iter().map(|c| c.text.as_str()).collect();
         // a-2 and b-7 are in both lists: ranks (3, 1) beat (2, 2) by a hair, and both beat a
         // chunk only one list found, however high.
@@ -741,10 +772,12 @@ mod tests {
         // Each passage carries the similarity the dense search computed for it, if any.
         let carried: Vec<Option<f32>> = fused.iter().map(|c| c.similarity).collect();
         assert_eq!(carried, [Some(0.8), Some(0.5), None, None]);
-        let none = HashMap::new();
-        assert_eq!(fuse(vec![vec![hit("a", 1)], Vec::new()], 0, &none).len(), 0);
+        assert_eq!(
+            fuse(vec![vec![hit("a", 1)], Vec::new()], 0, |_| None).len(),
+            0
+        );
         // The same chunk from both lists is one result.
-        let once = fuse(vec![vec![hit("a", 1)], vec![hit("a", 1)]], 10, &none);
+        let once = fuse(vec![vec![hit("a", 1)], vec![hit("a", 1)]], 10, |_| None);
         assert_eq!(once.len(), 1);
     }
 }

@@ -246,6 +246,9 @@ impl Answering {
                 return;
             }
         };
+        // The status (200) is gone with the first byte: this line and the dependency metrics
+        // are where a failed stream shows (MONITORING.md#streamed-answers).
+        tracing::error!(code = failure.code(), error = %failure, streamed, "a streamed answer failed after its first byte");
         let body = failure.body();
         self.paying.unfinished(streamed, Some(failure)).await;
         let _ = events.send(event("error", &body)).await;
@@ -277,6 +280,12 @@ impl Answering {
             tokio::select! {
                 biased;
                 Some(words) = words.recv() => {
+                    if !streamed {
+                        telemetry::record(
+                            Metric::FirstWordLatency,
+                            self.started.elapsed().as_secs_f64() * 1000.0,
+                        );
+                    }
                     streamed = true;
                     if events.send(event("delta", &json!({ "text": words }))).await.is_err() {
                         break Ending::ClientLeft;

@@ -68,6 +68,10 @@ impl ConverseSettings {
     }
 }
 
+/// API Gateway's longest streamed response:
+/// https://docs.aws.amazon.com/apigateway/latest/developerguide/response-transfer-mode.html
+const LONGEST_STREAM: Duration = Duration::from_secs(15 * 60);
+
 /// Below this, no answer could arrive in time: the model is not called at all.
 const SHORTEST_USEFUL_CALL: Duration = Duration::from_secs(1);
 
@@ -179,12 +183,12 @@ fn not_found(input_tokens: u64, output_tokens: u64) -> Answer {
 
 impl BedrockAnswerModel {
     /// The time a model call may take: what the invocation has left less the margin, at most
-    /// `max_wait`; refused when no answer could arrive in it.
-    fn budget(&self) -> Result<Duration, PortError> {
+    /// `longest`; refused when no answer could arrive in it.
+    fn budget(&self, longest: Duration) -> Result<Duration, PortError> {
         let budget = deadline::current().map_or(self.settings.max_wait, |deadline| {
             deadline
                 .remaining(self.settings.deadline_margin)
-                .min(self.settings.max_wait)
+                .min(longest)
         });
         if budget < SHORTEST_USEFUL_CALL {
             return Err(PortError::Unavailable {
@@ -267,7 +271,7 @@ impl AnswerModel for BedrockAnswerModel {
             return Ok(not_found(0, 0));
         }
         let message = Self::question_message(question, passages)?;
-        let budget = self.budget()?;
+        let budget = self.budget(self.settings.max_wait)?;
         let started = Instant::now();
         let call = self
             .client
@@ -325,7 +329,8 @@ impl AnswerModel for BedrockAnswerModel {
             return Ok(not_found(0, 0));
         }
         let message = Self::question_message(question, passages)?;
-        let budget = self.budget()?;
+        // A stream may run as long as the invocation: its words reach the client meanwhile.
+        let budget = self.budget(LONGEST_STREAM)?;
         let started = Instant::now();
         let ends = tokio::time::Instant::now() + budget;
         let call = self
@@ -355,13 +360,6 @@ impl AnswerModel for BedrockAnswerModel {
                     let Some(ContentBlockDelta::Text(words)) = delta.delta() else {
                         continue;
                     };
-                    if written.is_empty() {
-                        telemetry::record_dependency(
-                            Metric::DependencyLatency,
-                            "bedrock-converse-first-token",
-                            started.elapsed().as_secs_f64() * 1000.0,
-                        );
-                    }
                     written.push_str(words);
                     if let Some(open) = gate.pass(words)
                         && text.send(open).await.is_err()

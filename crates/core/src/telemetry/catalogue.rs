@@ -124,6 +124,9 @@ pub enum Metric {
     /// Manuals the knowledge base indexed only in part (`PARTIALLY_INDEXED`): ready, but some
     /// of their passages may never be found.
     ManualsPartiallyIndexed,
+    /// Time from a streamed question's arrival to its first word sent to the client (answers
+    /// computed, not served from the cache).
+    FirstWordLatency,
     /// Time spent transcribing one audio clip.
     TranscriptionLatency,
     /// Time Amazon Transcribe took over one attempt at a clip, by path (streaming or batch).
@@ -158,6 +161,7 @@ impl Metric {
         Self::ManualsReady,
         Self::ManualsFailed,
         Self::ManualsPartiallyIndexed,
+        Self::FirstWordLatency,
         Self::TranscriptionLatency,
         Self::TranscriptionPathLatency,
         Self::ErrorsRecorded,
@@ -185,6 +189,7 @@ impl Metric {
             Self::ManualsReady => "ManualsReady",
             Self::ManualsFailed => "ManualsFailed",
             Self::ManualsPartiallyIndexed => "ManualsPartiallyIndexed",
+            Self::FirstWordLatency => "FirstWordLatency",
             Self::TranscriptionLatency => "TranscriptionLatency",
             Self::TranscriptionPathLatency => "TranscriptionPathLatency",
             Self::ErrorsRecorded => "ErrorsRecorded",
@@ -198,6 +203,7 @@ impl Metric {
         match self {
             Self::Latency
             | Self::DependencyLatency
+            | Self::FirstWordLatency
             | Self::TranscriptionLatency
             | Self::TranscriptionPathLatency => Unit::Milliseconds,
             _ => Unit::Count,
