@@ -108,6 +108,7 @@ def summary_ms(values):
         "p50_ms": percentile(values, 50),
         "p90_ms": percentile(values, 90),
         "p99_ms": percentile(values, 99),
+        "max_ms": max(values) if values else None,
         "mean_ms": statistics.fmean(values) if values else None,
     }
 
@@ -646,7 +647,7 @@ def render(doc):
                     s = st[kind]
                     lines.append(f"| {kind.replace('_', ' ')} | {fmt(s['p50_ms'], ' ms', 2)} | "
                                  f"{fmt(s['p90_ms'], ' ms', 2)} | {fmt(s['p99_ms'], ' ms', 2)} | "
-                                 f"{fmt(s['max_ms'], ' ms', 2)} |")
+                                 f"{fmt(s.get('max_ms'), ' ms', 2)} |")
         else:
             lines.append("Not measured in this run (BENCH_SKIP_INGEST=1).")
     else:
