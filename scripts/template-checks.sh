@@ -80,6 +80,8 @@ check() {
     "$sam_venv/bin/python" "$root/scripts/check_first_sync.py" "$template"
     echo "== streaming integration (SAM transform)"
     "$sam_venv/bin/python" "$root/scripts/check_streaming.py" "$template"
+    echo "== vector stores (both VectorStore values, SAM transform)"
+    "$sam_venv/bin/python" "$root/scripts/check_vector_store.py" "$template"
     echo "== checkov"
     local skips
     skips="$(checkov_skips)"

@@ -26,7 +26,7 @@ use aws_smithy_types::Document;
 use chrono::Utc;
 use manuel_aws::bedrock::{
     BedrockAnswerModel, BedrockKnowledgeBase, ConverseSettings, KnowledgeBaseSettings,
-    PAGE_NUMBER_KEY,
+    PAGE_NUMBER_KEY, VectorStore,
 };
 use manuel_aws::s3::S3ObjectStore;
 use manuel_core::PortError;
@@ -57,9 +57,14 @@ fn manual(owner: &str, id: &str) -> Manual {
 }
 
 fn settings() -> KnowledgeBaseSettings {
+    settings_for(VectorStore::OpenSearchServerless)
+}
+
+fn settings_for(vector_store: VectorStore) -> KnowledgeBaseSettings {
     KnowledgeBaseSettings {
         knowledge_base_id: "KB12345678".to_owned(),
         data_source_id: "DS12345678".to_owned(),
+        vector_store,
         ingestion_wait: Duration::from_secs(5),
         poll_interval: Duration::from_millis(10),
     }
@@ -167,6 +172,54 @@ async fn retrieve_always_filters_by_user_with_hybrid_search_and_maps_pages() -> 
             other => {
                 assert!(equals_alice(other), "{other:?}");
                 assert_eq!(search.number_of_results(), 5);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn retrieval_asks_each_vector_store_for_the_search_it_has_and_always_filters_by_user()
+-> TestResult {
+    for (store, expected) in [
+        (VectorStore::S3Vectors, SearchType::Semantic),
+        (VectorStore::OpenSearchServerless, SearchType::Hybrid),
+    ] {
+        let seen: Arc<Mutex<Vec<RetrieveInput>>> = Arc::default();
+        let recorder = Arc::clone(&seen);
+        let retrieve = mock!(aws_sdk_bedrockagentruntime::Client::retrieve)
+            .match_requests(move |input| {
+                recorder.lock().unwrap().push(input.clone());
+                true
+            })
+            .then_output(|| {
+                RetrieveOutput::builder()
+                    .set_retrieval_results(Some(Vec::new()))
+                    .build()
+                    .unwrap()
+            });
+        let runtime = mock_client!(aws_sdk_bedrockagentruntime, RuleMode::MatchAny, [&retrieve]);
+        let agent = mock_client!(aws_sdk_bedrockagent, []);
+        let kb = BedrockKnowledgeBase::new(runtime, agent, unused_s3(), settings_for(store));
+        kb.retrieve(&user("alice"), "warranty", None, 5).await?;
+        kb.retrieve(&user("alice"), "warranty", Some(&["m1".to_owned()]), 5)
+            .await?;
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        for input in seen.iter() {
+            let search = input
+                .retrieval_configuration()
+                .and_then(|c| c.vector_search_configuration())
+                .unwrap();
+            assert_eq!(search.override_search_type(), Some(&expected), "{store:?}");
+            // The same filter shape on both stores: user_id equals, alone or with manual_id in.
+            let names_alice = |filter: &RetrievalFilter| {
+                matches!(filter, RetrievalFilter::Equals(attribute)
+                    if attribute.key() == "user_id" && attribute.value() == &Document::String("alice".to_owned()))
+            };
+            match search.filter().unwrap() {
+                RetrievalFilter::AndAll(parts) => assert!(parts.iter().any(names_alice)),
+                other => assert!(names_alice(other), "{other:?}"),
             }
         }
     }

@@ -17,6 +17,9 @@
 //! ([`FakeBedrock::break_stream_after`]). A caller that closes the stream stops the generation:
 //! [`FakeBedrock::streamed_tokens`] counts what was sent.
 //!
+//! Retrieval answers as the knowledge base's store does: on S3 Vectors (the default,
+//! [`FakeBedrock::set_vector_store`]) a HYBRID search is a `ValidationException`.
+//!
 //! What it forgives: it checks no signature, and IAM permissions only once told the roles
 //! ([`FakeBedrock::authorize_with`]); it bills nothing, answers every model id,
 //! ingests instantly (a document is `INDEXED` on its first status read, where Bedrock takes
@@ -61,6 +64,8 @@ struct Shared {
     /// Requests refused for want of a permission: (path, the check that failed).
     denied: Arc<Mutex<Vec<(String, String)>>>,
     stream: Arc<Mutex<StreamPace>>,
+    /// The knowledge base's vector store: S3 Vectors refuses a HYBRID search.
+    vector_store: Arc<Mutex<String>>,
     /// Tokens ConverseStream sent, over all calls.
     streamed_tokens: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -116,6 +121,7 @@ impl Default for Shared {
             denied: Arc::default(),
             stream: Arc::default(),
             streamed_tokens: Arc::default(),
+            vector_store: Arc::new(Mutex::new("S3Vectors".to_owned())),
         }
     }
 }
@@ -191,6 +197,11 @@ impl FakeBedrock {
     }
 
     /// Retrieve answers after `delay` (0.6 s unless set).
+    /// The knowledge base's vector store (`S3Vectors`, the default, or `OpenSearchServerless`).
+    pub fn set_vector_store(&self, store: &str) {
+        *self.shared.vector_store.lock().unwrap() = store.to_owned();
+    }
+
     /// ConverseStream's first token after `first_token`, then `tokens_per_second`.
     pub fn set_stream_pace(&self, first_token: Duration, tokens_per_second: f64) {
         let mut pace = self.shared.stream.lock().unwrap();
@@ -375,8 +386,21 @@ async fn retrieve(
     State(shared): State<Shared>,
     Path(kb): Path<String>,
     Json(body): Json<Value>,
-) -> Json<Value> {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     record(&shared, format!("/knowledgebases/{kb}/retrieve"), &body);
+    let search = body
+        .pointer("/retrievalConfiguration/vectorSearchConfiguration/overrideSearchType")
+        .and_then(Value::as_str);
+    if *shared.vector_store.lock().unwrap() == "S3Vectors" && search == Some("HYBRID") {
+        // Bedrock's answer: S3 Vectors has no keyword index.
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            [("x-amzn-ErrorType", "ValidationException")],
+            Json(json!({"message": "HYBRID search type is not supported for knowledge bases with S3 vectors"})),
+        )
+            .into_response();
+    }
     let delay = shared.latency.lock().unwrap().retrieve;
     tokio::time::sleep(delay).await;
     let filter = body.pointer("/retrievalConfiguration/vectorSearchConfiguration/filter");
@@ -403,7 +427,7 @@ async fn retrieve(
             })
             .collect(),
     };
-    Json(json!({"retrievalResults": results}))
+    Json(json!({"retrievalResults": results})).into_response()
 }
 
 /// The answer to a Converse request: the first passage's text, cited (enough to show the

@@ -59,7 +59,7 @@ fn sam_python() -> PathBuf {
 /// What scripts/role_policies.py says about template.yaml for `stage`: resources (names, ARNs,
 /// table keys) and, per function binary, its role's statements and (on an IAM-enforcing moto)
 /// the keys of the IAM user holding exactly those statements.
-pub fn template_roles(stage: &str, moto: Option<&str>) -> Value {
+pub fn template_roles(stage: &str, vector_store: &str, moto: Option<&str>) -> Value {
     let python = sam_python();
     assert!(
         python.is_file(),
@@ -73,6 +73,7 @@ pub fn template_roles(stage: &str, moto: Option<&str>) -> Value {
         .arg(workspace().join("template.yaml"))
         .args(["--account", ACCOUNT, "--region", REGION])
         .arg(format!("--param=Stage={stage}"))
+        .arg(format!("--param=VectorStore={vector_store}"))
         .arg(format!(
             "--param=DeployerPrincipalArn=arn:aws:iam::{ACCOUNT}:user/deployer"
         ))
@@ -201,7 +202,19 @@ impl Stack {
     }
 }
 
+/// The knowledge base's store in template.yaml when deployed with its defaults.
+pub const DEFAULT_VECTOR_STORE: &str = "S3Vectors";
+
+/// A test stack as template.yaml deploys it with its default vector store.
 pub async fn stack(moto: &str, bedrock: &FakeBedrock) -> Stack {
+    stack_with(moto, bedrock, DEFAULT_VECTOR_STORE).await
+}
+
+/// A test stack whose knowledge base is on `vector_store` (`S3Vectors` or
+/// `OpenSearchServerless`): the functions are told so, as the template tells them, and the
+/// Bedrock fake answers as that store does.
+pub async fn stack_with(moto: &str, bedrock: &FakeBedrock, vector_store: &str) -> Stack {
+    bedrock.set_vector_store(vector_store);
     let config = sdk(moto).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let s3 = aws_sdk_s3::Client::from_conf(
@@ -213,7 +226,7 @@ pub async fn stack(moto: &str, bedrock: &FakeBedrock) -> Stack {
     let sns = aws_sdk_sns::Client::new(&config);
     // Short: the stage is part of bucket names (at most 63 characters).
     let stage = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let roles = template_roles(&stage, Some(moto));
+    let roles = template_roles(&stage, vector_store, Some(moto));
     let resources = &roles["resources"];
     let name = |logical_id: &str| resources[logical_id]["name"].as_str().unwrap().to_owned();
 
@@ -311,6 +324,12 @@ pub async fn stack(moto: &str, bedrock: &FakeBedrock) -> Stack {
         .unwrap()
         .to_owned();
 
+    // What the template tells the functions (checked against the store asked for).
+    let told_store = roles["functions"]["manuel-query"]["environment"]["VECTOR_STORE"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(told_store, vector_store, "template.yaml's VECTOR_STORE");
     let mut env: Vec<(String, String)> = [
         ("AWS_ENDPOINT_URL", moto),
         ("AWS_ACCESS_KEY_ID", "test"),
@@ -328,6 +347,7 @@ pub async fn stack(moto: &str, bedrock: &FakeBedrock) -> Stack {
         ("KNOWLEDGE_BASE_ID", KNOWLEDGE_BASE_ID),
         ("KNOWLEDGE_BASE_DATA_SOURCE_ID", DATA_SOURCE_ID),
         ("BEDROCK_MODEL_ID", &model),
+        ("VECTOR_STORE", &told_store),
         (
             "JWT_ISSUER",
             "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_TEST",

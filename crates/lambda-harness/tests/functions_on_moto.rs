@@ -8,8 +8,8 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
-use manuel_lambda_harness::fixtures::{header, http, moto, play_transcribe};
-use manuel_lambda_harness::stack::{Stack, api_event, stack};
+use manuel_lambda_harness::fixtures::{self, header, http, moto, play_transcribe};
+use manuel_lambda_harness::stack::{Stack, api_event, stack, stack_with};
 use manuel_lambda_harness::{FakeBedrock, FaultProxy, KbPassage, Lambda, binary};
 use serde_json::{Value, json};
 
@@ -186,7 +186,8 @@ async fn upload_processing_query_and_isolation_through_the_lambda_binaries() -> 
     let retrieve = bedrock.requests("/knowledgebases/KBTEST1234/retrieve");
     assert_eq!(retrieve.len(), 1);
     let search = &retrieve[0].1["retrievalConfiguration"]["vectorSearchConfiguration"];
-    assert_eq!(search["overrideSearchType"], "HYBRID");
+    // The template's default store, S3 Vectors, has vector search only.
+    assert_eq!(search["overrideSearchType"], "SEMANTIC");
     assert_eq!(
         search["filter"],
         json!({"equals": {"key": "user_id", "value": ALICE}})
@@ -795,6 +796,49 @@ async fn a_manual_put_to_its_upload_link_is_processed_from_the_s3_event() -> Tes
     Ok(())
 }
 
+#[tokio::test]
+async fn each_vector_store_is_asked_for_the_search_it_has() -> TestResult {
+    let (Some(moto), Some(query_bin)) = (moto(), binary("manuel-query")) else {
+        return Ok(());
+    };
+    for (store, search) in [
+        ("S3Vectors", "SEMANTIC"),
+        ("OpenSearchServerless", "HYBRID"),
+    ] {
+        let bedrock = FakeBedrock::start().await;
+        bedrock.set_converse_latency(std::time::Duration::ZERO);
+        let stack = stack_with(&moto, &bedrock, store).await;
+        fixtures::ready_manual(&stack, &bedrock, ALICE).await;
+        let mut query =
+            Lambda::start(&query_bin, "manuel-query", &stack.env_of("manuel-query")).await;
+        let (status, answer) = http(&ask(&mut query, "How do I reset it?").await);
+        assert_eq!(status, 200, "{store}: {answer}");
+        assert_eq!(answer["context_found"], true, "{store}: {answer}");
+        let retrievals = bedrock.requests("/retrieve");
+        let asked = retrievals[0]
+            .1
+            .pointer("/retrievalConfiguration/vectorSearchConfiguration/overrideSearchType");
+        assert_eq!(asked, Some(&json!(search)), "{store}");
+        assert!(
+            bedrock.denied().is_empty(),
+            "{store}: {:?}",
+            bedrock.denied()
+        );
+
+        if store == "S3Vectors" {
+            // Told the wrong store, the function asks S3 Vectors for a hybrid search, which
+            // Bedrock refuses: the question fails (503) and is given back.
+            let mut env = stack.env_of("manuel-query");
+            env.retain(|(name, _)| name != "VECTOR_STORE");
+            env.push(("VECTOR_STORE".to_owned(), "OpenSearchServerless".to_owned()));
+            let mut misconfigured = Lambda::start(&query_bin, "manuel-query", &env).await;
+            let (status, body) = http(&ask(&mut misconfigured, "How do I reset it now?").await);
+            assert_eq!(status, 503, "{body}");
+        }
+    }
+    Ok(())
+}
+
 async fn ask(query: &mut Lambda, question: &str) -> Value {
     query
         .invoke(api_event(
@@ -824,38 +868,7 @@ async fn bedrock_throttling_is_retried_and_a_persistent_failure_opens_the_circui
         stack.env.push((name.to_owned(), value.to_owned()));
     }
     // A ready manual of Alice's, and a passage of it in the knowledge base.
-    let manual_id = uuid::Uuid::new_v4().to_string();
-    let now = chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string();
-    let text = |value: &str| AttributeValue::S(value.to_owned());
-    stack
-        .dynamodb
-        .put_item()
-        .table_name(&stack.manuals_table)
-        .item("user_id", text(ALICE))
-        .item("manual_id", text(&manual_id))
-        .item("name", text("router.pdf"))
-        .item(
-            "object_key",
-            text(&format!("manuals/{ALICE}/{manual_id}.pdf")),
-        )
-        .item("kind", text("pdf"))
-        .item("size_bytes", AttributeValue::N("1000".to_owned()))
-        .item("sha256", text(&"a".repeat(64)))
-        .item("status", text("ready"))
-        .item("pages", AttributeValue::N("4".to_owned()))
-        .item("created_at", text(&now))
-        .item("updated_at", text(&now))
-        .item("created_sk", text(&format!("{now}#{manual_id}")))
-        .send()
-        .await?;
-    bedrock.add_passage(KbPassage {
-        user_id: ALICE.into(),
-        manual_id,
-        page: 4,
-        text: "Hold the reset button for ten seconds to restore the factory settings.".into(),
-    });
+    fixtures::ready_manual(&stack, &bedrock, ALICE).await;
     let mut query = Lambda::start(&query_bin, "manuel-query", &stack.env_of("manuel-query")).await;
     let converse_calls = || bedrock.requests("/converse").len();
     // Throttling that clears: retried inside the same request, which succeeds.

@@ -1,5 +1,5 @@
-//! The knowledge base port over Bedrock Knowledge Bases: `Retrieve` with HYBRID search and a
-//! `user_id` filter that every call carries, and per-document ingestion on the S3 data source
+//! The knowledge base port over Bedrock Knowledge Bases: `Retrieve` with the search its vector
+//! store allows ([`VectorStore`]) and a `user_id` filter that every call carries, and per-document ingestion on the S3 data source
 //! (`IngestKnowledgeBaseDocuments` / `DeleteKnowledgeBaseDocuments`), never a whole-source sync.
 //!
 //! A document's ingestion ends in one of the final states `GetKnowledgeBaseDocuments` reports
@@ -32,10 +32,39 @@ use crate::s3::{S3ObjectStore, metadata_sidecar_key};
 /// The metadata key Bedrock sets on chunks of PDF documents.
 pub const PAGE_NUMBER_KEY: &str = "x-amz-bedrock-kb-document-page-number";
 
+/// Where the knowledge base keeps its vectors (template.yaml's `VectorStore`), which decides
+/// the search `Retrieve` may ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VectorStore {
+    /// Amazon S3 Vectors: vector search only; Bedrock refuses a HYBRID search on it.
+    S3Vectors,
+    /// OpenSearch Serverless: HYBRID (vector and keyword) search.
+    OpenSearchServerless,
+}
+
+impl VectorStore {
+    /// The value of `VECTOR_STORE` (the template parameter's values).
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "S3Vectors" => Some(Self::S3Vectors),
+            "OpenSearchServerless" => Some(Self::OpenSearchServerless),
+            _ => None,
+        }
+    }
+
+    pub fn search_type(self) -> SearchType {
+        match self {
+            Self::S3Vectors => SearchType::Semantic,
+            Self::OpenSearchServerless => SearchType::Hybrid,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct KnowledgeBaseSettings {
     pub knowledge_base_id: String,
     pub data_source_id: String,
+    pub vector_store: VectorStore,
     /// How long `ingest` waits for the document to be indexed before giving up (the caller
     /// retries later; asking again does not start a second ingestion).
     pub ingestion_wait: Duration,
@@ -313,7 +342,7 @@ impl KnowledgeBase for BedrockKnowledgeBase {
     ) -> Result<Vec<RetrievedChunk>, PortError> {
         let search = KnowledgeBaseVectorSearchConfiguration::builder()
             .number_of_results(i32::try_from(limit.clamp(1, 100)).unwrap_or(8))
-            .override_search_type(SearchType::Hybrid)
+            .override_search_type(self.settings.vector_store.search_type())
             .filter(Self::retrieval_filter(user, manual_ids)?)
             .build();
         let started = Instant::now();

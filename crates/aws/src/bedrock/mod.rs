@@ -5,7 +5,9 @@ mod converse;
 mod knowledge_base;
 
 pub use converse::{BedrockAnswerModel, ConverseSettings, NOT_FOUND_MARKER, SYSTEM_PROMPT};
-pub use knowledge_base::{BedrockKnowledgeBase, KnowledgeBaseSettings, PAGE_NUMBER_KEY};
+pub use knowledge_base::{
+    BedrockKnowledgeBase, KnowledgeBaseSettings, PAGE_NUMBER_KEY, VectorStore,
+};
 
 use aws_sdk_bedrockagent::error::SdkError;
 

@@ -20,7 +20,7 @@ use manuel_core::usage::{Pricing, QuotaLimits};
 
 use super::Env;
 use crate::bedrock::{
-    BedrockAnswerModel, BedrockKnowledgeBase, ConverseSettings, KnowledgeBaseSettings,
+    BedrockAnswerModel, BedrockKnowledgeBase, ConverseSettings, KnowledgeBaseSettings, VectorStore,
 };
 use crate::config::Timeouts;
 use crate::dynamodb::{
@@ -138,6 +138,13 @@ impl Init {
         let settings = KnowledgeBaseSettings {
             knowledge_base_id: self.env.required("KNOWLEDGE_BASE_ID")?,
             data_source_id: self.env.required("KNOWLEDGE_BASE_DATA_SOURCE_ID")?,
+            vector_store: {
+                let value = self.env.required("VECTOR_STORE")?;
+                VectorStore::parse(&value).ok_or_else(|| ConfigError {
+                    name: "VECTOR_STORE",
+                    reason: format!("must be S3Vectors or OpenSearchServerless, not {value:?}"),
+                })?
+            },
             ingestion_wait: Duration::from_secs(self.env.parsed_or("INGESTION_WAIT_SECONDS", 600)?),
             poll_interval: Duration::from_millis(
                 self.env.parsed_or("INGESTION_POLL_MILLISECONDS", 2000)?,
