@@ -10,7 +10,9 @@ with its conditions evaluated, must:
 - let the knowledge base's role reach only its store;
 - tell every function which store it is (VECTOR_STORE), so retrieval asks for a search the
   store has (SEMANTIC on S3 Vectors, which refuses HYBRID);
-- need DeployerPrincipalArn only for OpenSearch (the template's rule).
+- need DeployerPrincipalArn only for OpenSearch (the template's rule);
+and a stack deployed with parameters/dev.yaml must cost under $5 a month while idle (the
+resources billed by the hour or month whatever the traffic, at list prices).
 
 Usage: check_vector_store.py template.yaml   (with the SAM venv's python)
 """
@@ -83,9 +85,46 @@ def check(template_path: str, store: str) -> list[str]:
     return failures
 
 
+# Resources billed by the hour or month whether or not anyone uses the stack, and what each
+# costs (USD a month, list prices; README, "Cost on paper").
+BILLED_WHILE_IDLE = {
+    "AWS::KMS::Key": 1.00,
+    "AWS::SecretsManager::Secret": 0.40,
+    "AWS::CloudWatch::Dashboard": 3.00,
+    "AWS::CloudWatch::Alarm": 0.10,
+    "AWS::OpenSearchServerless::Collection": 175.00,
+    "AWS::EC2::NatGateway": 33.00,
+    "AWS::EC2::VPCEndpoint": 7.50,
+    "AWS::ElastiCache::ReplicationGroup": 12.00,
+    "AWS::WAFv2::WebACL": 5.00,
+}
+
+
+def idle_dev_cost(template_path: str) -> float:
+    """The fixed monthly cost of the resources a stack deployed with parameters/dev.yaml has."""
+    from cfnlint.decode import cfn_yaml
+
+    dev = os.path.join(os.path.dirname(os.path.abspath(template_path)), "parameters", "dev.yaml")
+    params = {key: str(value) for key, value in cfn_yaml.load(dev).items()}
+    template = role_policies.transformed(template_path, params)
+    resolver = role_policies.Resolver(template, params, "123456789012", "eu-west-1", {}, "")
+    total = 0.0
+    for resource in template["Resources"].values():
+        if "Condition" in resource and not resolver.condition(resource["Condition"]):
+            continue
+        total += BILLED_WHILE_IDLE.get(resource["Type"], 0.0)
+    return total
+
+
 def main() -> None:
     os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
     failed = False
+    idle = idle_dev_cost(sys.argv[1])
+    if idle >= 5.0:
+        failed = True
+        print(f"an idle dev stack (parameters/dev.yaml) costs ${idle:.2f} a month: over $5", file=sys.stderr)
+    else:
+        print(f"an idle dev stack (parameters/dev.yaml): ${idle:.2f} a month in resources billed while idle")
     for store in STORE_TYPES:
         failures = check(sys.argv[1], store)
         if failures:

@@ -71,6 +71,15 @@ token="$("$bin" token --user eval --data-dir "$data_dir")" || die "could not get
 
 echo "eval-local: manuel-local ($bin) on port $port" >&2
 status=0
+report_dir="${EVAL_REPORT_DIR:-$repo_root/eval/report}"
 python3 "$script_dir/eval.py" --api "http://127.0.0.1:$port" --token "$token" \
-    --report-dir "${EVAL_REPORT_DIR:-$repo_root/eval/report}" "$@" || status=$?
+    --report-dir "$report_dir" "$@" || status=$?
+# The held-out set (eval/emanual-qa: a phone manual and questions written by others), reported
+# apart and never a target; skipped when the run was narrowed with arguments.
+if [[ $# -eq 0 && "${EVAL_HELD_OUT:-1}" != 0 ]]; then
+    echo "eval-local: the held-out set, E-Manual QA" >&2
+    python3 "$script_dir/eval.py" --api "http://127.0.0.1:$port" --token "$token" \
+        --questions "$repo_root/eval/emanual-qa/questions.json" \
+        --manuals "$repo_root/eval/emanual-qa" --report-dir "$report_dir/emanual-qa" || status=$?
+fi
 exit "$status"

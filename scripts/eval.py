@@ -49,12 +49,16 @@ done (bad arguments, a manual that failed, the API unreachable).
 import argparse
 import base64
 import json
+import math
 import os
+import re
+import subprocess
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import Counter
 from datetime import datetime, timezone
 
 TARGETS = {"hit@3": 0.9, "hit@1": 0.75, "refusal_accuracy": 0.8}
@@ -146,6 +150,13 @@ def load_questions(path):
     with open(path, encoding="utf-8") as handle:
         data = json.load(handle)
     questions = data["questions"] if isinstance(data, dict) else data
+    if isinstance(data, dict) and "manual" in data:
+        # E-Manual QA's shape: one manual for every question, `q` for the question.
+        questions = [
+            {"id": f"emqa{number:02d}", "question": question["q"], "manual": data["manual"],
+             "pages": question["pages"], "kind": question.get("section_path")}
+            for number, question in enumerate(questions, start=1)
+        ]
     seen = set()
     for question in questions:
         for field in ("id", "question", "manual", "pages"):
@@ -267,7 +278,7 @@ def ask(api, question, scope):
     return status, payload, elapsed
 
 
-def evaluate(api, questions, ids, scope):
+def evaluate(api, questions, ids, scope, bm25=None):
     rows = []
     for number, question in enumerate(questions, start=1):
         status, payload, elapsed = ask(api, question["question"], scope)
@@ -279,6 +290,8 @@ def evaluate(api, questions, ids, scope):
             "kind": question.get("kind"),
             "seconds": round(elapsed, 3),
         }
+        if bm25 is not None and question["manual"] in bm25.manuals:
+            row["bm25_rank"] = baseline_rank(bm25, question)
         if status != 200:
             row.update(error=error_text(status, payload), context_found=None, rank=None, sources=[])
             log(f"[{number}/{len(questions)}] {question['id']}: request failed: {row['error']}")
@@ -312,6 +325,68 @@ def evaluate(api, questions, ids, scope):
     return rows
 
 
+# --- the floor: BM25 over whole pages ---------------------------------------------------------
+
+STOP_WORDS = set("""a an and are as at be by can do does for from how i if in is it its me my of on or
+should the to what when where which who why will with you your""".split())
+
+
+def words(text):
+    return [word for word in re.findall(r"[a-z0-9]+", text.lower()) if word not in STOP_WORDS]
+
+
+def manual_pages(path):
+    """The text of each page of a manual file as the server numbers its pages (from 1), where
+    this script can know them: a PDF's pages (pdftotext; form feeds end them) and a text manual
+    whose pages are separated by form feeds. `None` otherwise: the server cuts Markdown and
+    text without form feeds into sections at its headings, which is not repeated here."""
+    if path.endswith(".pdf"):
+        try:
+            text = subprocess.run(["pdftotext", "-layout", path, "-"], capture_output=True,
+                                  check=True).stdout.decode("utf-8", errors="replace")
+        except (OSError, subprocess.CalledProcessError):
+            return None
+        return text.split("\f")
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        text = handle.read()
+    return text.split("\f") if "\f" in text else None
+
+
+class Bm25Pages:
+    """Okapi BM25 (k1 = 1.2, b = 0.75) over every page of the given manuals: a plain search box,
+    the floor every number of the evaluation is shown next to."""
+
+    def __init__(self, pages):
+        self.manuals = set(pages)
+        self.pages = [(name, number, words(text)) for name, texts in pages.items()
+                      for number, text in enumerate(texts, start=1)]
+        self.average = sum(len(terms) for _, _, terms in self.pages) / max(len(self.pages), 1)
+        self.frequency = [Counter(terms) for _, _, terms in self.pages]
+        documents = Counter(term for counts in self.frequency for term in counts)
+        total = len(self.pages)
+        self.idf = {term: math.log(1 + (total - n + 0.5) / (n + 0.5)) for term, n in documents.items()}
+
+    def rank(self, question, limit=10):
+        terms = set(words(question))
+        scored = []
+        for (name, number, page_terms), counts in zip(self.pages, self.frequency):
+            score = 0.0
+            for term in terms & counts.keys():
+                tf = counts[term]
+                score += self.idf[term] * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * len(page_terms) / self.average))
+            if score > 0:
+                scored.append((score, name, number))
+        scored.sort(key=lambda entry: -entry[0])
+        return [(name, number) for _, name, number in scored[:limit]]
+
+
+def baseline_rank(bm25, question):
+    for position, (name, number) in enumerate(bm25.rank(question["question"]), start=1):
+        if name == question["manual"] and number in question["pages"]:
+            return position
+    return None
+
+
 def ratio(numerator, denominator):
     return round(numerator / denominator, 4) if denominator else None
 
@@ -320,6 +395,7 @@ def summarize(rows):
     answerable = [row for row in rows if row["manual"] is not None]
     unanswerable = [row for row in rows if row["manual"] is None]
     ranks = [row["rank"] for row in answerable]
+    covered = [row for row in answerable if "bm25_rank" in row]
     metrics = {
         "questions": len(rows),
         "answerable": len(answerable),
@@ -328,6 +404,14 @@ def summarize(rows):
         "hit@1": ratio(sum(1 for rank in ranks if rank == 1), len(answerable)),
         "hit@3": ratio(sum(1 for rank in ranks if rank is not None and rank <= 3), len(answerable)),
         "mrr": ratio(sum(1.0 / rank for rank in ranks if rank), len(answerable)),
+        # The floor, on the answerable questions whose manual's pages the script can read, and
+        # ours on the same questions.
+        "bm25_questions": len(covered),
+        "bm25_hit@1": ratio(sum(1 for row in covered if row["bm25_rank"] == 1), len(covered)),
+        "bm25_hit@3": ratio(sum(1 for row in covered if (row["bm25_rank"] or 99) <= 3), len(covered)),
+        "hit@1_on_bm25_questions": ratio(sum(1 for row in covered if row["rank"] == 1), len(covered)),
+        "hit@3_on_bm25_questions": ratio(
+            sum(1 for row in covered if row["rank"] is not None and row["rank"] <= 3), len(covered)),
         "refusal_accuracy": ratio(sum(1 for row in rows if row["correct_refusal"]), len(rows)),
         "refusal_rate_unanswerable": ratio(
             sum(1 for row in unanswerable if row["context_found"] is False), len(unanswerable)
@@ -338,8 +422,12 @@ def summarize(rows):
     }
     per_manual = {}
     for row in answerable:
-        entry = per_manual.setdefault(row["manual"], {"questions": 0, "hit1": 0, "hit3": 0, "rr": 0.0})
+        entry = per_manual.setdefault(row["manual"], {"questions": 0, "hit1": 0, "hit3": 0, "rr": 0.0,
+                                                      "bm25_hit1": 0, "bm25_hit3": 0})
         entry["questions"] += 1
+        entry["covered"] = entry.get("covered", False) or "bm25_rank" in row
+        entry["bm25_hit1"] += row.get("bm25_rank") == 1
+        entry["bm25_hit3"] += (row.get("bm25_rank") or 99) <= 3
         entry["hit1"] += row["rank"] == 1
         entry["hit3"] += row["rank"] is not None and row["rank"] <= 3
         entry["rr"] += 1.0 / row["rank"] if row["rank"] else 0.0
@@ -349,6 +437,8 @@ def summarize(rows):
             "hit@1": ratio(entry["hit1"], entry["questions"]),
             "hit@3": ratio(entry["hit3"], entry["questions"]),
             "mrr": ratio(entry["rr"], entry["questions"]),
+            "bm25_hit@1": ratio(entry["bm25_hit1"], entry["questions"]) if entry.get("covered") else None,
+            "bm25_hit@3": ratio(entry["bm25_hit3"], entry["questions"]) if entry.get("covered") else None,
         }
         for name, entry in sorted(per_manual.items())
     }
@@ -365,10 +455,13 @@ def source_label(source):
 
 def print_table(metrics, rows):
     print()
-    print(f"{'manual':<30} {'n':>3} {'hit@1':>6} {'hit@3':>6} {'MRR':>6}")
+    print(f"{'manual':<30} {'n':>3} {'hit@1':>6} {'hit@3':>6} {'MRR':>6}   BM25 pages: {'hit@1':>6} {'hit@3':>6}")
     for name, entry in metrics["per_manual"].items():
-        print(f"{name:<30} {entry['questions']:>3} {fmt(entry['hit@1']):>6} {fmt(entry['hit@3']):>6} {fmt(entry['mrr']):>6}")
+        print(f"{name:<30} {entry['questions']:>3} {fmt(entry['hit@1']):>6} {fmt(entry['hit@3']):>6} {fmt(entry['mrr']):>6}"
+              f"               {fmt(entry['bm25_hit@1']):>6} {fmt(entry['bm25_hit@3']):>6}")
     print(f"{'all answerable':<30} {metrics['answerable']:>3} {fmt(metrics['hit@1']):>6} {fmt(metrics['hit@3']):>6} {fmt(metrics['mrr']):>6}")
+    print(f"{'the floor covers':<30} {metrics['bm25_questions']:>3} {fmt(metrics['hit@1_on_bm25_questions']):>6} "
+          f"{fmt(metrics['hit@3_on_bm25_questions']):>6}                      {fmt(metrics['bm25_hit@1']):>6} {fmt(metrics['bm25_hit@3']):>6}")
     print()
     print(f"refusal accuracy (all {metrics['questions']} questions): {fmt(metrics['refusal_accuracy'])}")
     print(f"refusals on the {metrics['unanswerable']} unanswerable questions: {fmt(metrics['refusal_rate_unanswerable'])}")
@@ -402,20 +495,23 @@ def write_reports(report_dir, metrics, rows, meta):
         f"({metrics['answerable']} answerable, {metrics['unanswerable']} unanswerable), "
         f"{meta['seconds']:.0f} s.",
         "",
-        "| metric | value | target |",
-        "|---|---|---|",
-        f"| hit@1 | {fmt(metrics['hit@1'])} | ≥ {TARGETS['hit@1']} |",
-        f"| hit@3 | {fmt(metrics['hit@3'])} | ≥ {TARGETS['hit@3']} |",
-        f"| MRR | {fmt(metrics['mrr'])} | |",
-        f"| refusal accuracy (all questions) | {fmt(metrics['refusal_accuracy'])} | ≥ {TARGETS['refusal_accuracy']} |",
-        f"| refusals on unanswerable questions | {fmt(metrics['refusal_rate_unanswerable'])} | |",
-        f"| false refusals on answerable questions | {fmt(metrics['false_refusal_rate'])} | |",
+        "| metric | value | BM25 over pages (the floor) | target |",
+        "|---|---|---|---|",
+        f"| hit@1 | {fmt(metrics['hit@1'])} | | ≥ {TARGETS['hit@1']} |",
+        f"| hit@3 | {fmt(metrics['hit@3'])} | | ≥ {TARGETS['hit@3']} |",
+        f"| hit@1 on the {metrics['bm25_questions']} questions the floor covers | {fmt(metrics['hit@1_on_bm25_questions'])} | {fmt(metrics['bm25_hit@1'])} | |",
+        f"| hit@3 on the {metrics['bm25_questions']} questions the floor covers | {fmt(metrics['hit@3_on_bm25_questions'])} | {fmt(metrics['bm25_hit@3'])} | |",
+        f"| MRR | {fmt(metrics['mrr'])} | | |",
+        f"| refusal accuracy (all questions) | {fmt(metrics['refusal_accuracy'])} | | ≥ {TARGETS['refusal_accuracy']} |",
+        f"| refusals on unanswerable questions | {fmt(metrics['refusal_rate_unanswerable'])} | | |",
+        f"| false refusals on answerable questions | {fmt(metrics['false_refusal_rate'])} | | |",
         "",
-        "| manual | questions | hit@1 | hit@3 | MRR |",
-        "|---|---|---|---|---|",
+        "| manual | questions | hit@1 | hit@3 | MRR | BM25 hit@1 | BM25 hit@3 |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, entry in metrics["per_manual"].items():
-        lines.append(f"| {name} | {entry['questions']} | {fmt(entry['hit@1'])} | {fmt(entry['hit@3'])} | {fmt(entry['mrr'])} |")
+        lines.append(f"| {name} | {entry['questions']} | {fmt(entry['hit@1'])} | {fmt(entry['hit@3'])} | {fmt(entry['mrr'])} "
+                     f"| {fmt(entry['bm25_hit@1'])} | {fmt(entry['bm25_hit@3'])} |")
     lines += [
         "",
         "| id | question | expected | rank | context_found | top 3 sources |",
@@ -476,7 +572,13 @@ def main(argv=None):
         check_quota(api, len(questions))
         log(f"asking {len(questions)} questions ({len(names)} manuals expected in answers)")
         asked = time.monotonic()
-        rows = evaluate(api, questions, ids, scope)
+        page_texts = {name: manual_pages(os.path.join(args.manuals, name)) for name in all_names}
+        readable = {name: texts for name, texts in page_texts.items() if texts is not None}
+        bm25 = Bm25Pages(readable) if readable else None
+        if len(readable) < len(all_names):
+            log("the BM25 floor leaves out " + ", ".join(sorted(set(all_names) - set(readable)))
+                + " (pages cut at headings by the server, or no pdftotext)")
+        rows = evaluate(api, questions, ids, scope, bm25)
         query_seconds = time.monotonic() - asked
     except Fatal as error:
         log(f"error: {error}")
