@@ -78,8 +78,11 @@ pub(crate) async fn query_stream(
         return Ok(cached_events(spoken.then_some(&question), &body));
     }
     telemetry::record(Metric::CacheMisses, 1.0);
-    let paying = Paying::start(&asked, heard).await?;
-    let passages = match retrieve(&asked).await {
+    // The reservation and retrieval run together: retrieval is most of the wait for the first
+    // word, and a Retrieve for a question the quota then refuses costs little.
+    let (paying, passages) = tokio::join!(Paying::start(&asked, heard), retrieve(&asked));
+    let paying = paying?;
+    let passages = match passages {
         Ok(passages) => passages,
         Err(error) => return Err(paying.fail(error).await),
     };
