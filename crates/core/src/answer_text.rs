@@ -45,6 +45,8 @@ pub fn sentence_pieces(text: &str) -> Vec<&str> {
     while let Some((at, c)) = chars.next() {
         let ends = match c {
             '\n' => true,
+            // Not after a list item's number ("2. Open the lid."): it belongs to its item.
+            '.' if is_item_number(&text[start..at]) => false,
             '.' | '!' | '?' => chars.peek().is_some_and(|(_, next)| next.is_whitespace()),
             _ => false,
         };
@@ -66,6 +68,12 @@ pub fn sentence_pieces(text: &str) -> Vec<&str> {
         pieces.push(&text[start..]);
     }
     pieces
+}
+
+/// Whether `text` is only a list item's number, as before the dot of "2. ".
+fn is_item_number(text: &str) -> bool {
+    let number = text.trim_start();
+    !number.is_empty() && number.len() <= 3 && number.bytes().all(|byte| byte.is_ascii_digit())
 }
 
 #[cfg(test)]
@@ -91,10 +99,8 @@ mod tests {
             [
                 "Open the lid [1]. ",
                 "Then:\n",
-                "1. ",
-                "Press OK.\n",
-                "2. ",
-                "Wait 2.5 s!  ",
+                "1. Press OK.\n",
+                "2. Wait 2.5 s!  ",
                 "Done"
             ]
         );
