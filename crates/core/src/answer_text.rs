@@ -11,19 +11,36 @@ pub type AnswerText = tokio::sync::mpsc::Sender<String>;
 /// `text` with each `[n]` (n-th entry of `cited`) written as the number of the passage it
 /// cites, counted from 1. Brackets that are not a citation in range stay as they are.
 pub fn passage_numbered(text: &str, cited: &[usize]) -> String {
+    rewrite_citations(text, |number| {
+        let passage = *cited.get(number.checked_sub(1)?)?;
+        Some(Some(passage + 1))
+    })
+}
+
+/// `text` with each `[n]` rewritten by `new_number(n)`: `Some(Some(m))` writes `[m]`,
+/// `Some(None)` drops the citation and the space before it, `None` leaves the brackets as they
+/// are (not a citation, or one out of range).
+pub fn rewrite_citations(
+    text: &str,
+    new_number: impl Fn(usize) -> Option<Option<usize>>,
+) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(open) = rest.find('[') {
         out.push_str(&rest[..open]);
         let after = &rest[open + 1..];
-        let passage = after.find(']').and_then(|close| {
+        let citation = after.find(']').and_then(|close| {
             let number: usize = after[..close].parse().ok()?;
-            let passage = *cited.get(number.checked_sub(1)?)?;
-            Some((close, passage))
+            Some((close, new_number(number)?))
         });
-        match passage {
-            Some((close, passage)) => {
-                out.push_str(&format!("[{}]", passage + 1));
+        match citation {
+            Some((close, Some(number))) => {
+                out.push_str(&format!("[{number}]"));
+                rest = &after[close + 1..];
+            }
+            Some((close, None)) => {
+                let kept = out.trim_end().len();
+                out.truncate(kept);
                 rest = &after[close + 1..];
             }
             None => {

@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use manuel_core::ApiError;
+use manuel_core::answer_text::rewrite_citations;
 use manuel_core::audio::AudioLimits;
 use manuel_core::auth::AuthenticatedUser;
 use manuel_core::cache::{Cache, CacheStatus, EntryKind};
@@ -414,19 +415,24 @@ async fn signed_sources(
         let Some(manual) = ready.get(&source.manual_id) else {
             continue;
         };
-        let link = deps
-            .objects
-            .download_link(
-                &manual.key,
-                &manual.name,
-                manual.kind.mime_type(),
-                deps.config.source_link_ttl,
-            )
-            .await?;
-        let pdf_url = format!("{link}#page={}", source.page_number);
+        let pdf_url = page_link(deps, manual, source.page_number).await?;
         signed.push(SignedSource { source, pdf_url });
     }
     Ok(signed)
+}
+
+/// A link to `page` of `manual`, signed for this response.
+async fn page_link(deps: &QueryDeps, manual: &Manual, page: u32) -> Result<String, ApiError> {
+    let link = deps
+        .objects
+        .download_link(
+            &manual.key,
+            &manual.name,
+            manual.kind.mime_type(),
+            deps.config.source_link_ttl,
+        )
+        .await?;
+    Ok(format!("{link}#page={page}"))
 }
 
 fn hundredths(value: f64) -> f64 {
@@ -575,35 +581,10 @@ impl CachedSource {
 /// source it now belongs to; a citation without a source is dropped. Brackets that are not a
 /// citation number in range are left as they are.
 fn renumber_citations(text: &str, source_of_citation: &[Option<usize>]) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(open) = rest.find('[') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        let citation = after.find(']').and_then(|close| {
-            let number: usize = after[..close].parse().ok()?;
-            let source = *source_of_citation.get(number.checked_sub(1)?)?;
-            Some((close, source))
-        });
-        match citation {
-            Some((close, source)) => {
-                if let Some(source) = source {
-                    out.push_str(&format!("[{}]", source + 1));
-                } else {
-                    // Drop the citation and the space before it.
-                    let kept = out.trim_end().len();
-                    out.truncate(kept);
-                }
-                rest = &after[close + 1..];
-            }
-            None => {
-                out.push('[');
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
+    rewrite_citations(text, |number| {
+        let source = *source_of_citation.get(number.checked_sub(1)?)?;
+        Some(source.map(|source| source + 1))
+    })
 }
 
 /// Answers cached before `cited` existed listed only cited sources.

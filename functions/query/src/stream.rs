@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     Asked, CachedAnswer, Paying, QueryDeps, QueryRequest, Served, SignedSource, answer_key,
-    bill_cache_hit, question_of, ready_manuals, retrieve,
+    bill_cache_hit, page_link, question_of, ready_manuals, retrieve,
 };
 
 /// Kept back from the invocation's deadline to end the stream with an `error` event (and settle
@@ -143,15 +143,7 @@ async fn passage_sources<'a>(
         let Some(manual) = ready.get(&passage.manual_id) else {
             continue;
         };
-        let link = deps
-            .objects
-            .download_link(
-                &manual.key,
-                &manual.name,
-                manual.kind.mime_type(),
-                deps.config.source_link_ttl,
-            )
-            .await?;
+        let pdf_url = page_link(deps, manual, passage.page).await?;
         sources.push(PassageSource {
             number: index + 1,
             manual_id: &manual.id,
@@ -159,7 +151,7 @@ async fn passage_sources<'a>(
             page_number: passage.page,
             chunk_text: &passage.text,
             score: (f64::from(passage.score) * 1000.0).round() / 1000.0,
-            pdf_url: format!("{link}#page={}", passage.page),
+            pdf_url,
         });
     }
     Ok(sources)
