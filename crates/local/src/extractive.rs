@@ -8,7 +8,7 @@ use manuel_core::PortError;
 use manuel_core::domain::{Answer, RetrievedChunk, UserId};
 use manuel_core::ports::AnswerModel;
 
-use crate::answer::extract_answer;
+use crate::answer::extract_answer_titled;
 use crate::index::LocalIndex;
 
 pub struct ExtractiveAnswerModel {
@@ -43,10 +43,22 @@ impl AnswerModel for ExtractiveAnswerModel {
             .iter()
             .map(|chunk| chunk.similarity.unwrap_or(0.0))
             .collect();
+        let titles_by_manual = index.running_titles(&user).await?;
+        let running_titles: Vec<String> = passages
+            .iter()
+            .map(|chunk| {
+                titles_by_manual
+                    .get(&chunk.manual_id)
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
         tokio::task::spawn_blocking(move || {
             let weights = index.term_weights(&user);
             let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let extract = extract_answer(&question, &borrowed, &similarities, &weights);
+            let titles: Vec<&str> = running_titles.iter().map(String::as_str).collect();
+            let extract =
+                extract_answer_titled(&question, &borrowed, &similarities, &titles, &weights);
             let input_tokens = approximate_tokens(&question)
                 + texts.iter().map(|t| approximate_tokens(t)).sum::<u64>();
             Ok(Answer {

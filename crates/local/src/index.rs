@@ -48,6 +48,7 @@ struct Fields {
     page: Field,
     text: Field,
     title: Field,
+    running_title: Field,
     chunk: Field,
     vector: Field,
 }
@@ -75,12 +76,14 @@ struct UserChunks {
     chunks: Vec<DenseChunk>,
     /// Manual id → chunk number → position in `chunks`.
     positions: HashMap<String, HashMap<u64, usize>>,
+    /// Manual id → what runs along most of its pages (may be empty).
+    running_titles: Arc<HashMap<String, String>>,
     /// How often each word occurs, counted on first use (only spoken questions need it).
     words: std::sync::OnceLock<Arc<HashMap<String, usize>>>,
 }
 
 impl UserChunks {
-    fn new(chunks: Vec<DenseChunk>) -> Self {
+    fn new(chunks: Vec<DenseChunk>, running_titles: HashMap<String, String>) -> Self {
         let mut positions: HashMap<String, HashMap<u64, usize>> = HashMap::new();
         for (position, chunk) in chunks.iter().enumerate() {
             positions
@@ -91,6 +94,7 @@ impl UserChunks {
         Self {
             chunks,
             positions,
+            running_titles: Arc::new(running_titles),
             words: std::sync::OnceLock::new(),
         }
     }
@@ -198,6 +202,9 @@ fn schema() -> (Schema, Fields) {
             "title",
             TextOptions::default().set_indexing_options(analysed),
         ),
+        // What runs along most pages of the manual, removed from their text; stored on each
+        // chunk of the manual so the answerer can count it as said on every page.
+        running_title: builder.add_text_field("running_title", tantivy::schema::STORED),
         chunk: builder.add_u64_field("chunk", NumericOptions::default().set_stored()),
         // Named after the model that computed the vectors: an index of another model's vectors
         // has another schema, so it is rebuilt (re-embedded) on start rather than mixed.
@@ -273,6 +280,16 @@ impl LocalIndex {
             .await
     }
 
+    /// Manual id → what runs along most of its pages, for each of `user`'s manuals.
+    pub async fn running_titles(
+        &self,
+        user: &UserId,
+    ) -> Result<Arc<HashMap<String, String>>, PortError> {
+        let user = user.clone();
+        self.blocking(move |inner| Ok(Arc::clone(&inner.dense_chunks(&user)?.running_titles)))
+            .await
+    }
+
     /// Question-word weights over `user`'s chunks only, for the extractive answerer.
     pub fn term_weights(&self, user: &UserId) -> UserTermWeights {
         let inner = &self.inner;
@@ -306,15 +323,19 @@ impl LocalIndex {
 }
 
 impl LocalIndex {
-    /// Replaces what was indexed for `manual` with `chunks`, already embedded.
+    /// Replaces what was indexed for `manual` with `chunks`, already embedded. `running_title`
+    /// is what ran along most of its pages ([`manuel_process_manual::furniture`]): searched with
+    /// the manual's name, so it picks the manual without favouring any one page.
     pub async fn store(
         &self,
         manual: &Manual,
         chunks: Vec<PreparedChunk>,
+        running_title: &str,
     ) -> Result<(), PortError> {
         let user = manual.user_id.clone();
         let manual_id = manual.id.clone();
-        let title = manual.name.clone();
+        let title = format!("{} {running_title}", manual.name);
+        let running_title = running_title.to_owned();
         self.blocking(move |inner| {
             let fields = inner.fields;
             let mut writer = inner.lock_writer()?;
@@ -331,6 +352,7 @@ impl LocalIndex {
                         fields.page => u64::from(chunk.page),
                         fields.text => chunk.text.as_str(),
                         fields.title => title.as_str(),
+                        fields.running_title => running_title.as_str(),
                         fields.chunk => number as u64,
                         fields.vector => embedding::to_bytes(&chunk.vectors),
                     ))
@@ -427,6 +449,7 @@ impl Inner {
             )
             .map_err(PortError::failed)?;
         let mut chunks = Vec::with_capacity(addresses.len());
+        let mut running_titles = HashMap::new();
         for address in addresses {
             let document: TantivyDocument = searcher.doc(address).map_err(PortError::failed)?;
             let vectors = document
@@ -434,10 +457,17 @@ impl Inner {
                 .and_then(|value| value.as_bytes())
                 .and_then(embedding::from_bytes);
             if let (Some(hit), Some(vectors)) = (Hit::read(&document, fields), vectors) {
+                if !running_titles.contains_key(&hit.manual_id) {
+                    let running_title = document
+                        .get_first(fields.running_title)
+                        .and_then(|value| value.as_str())
+                        .unwrap_or_default();
+                    running_titles.insert(hit.manual_id.clone(), running_title.to_owned());
+                }
                 chunks.push(DenseChunk { hit, vectors });
             }
         }
-        let chunks = Arc::new(UserChunks::new(chunks));
+        let chunks = Arc::new(UserChunks::new(chunks, running_titles));
         self.lock_dense()?
             .insert(user.as_str().to_owned(), Arc::clone(&chunks));
         Ok(chunks)
@@ -487,6 +517,49 @@ impl Inner {
 }
 
 impl Inner {
+    /// The question's distinct terms with their idf over the whole index.
+    fn weighted_terms(&self, question: &str) -> Vec<(String, f32)> {
+        let searcher = self.reader.searcher();
+        let documents = searcher.num_docs() as f32;
+        self.analyse(question)
+            .into_iter()
+            .map(|term| {
+                let frequency = searcher
+                    .doc_freq(&Term::from_field_text(self.fields.text, &term))
+                    .unwrap_or(0) as f32;
+                let idf = (1.0 + (documents - frequency + 0.5) / (frequency + 0.5)).ln();
+                (term, idf)
+            })
+            .collect()
+    }
+
+    /// How relevant a passage is, 0–1, as a person reads it: half the share of the question's
+    /// words (weighted by rarity) the passage, or the title running along its manual's pages,
+    /// contains; half its closeness in meaning. A fused rank value (~0.03 whatever the match)
+    /// tells a reader nothing.
+    fn relevance(
+        &self,
+        question_terms: &[(String, f32)],
+        chunk: &RetrievedChunk,
+        running_title: &str,
+    ) -> f32 {
+        let total: f32 = question_terms.iter().map(|(_, idf)| idf).sum();
+        let words = if total > 0.0 {
+            let mut present = self.analyse(&chunk.text);
+            present.extend(self.analyse(running_title));
+            question_terms
+                .iter()
+                .filter(|(term, _)| present.contains(term))
+                .map(|(_, idf)| idf)
+                .sum::<f32>()
+                / total
+        } else {
+            0.0
+        };
+        let meaning = chunk.similarity.unwrap_or(0.0).clamp(0.0, 1.0);
+        (0.5 * words + 0.5 * meaning).clamp(0.0, 1.0)
+    }
+
     /// The best `n` chunks of `user` by BM25 over text (and, a little, the manual's name).
     fn bm25_search(
         &self,
@@ -606,7 +679,7 @@ impl KnowledgeBase for LocalIndex {
         let prepared = tokio::task::spawn_blocking(move || prepare(&embedder, &chunks))
             .await
             .map_err(PortError::failed)??;
-        self.store(manual, prepared).await
+        self.store(manual, prepared, "").await
     }
 
     async fn retrieve(
@@ -632,7 +705,13 @@ impl KnowledgeBase for LocalIndex {
             let vector = inner.question_vector(&question)?;
             let mut semantic = inner.dense_search(&user, &vector, ids, pool)?;
             let best = std::mem::take(&mut semantic.best);
-            let fused = fuse(vec![lexical, best], limit, |hit| semantic.similarity(hit));
+            let mut fused = fuse(vec![lexical, best], limit, |hit| semantic.similarity(hit));
+            let question_terms = inner.weighted_terms(&question);
+            let titles = &semantic.chunks.running_titles;
+            for chunk in &mut fused {
+                let title = titles.get(&chunk.manual_id).map_or("", String::as_str);
+                chunk.score = inner.relevance(&question_terms, chunk, title);
+            }
             // What the answerer is given, for tuning against `make eval`
             // (RUST_LOG=manuel_local::index=debug).
             for (rank, chunk) in fused.iter().enumerate() {

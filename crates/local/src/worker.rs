@@ -76,6 +76,8 @@ enum Message {
     Read {
         pages: u32,
         chunks: u32,
+        /// What runs along most pages, removed from their text.
+        running_title: String,
     },
     Chunk {
         page: u32,
@@ -138,12 +140,13 @@ fn ingest(
 ) -> Result<(), Message> {
     let reader = PdfiumReader::load(&config.pdfium_lib)
         .map_err(|message| Message::Unavailable { message })?;
-    let pages = read_pages(&reader, bytes, limits).map_err(|failure| match failure {
+    let manual = read_pages(&reader, bytes, limits).map_err(|failure| match failure {
         ReadFailure::Unavailable(message) => Message::Unavailable { message },
         failure => Message::Failed {
             reason: failure.to_string(),
         },
     })?;
+    let pages = manual.pages;
     let chunks = chunk_pages(&pages);
     if chunks.len() as u64 > u64::from(limits.max_chunks) {
         return Err(failed(Limit::Chunks, limits));
@@ -164,6 +167,7 @@ fn ingest(
         &Message::Read {
             pages: u32::try_from(pages.len()).unwrap_or(u32::MAX),
             chunks: u32::try_from(chunks.len()).unwrap_or(u32::MAX),
+            running_title: manual.running_title,
         },
     ))?;
     for group in chunks.chunks(EMBED_GROUP) {
@@ -257,6 +261,7 @@ enum Stopped {
 struct Extracted {
     pages: u32,
     chunks: Vec<PreparedChunk>,
+    running_title: String,
 }
 
 #[async_trait]
@@ -279,7 +284,9 @@ impl Indexer for ContainedIndexer {
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match extracted {
             Ok(Ok(extracted)) => {
-                self.index.store(manual, extracted.chunks).await?;
+                self.index
+                    .store(manual, extracted.chunks, &extracted.running_title)
+                    .await?;
                 Ok(ProcessingOutcome::Ready {
                     pages: extracted.pages,
                 })
@@ -364,6 +371,7 @@ impl ContainedIndexer {
         let deadline = tokio::time::Instant::now() + limits.max_wall_time;
         let mut peak_rss = 0u64;
         let mut header: Option<(u32, u32)> = None;
+        let mut running_title = String::new();
         let mut chunks: Vec<PreparedChunk> = Vec::new();
         let mut memory_poll = tokio::time::interval(MEMORY_POLL);
         let stop = |child: &mut tokio::process::Child, why: Stopped| {
@@ -379,11 +387,12 @@ impl ContainedIndexer {
         let result = loop {
             tokio::select! {
                 message = messages.recv() => match message {
-                    Some(Ok(Message::Read { pages, chunks: count })) => {
+                    Some(Ok(Message::Read { pages, chunks: count, running_title: title })) => {
                         if count > limits.max_chunks {
                             break Err(stop(&mut child, Stopped::Exceeded(Limit::Chunks)));
                         }
                         header = Some((pages, count));
+                        running_title = title;
                         chunks.reserve(count as usize);
                     }
                     Some(Ok(Message::Chunk { page, text, vectors })) => {
@@ -400,7 +409,7 @@ impl ContainedIndexer {
                     }
                     Some(Ok(Message::Done)) => match header {
                         Some((pages, count)) if chunks.len() == count as usize => {
-                            break Ok(Ok(Extracted { pages, chunks: std::mem::take(&mut chunks) }));
+                            break Ok(Ok(Extracted { pages, chunks: std::mem::take(&mut chunks), running_title: std::mem::take(&mut running_title) }));
                         }
                         _ => break Err(stop(&mut child, Stopped::Crashed)),
                     },

@@ -4,6 +4,7 @@
 //! `ObjectCreated` event names the stored object ([`s3_event`]).
 
 pub mod content;
+pub mod furniture;
 pub mod pages;
 pub mod pdf_streams;
 #[cfg(feature = "lambda")]

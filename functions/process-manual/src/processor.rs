@@ -16,6 +16,7 @@ use manuel_core::telemetry::{self, Metric};
 use sha2::{Digest, Sha256};
 
 use crate::content::{SniffError, sniff};
+use crate::furniture::{Unfurnished, without_furniture};
 use crate::pages::split_text_pages;
 use crate::pdf_streams::check_streams;
 
@@ -58,7 +59,7 @@ impl Indexer for InProcessIndexer {
                 .await
                 .map_err(PortError::failed)?;
         let pages = match read {
-            Ok(pages) => pages,
+            Ok(manual) => manual.pages,
             Err(ReadFailure::Unavailable(message)) => {
                 return Err(PortError::Unavailable {
                     service: "document reader",
@@ -241,7 +242,7 @@ pub fn read_pages(
     reader: &dyn DocumentReader,
     bytes: &[u8],
     limits: &IngestionLimits,
-) -> Result<Vec<String>, ReadFailure> {
+) -> Result<Unfurnished, ReadFailure> {
     let kind = sniff(bytes).map_err(|error| match error {
         SniffError::Empty => ReadFailure::Empty,
         SniffError::Unsupported => ReadFailure::Unsupported,
@@ -273,13 +274,14 @@ pub fn read_pages(
         }
     };
     check_pages(&pages, limits).map_err(exceeds)?;
-    if pages.is_empty() {
+    let manual = without_furniture(pages);
+    if manual.pages.is_empty() {
         return Err(ReadFailure::NoPages);
     }
-    if pages.iter().all(|page| page.trim().is_empty()) {
+    if manual.pages.iter().all(|page| page.trim().is_empty()) {
         return Err(ReadFailure::NoText);
     }
-    Ok(pages)
+    Ok(manual)
 }
 
 /// The page count, each page's text and the whole text against `limits` (whatever read them).
@@ -319,7 +321,7 @@ mod tests {
     }
 
     fn read(reader: &FixedReader, bytes: &[u8]) -> Result<Vec<String>, ReadFailure> {
-        read_pages(reader, bytes, &IngestionLimits::default())
+        read_pages(reader, bytes, &IngestionLimits::default()).map(|manual| manual.pages)
     }
 
     #[test]
@@ -353,7 +355,7 @@ mod tests {
             ..IngestionLimits::default()
         };
         let unused = FixedReader(Err(ReadError::Unavailable("no pdfium".to_owned())));
-        let limit_of = |result: Result<Vec<String>, ReadFailure>| match result {
+        let limit_of = |result: Result<Unfurnished, ReadFailure>| match result {
             Err(ReadFailure::Exceeds { limit, reason }) => {
                 assert_eq!(reason, limit.reason(&limits));
                 Some(limit)

@@ -108,6 +108,20 @@ pub fn extract_answer(
     similarities: &[f32],
     weights: &dyn TermWeights,
 ) -> Extract {
+    extract_answer_titled(question, passages, similarities, &[], weights)
+}
+
+/// [`extract_answer`], where `running_titles[i]` is what runs along every page of passage i's
+/// manual ("Acme LaserJet User Manual", removed from the pages at ingestion): its words count as
+/// present in the passage, so naming the device in the question favours no page of its manual
+/// over another.
+pub fn extract_answer_titled(
+    question: &str,
+    passages: &[&str],
+    similarities: &[f32],
+    running_titles: &[&str],
+    weights: &dyn TermWeights,
+) -> Extract {
     let framing = framing_terms(weights);
     let Some(query) = Query::new(question, &framing, weights) else {
         return not_found();
@@ -120,7 +134,15 @@ pub fn extract_answer(
     let similarity = |i: usize| known_similarity(i).unwrap_or(0.0);
     let passage_terms: Vec<HashSet<String>> = passages
         .iter()
-        .map(|p| weights.terms(p).into_iter().collect())
+        .enumerate()
+        .map(|(i, p)| {
+            let title = running_titles.get(i).copied().unwrap_or_default();
+            weights
+                .terms(p)
+                .into_iter()
+                .chain(weights.terms(title))
+                .collect()
+        })
         .collect();
     // What the gate sees, for tuning it against `make eval` (RUST_LOG=manuel_local::answer=debug).
     for (i, terms) in passage_terms.iter().enumerate() {
