@@ -817,6 +817,10 @@ impl TermWeights for UserTermWeights {
     fn known(&self, term: &str) -> bool {
         self.document_frequency(term) > 0
     }
+
+    fn passages_with(&self, term: &str) -> usize {
+        self.document_frequency(term)
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use crate::text::{list_marker, looks_like_title, split_sentences, strip_marker, 
 
 use std::collections::{HashMap, HashSet};
 
+mod device;
 mod gate;
 mod sentences;
 mod steps;
@@ -28,6 +29,10 @@ pub trait TermWeights {
     /// Whether any of the user's manuals contains `term`.
     fn known(&self, _term: &str) -> bool {
         true
+    }
+    /// How many of the user's passages contain `term` (only zero or not when only that is known).
+    fn passages_with(&self, term: &str) -> usize {
+        if self.known(term) { usize::MAX } else { 0 }
     }
 }
 
@@ -128,6 +133,13 @@ pub fn extract_answer_titled(
     };
     if let Some(name) = unknown_name(question, &framing, weights) {
         tracing::debug!(name, "the question names something no manual mentions");
+        return not_found();
+    }
+    if let Some(device) = device::unmentioned_device(question, &framing, weights) {
+        tracing::debug!(
+            device,
+            "the question is about a device the manuals barely mention"
+        );
         return not_found();
     }
     let known_similarity = |i: usize| similarities.get(i).copied().filter(|s| s.is_finite());
@@ -269,6 +281,9 @@ fn framing_terms(weights: &dyn TermWeights) -> HashSet<String> {
     weights.terms(FRAMING_WORDS).into_iter().collect()
 }
 
+/// A part of a name this long that no manual contains makes the name unknown.
+const NAME_PART_MIN: usize = 4;
+
 /// A name in the question that none of the user's manuals mentions: a capitalised word that does
 /// not start a sentence ("De'Longhi", "Netgear", "E24"), none of whose terms any manual
 /// contains. Such a question is about something else: answering it from the manual of another
@@ -293,7 +308,12 @@ fn unknown_name<'q>(
             // "I'm" and "Pirate's" leave a one-letter term that says nothing.
             .filter(|term| term.chars().count() >= 2 && !framing.contains(term))
             .collect();
-        if !terms.is_empty() && terms.iter().all(|term| !weights.known(term)) {
+        // "De'Longhi" is unknown although "de" is French for "of": a name's long part decides.
+        let unknown = |term: &String| !weights.known(term);
+        let long_unknown = terms
+            .iter()
+            .any(|term| term.chars().count() >= NAME_PART_MIN && unknown(term));
+        if !terms.is_empty() && (terms.iter().all(unknown) || long_unknown) {
             return Some(name);
         }
     }
@@ -429,6 +449,10 @@ mod tests {
 
         fn known(&self, term: &str) -> bool {
             self.df.contains_key(term)
+        }
+
+        fn passages_with(&self, term: &str) -> usize {
+            self.df.get(term).copied().unwrap_or(0)
         }
 
         fn idf(&self, term: &str) -> f32 {
@@ -827,6 +851,31 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn a_question_about_a_device_the_manuals_barely_mention_is_refused() {
+        const OVEN_ONCE: &str = "Cleaning the exterior\nNever use oven cleaners on the printer.";
+        let mut passages = corpus();
+        passages.push(OVEN_ONCE);
+        let weights = FakeWeights::new(&passages);
+        let refused = |question: &str| {
+            let answer = extract_answer(question, &passages, &[0.5; 6], &weights);
+            !answer.found
+        };
+        // Said once, in passing, or never: not what the manuals are about.
+        assert!(refused("How do I set the clock on my oven?"));
+        assert!(refused("How do I clean the lint filter of the dryer?"));
+        assert!(refused("How often should I descale my De'Longhi?"));
+        // What the manuals are about, wherever the question names it.
+        assert!(!refused("How do I clean the print head of my printer?"));
+        assert!(!refused("How do I load paper into the printer?"));
+        assert!(!refused(
+            "My printouts are faint, how do I clean the print head?"
+        ));
+        assert!(!refused(
+            "How do I replace the ink cartridge on my printer quickly?"
+        ));
     }
 
     #[test]
