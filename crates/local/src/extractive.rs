@@ -8,7 +8,7 @@ use manuel_core::PortError;
 use manuel_core::domain::{Answer, RetrievedChunk, UserId};
 use manuel_core::ports::AnswerModel;
 
-use crate::answer::extract_answer_titled;
+use crate::answer::extract_answer_about;
 use crate::index::LocalIndex;
 
 pub struct ExtractiveAnswerModel {
@@ -43,11 +43,11 @@ impl AnswerModel for ExtractiveAnswerModel {
             .iter()
             .map(|chunk| chunk.similarity.unwrap_or(0.0))
             .collect();
-        let titles_by_manual = index.running_titles(&user).await?;
-        let running_titles: Vec<String> = passages
+        let subject_of_manual = index.subjects(&user).await?;
+        let subjects: Vec<String> = passages
             .iter()
             .map(|chunk| {
-                titles_by_manual
+                subject_of_manual
                     .get(&chunk.manual_id)
                     .cloned()
                     .unwrap_or_default()
@@ -56,9 +56,9 @@ impl AnswerModel for ExtractiveAnswerModel {
         tokio::task::spawn_blocking(move || {
             let weights = index.term_weights(&user);
             let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let titles: Vec<&str> = running_titles.iter().map(String::as_str).collect();
+            let subjects: Vec<&str> = subjects.iter().map(String::as_str).collect();
             let extract =
-                extract_answer_titled(&question, &borrowed, &similarities, &titles, &weights);
+                extract_answer_about(&question, &borrowed, &similarities, &subjects, &weights);
             let input_tokens = approximate_tokens(&question)
                 + texts.iter().map(|t| approximate_tokens(t)).sum::<u64>();
             Ok(Answer {

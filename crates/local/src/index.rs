@@ -48,7 +48,7 @@ struct Fields {
     page: Field,
     text: Field,
     title: Field,
-    running_title: Field,
+    subject: Field,
     chunk: Field,
     vector: Field,
 }
@@ -76,14 +76,14 @@ struct UserChunks {
     chunks: Vec<DenseChunk>,
     /// Manual id → chunk number → position in `chunks`.
     positions: HashMap<String, HashMap<u64, usize>>,
-    /// Manual id → what runs along most of its pages (may be empty).
-    running_titles: Arc<HashMap<String, String>>,
+    /// Manual id → its subject: its name and what runs along most of its pages.
+    subjects: Arc<HashMap<String, String>>,
     /// How often each word occurs, counted on first use (only spoken questions need it).
     words: std::sync::OnceLock<Arc<HashMap<String, usize>>>,
 }
 
 impl UserChunks {
-    fn new(chunks: Vec<DenseChunk>, running_titles: HashMap<String, String>) -> Self {
+    fn new(chunks: Vec<DenseChunk>, subjects: HashMap<String, String>) -> Self {
         let mut positions: HashMap<String, HashMap<u64, usize>> = HashMap::new();
         for (position, chunk) in chunks.iter().enumerate() {
             positions
@@ -94,7 +94,7 @@ impl UserChunks {
         Self {
             chunks,
             positions,
-            running_titles: Arc::new(running_titles),
+            subjects: Arc::new(subjects),
             words: std::sync::OnceLock::new(),
         }
     }
@@ -202,9 +202,9 @@ fn schema() -> (Schema, Fields) {
             "title",
             TextOptions::default().set_indexing_options(analysed),
         ),
-        // What runs along most pages of the manual, removed from their text; stored on each
-        // chunk of the manual so the answerer can count it as said on every page.
-        running_title: builder.add_text_field("running_title", tantivy::schema::STORED),
+        // The manual's name and what runs along most of its pages (removed from their text):
+        // stored on each chunk so the answerer can count it as said on every page.
+        subject: builder.add_text_field("subject", tantivy::schema::STORED),
         chunk: builder.add_u64_field("chunk", NumericOptions::default().set_stored()),
         // Named after the model that computed the vectors: an index of another model's vectors
         // has another schema, so it is rebuilt (re-embedded) on start rather than mixed.
@@ -280,13 +280,10 @@ impl LocalIndex {
             .await
     }
 
-    /// Manual id → what runs along most of its pages, for each of `user`'s manuals.
-    pub async fn running_titles(
-        &self,
-        user: &UserId,
-    ) -> Result<Arc<HashMap<String, String>>, PortError> {
+    /// Manual id → its subject (name and running title), for each of `user`'s manuals.
+    pub async fn subjects(&self, user: &UserId) -> Result<Arc<HashMap<String, String>>, PortError> {
         let user = user.clone();
-        self.blocking(move |inner| Ok(Arc::clone(&inner.dense_chunks(&user)?.running_titles)))
+        self.blocking(move |inner| Ok(Arc::clone(&inner.dense_chunks(&user)?.subjects)))
             .await
     }
 
@@ -324,8 +321,9 @@ impl LocalIndex {
 
 impl LocalIndex {
     /// Replaces what was indexed for `manual` with `chunks`, already embedded. `running_title`
-    /// is what ran along most of its pages ([`manuel_process_manual::furniture`]): searched with
-    /// the manual's name, so it picks the manual without favouring any one page.
+    /// is what ran along most of its pages ([`manuel_process_manual::furniture`]); with the
+    /// manual's name it is the manual's subject, searched (a little) on every chunk so it picks
+    /// the manual without favouring any one page.
     pub async fn store(
         &self,
         manual: &Manual,
@@ -334,8 +332,7 @@ impl LocalIndex {
     ) -> Result<(), PortError> {
         let user = manual.user_id.clone();
         let manual_id = manual.id.clone();
-        let title = format!("{} {running_title}", manual.name);
-        let running_title = running_title.to_owned();
+        let subject = format!("{} {running_title}", manual.name);
         self.blocking(move |inner| {
             let fields = inner.fields;
             let mut writer = inner.lock_writer()?;
@@ -351,8 +348,8 @@ impl LocalIndex {
                         fields.manual_id => manual_id.as_str(),
                         fields.page => u64::from(chunk.page),
                         fields.text => chunk.text.as_str(),
-                        fields.title => title.as_str(),
-                        fields.running_title => running_title.as_str(),
+                        fields.title => subject.as_str(),
+                        fields.subject => subject.as_str(),
                         fields.chunk => number as u64,
                         fields.vector => embedding::to_bytes(&chunk.vectors),
                     ))
@@ -449,7 +446,7 @@ impl Inner {
             )
             .map_err(PortError::failed)?;
         let mut chunks = Vec::with_capacity(addresses.len());
-        let mut running_titles = HashMap::new();
+        let mut subjects = HashMap::new();
         for address in addresses {
             let document: TantivyDocument = searcher.doc(address).map_err(PortError::failed)?;
             let vectors = document
@@ -457,17 +454,17 @@ impl Inner {
                 .and_then(|value| value.as_bytes())
                 .and_then(embedding::from_bytes);
             if let (Some(hit), Some(vectors)) = (Hit::read(&document, fields), vectors) {
-                if !running_titles.contains_key(&hit.manual_id) {
-                    let running_title = document
-                        .get_first(fields.running_title)
+                if !subjects.contains_key(&hit.manual_id) {
+                    let subject = document
+                        .get_first(fields.subject)
                         .and_then(|value| value.as_str())
                         .unwrap_or_default();
-                    running_titles.insert(hit.manual_id.clone(), running_title.to_owned());
+                    subjects.insert(hit.manual_id.clone(), subject.to_owned());
                 }
                 chunks.push(DenseChunk { hit, vectors });
             }
         }
-        let chunks = Arc::new(UserChunks::new(chunks, running_titles));
+        let chunks = Arc::new(UserChunks::new(chunks, subjects));
         self.lock_dense()?
             .insert(user.as_str().to_owned(), Arc::clone(&chunks));
         Ok(chunks)
@@ -534,19 +531,19 @@ impl Inner {
     }
 
     /// How relevant a passage is, 0–1, as a person reads it: half the share of the question's
-    /// words (weighted by rarity) the passage, or the title running along its manual's pages,
+    /// words (weighted by rarity) the passage or its manual's subject (name, running title)
     /// contains; half its closeness in meaning. A fused rank value (~0.03 whatever the match)
     /// tells a reader nothing.
     fn relevance(
         &self,
         question_terms: &[(String, f32)],
         chunk: &RetrievedChunk,
-        running_title: &str,
+        subject: &str,
     ) -> f32 {
         let total: f32 = question_terms.iter().map(|(_, idf)| idf).sum();
         let words = if total > 0.0 {
             let mut present = self.analyse(&chunk.text);
-            present.extend(self.analyse(running_title));
+            present.extend(self.analyse(subject));
             question_terms
                 .iter()
                 .filter(|(term, _)| present.contains(term))
@@ -707,10 +704,10 @@ impl KnowledgeBase for LocalIndex {
             let best = std::mem::take(&mut semantic.best);
             let mut fused = fuse(vec![lexical, best], limit, |hit| semantic.similarity(hit));
             let question_terms = inner.weighted_terms(&question);
-            let titles = &semantic.chunks.running_titles;
+            let subjects = &semantic.chunks.subjects;
             for chunk in &mut fused {
-                let title = titles.get(&chunk.manual_id).map_or("", String::as_str);
-                chunk.score = inner.relevance(&question_terms, chunk, title);
+                let subject = subjects.get(&chunk.manual_id).map_or("", String::as_str);
+                chunk.score = inner.relevance(&question_terms, chunk, subject);
             }
             // What the answerer is given, for tuning against `make eval`
             // (RUST_LOG=manuel_local::index=debug).

@@ -113,18 +113,18 @@ pub fn extract_answer(
     similarities: &[f32],
     weights: &dyn TermWeights,
 ) -> Extract {
-    extract_answer_titled(question, passages, similarities, &[], weights)
+    extract_answer_about(question, passages, similarities, &[], weights)
 }
 
-/// [`extract_answer`], where `running_titles[i]` is what runs along every page of passage i's
-/// manual ("Acme LaserJet User Manual", removed from the pages at ingestion): its words count as
-/// present in the passage, so naming the device in the question favours no page of its manual
-/// over another.
-pub fn extract_answer_titled(
+/// [`extract_answer`], where `subjects[i]` is what passage i's manual is about: its name and
+/// what runs along its pages ("Acme LaserJet User Manual", removed from them at ingestion).
+/// Those words count as present in the passage, so naming the device in the question favours
+/// no page of its manual over another.
+pub fn extract_answer_about(
     question: &str,
     passages: &[&str],
     similarities: &[f32],
-    running_titles: &[&str],
+    subjects: &[&str],
     weights: &dyn TermWeights,
 ) -> Extract {
     let framing = framing_terms(weights);
@@ -148,11 +148,11 @@ pub fn extract_answer_titled(
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let title = running_titles.get(i).copied().unwrap_or_default();
+            let subject = subjects.get(i).copied().unwrap_or_default();
             weights
                 .terms(p)
                 .into_iter()
-                .chain(weights.terms(title))
+                .chain(weights.terms(subject))
                 .collect()
         })
         .collect();
