@@ -15,6 +15,10 @@
 #   MANUEL_PDFIUM_LIB  libpdfium.so (default: .tools/pdfium/libpdfium.so, installed by
 #                      scripts/setup-pdfium.sh when missing)
 #   EVAL_REPORT_DIR    where the reports go (default: eval/report)
+#   EVAL_SPEECH=1      also speak a sample of the questions (scripts/eval-speech.py; needs
+#                      espeak-ng and sox) and report how they were heard and answered
+#   MANUEL_SPEECH_MODEL  the Whisper model that hears them (default .tools/models/whisper-tiny.en;
+#                      SETUP_WHISPER_BASE=1 scripts/setup-models.sh installs whisper-base)
 #
 # Exits with eval.py's status: 0 (1 with --check when below target, 2 when the run failed).
 set -euo pipefail
@@ -48,6 +52,7 @@ fi
 export MANUEL_PDFIUM_LIB
 export MANUEL_EMBEDDING_MODEL="${MANUEL_EMBEDDING_MODEL:-$repo_root/.tools/models/all-MiniLM-L6-v2-int8}"
 export MANUEL_ONNXRUNTIME="${MANUEL_ONNXRUNTIME:-$repo_root/.tools/onnxruntime/libonnxruntime.so}"
+export MANUEL_SPEECH_MODEL="${MANUEL_SPEECH_MODEL:-$repo_root/.tools/models/whisper-tiny.en}"
 "$repo_root/scripts/setup-models.sh"
 
 "$script_dir/eval-manuals.sh"
@@ -74,6 +79,14 @@ status=0
 report_dir="${EVAL_REPORT_DIR:-$repo_root/eval/report}"
 python3 "$script_dir/eval.py" --api "http://127.0.0.1:$port" --token "$token" \
     --report-dir "$report_dir" "$@" || status=$?
+# Spoken questions (EVAL_SPEECH=1): a sample of the same questions spoken by espeak-ng voices,
+# heard by the server's speech model (MANUEL_SPEECH_MODEL, tiny.en by default), reported in
+# speech.json: word error rate, right page first, transcription time.
+if [[ $# -eq 0 && "${EVAL_SPEECH:-0}" == 1 ]]; then
+    echo "eval-local: spoken questions ($MANUEL_SPEECH_MODEL)" >&2
+    python3 "$script_dir/eval-speech.py" --api "http://127.0.0.1:$port" --token "$token" \
+        --report "$report_dir/speech.json" || status=$?
+fi
 # The held-out set (eval/emanual-qa: a phone manual and questions written by others), reported
 # apart and never a target; skipped when the run was narrowed with arguments.
 if [[ $# -eq 0 && "${EVAL_HELD_OUT:-1}" != 0 ]]; then

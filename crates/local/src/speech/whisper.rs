@@ -1,7 +1,8 @@
-//! Whisper tiny.en run by candle on the CPU: log-mel features of each 30-second window, the
-//! encoder once per window, then greedy decoding without timestamps from
-//! `<|startoftranscript|><|notimestamps|>` (English-only models take no language or task
-//! token), optionally after a prompt of words the speaker is likely to use.
+//! Whisper (tiny.en by default, or a multilingual size such as base) run by candle on the CPU:
+//! log-mel features of each 30-second window, the encoder once per window, then greedy
+//! decoding without timestamps from `<|startoftranscript|><|notimestamps|>` (English-only
+//! models take no language or task token; multilingual ones are told `<|en|><|transcribe|>`
+//! after the start), optionally after a prompt of words the speaker is likely to use.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,11 @@ const LOW_LOG_PROBABILITY: f64 = whisper::LOGPROB_THRESHOLD;
 /// context, but a long comma-separated prompt is imitated: with 100 tokens spoken questions
 /// came out as comma lists ("which, programatype, stylus, avrdude, support."), with 50 not.
 pub const MAX_PROMPT_TOKENS: usize = 50;
+/// The vocabulary size from which a Whisper model is multilingual (Whisper's own rule).
+const MULTILINGUAL_VOCABULARY: usize = 51_865;
+/// Manuals and their questions are in English: a multilingual model is told so rather than
+/// left to guess the language from a short question.
+const ENGLISH_TOKEN: &str = "<|en|>";
 /// A token sequence repeated this many times in a row ends decoding: greedy decoding can loop.
 const REPEATS_TO_STOP: usize = 4;
 
@@ -40,6 +46,8 @@ fn compute(error: impl std::fmt::Display) -> WhisperError {
 
 struct SpecialTokens {
     start_of_transcript: u32,
+    /// `<|en|><|transcribe|>` for a multilingual model, nothing for an English-only one.
+    language_and_task: Vec<u32>,
     end_of_text: u32,
     no_timestamps: u32,
     start_of_previous: u32,
@@ -138,8 +146,16 @@ impl Whisper {
                 .token_to_id(text)
                 .ok_or_else(|| fail(format!("the tokenizer has no {text}")))
         };
+        // Whisper's own test: the multilingual vocabulary has one more token than the English one.
+        let multilingual = vocab_size >= MULTILINGUAL_VOCABULARY;
+        let language_and_task = if multilingual {
+            vec![token(ENGLISH_TOKEN)?, token(whisper::TRANSCRIBE_TOKEN)?]
+        } else {
+            Vec::new()
+        };
         let special = SpecialTokens {
             start_of_transcript: token(whisper::SOT_TOKEN)?,
+            language_and_task,
             end_of_text: token(whisper::EOT_TOKEN)?,
             no_timestamps: token(whisper::NO_TIMESTAMPS_TOKEN)?,
             start_of_previous: token("<|startofprev|>")?,
@@ -244,11 +260,11 @@ impl Whisper {
     /// Greedy decoding of one 30-second window of log-mel features.
     fn decode_window(&mut self, mel: &Tensor, prompt: &[u32]) -> Result<String, WhisperError> {
         let features = self.model.encoder.forward(mel, true).map_err(compute)?;
-        let mut tokens: Vec<u32> = prompt
-            .iter()
-            .copied()
-            .chain([self.special.start_of_transcript, self.special.no_timestamps])
-            .collect();
+        let mut tokens: Vec<u32> = prompt.to_vec();
+        let start_of_transcript = tokens.len();
+        tokens.push(self.special.start_of_transcript);
+        tokens.extend(&self.special.language_and_task);
+        tokens.push(self.special.no_timestamps);
         let start = tokens.len();
         let limit = self.model.config.max_target_positions - 1;
         let mut log_probability = 0.0;
@@ -264,7 +280,9 @@ impl Whisper {
                 .forward(&input, &features, first)
                 .map_err(compute)?;
             if first && let Some(no_speech) = self.special.no_speech {
-                let at_start = hidden.i((..1, start - 2..start - 1)).map_err(compute)?;
+                let at_start = hidden
+                    .i((..1, start_of_transcript..start_of_transcript + 1))
+                    .map_err(compute)?;
                 let logits = self
                     .model
                     .decoder
