@@ -43,24 +43,22 @@ impl AudioFormat {
     /// The format a declared content type names, for the mislabel check; `None` for types that
     /// name no audio format in particular (`application/octet-stream`, an empty one).
     fn declared(content_type: &str) -> Result<Option<Self>, ()> {
-        let essence = content_type
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
-        Ok(Some(match essence.as_str() {
-            "" | "application/octet-stream" | "binary/octet-stream" => return Ok(None),
-            "audio/wav" | "audio/x-wav" | "audio/wave" | "audio/vnd.wave" | "audio/l16" => {
-                Self::Wav
-            }
-            "audio/flac" | "audio/x-flac" => Self::Flac,
-            "audio/ogg" | "audio/opus" | "application/ogg" | "audio/x-opus+ogg" => Self::OggOpus,
-            "audio/mp4" | "audio/m4a" | "audio/x-m4a" | "audio/aac" | "audio/x-aac"
-            | "video/mp4" => Self::Mp4,
-            "audio/webm" | "video/webm" => Self::WebM,
-            _ => return Err(()),
-        }))
+        Ok(Some(
+            match crate::media_type::essence(content_type).as_str() {
+                "" | "application/octet-stream" | "binary/octet-stream" => return Ok(None),
+                "audio/wav" | "audio/x-wav" | "audio/wave" | "audio/vnd.wave" | "audio/l16" => {
+                    Self::Wav
+                }
+                "audio/flac" | "audio/x-flac" => Self::Flac,
+                "audio/ogg" | "audio/opus" | "application/ogg" | "audio/x-opus+ogg" => {
+                    Self::OggOpus
+                }
+                "audio/mp4" | "audio/m4a" | "audio/x-m4a" | "audio/aac" | "audio/x-aac"
+                | "video/mp4" => Self::Mp4,
+                "audio/webm" | "video/webm" => Self::WebM,
+                _ => return Err(()),
+            },
+        ))
     }
 }
 

@@ -16,6 +16,7 @@ pub mod http;
 pub mod idempotency;
 pub mod ingestion;
 pub mod json;
+pub mod media_type;
 pub mod ogg_opus;
 pub mod page_token;
 pub mod ports;

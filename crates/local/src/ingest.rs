@@ -15,12 +15,12 @@ use async_trait::async_trait;
 use manuel_core::PortError;
 use manuel_core::domain::UserId;
 use manuel_core::ports::IngestionQueue;
+// The same attempts as process-manual on Lambda, in one run of the server, for a dependency
+// failure (not for a manual that fails).
 use manuel_process_manual::Processor;
+use manuel_process_manual::s3_event::PROCESSING_ATTEMPTS;
 use tokio::sync::{Notify, watch};
 
-/// Attempts in one run of the server for a dependency failure (not for a manual that fails).
-const MAX_ATTEMPTS: u32 = 3;
-const RETRY_DELAY: Duration = Duration::from_secs(2);
 /// One user's manuals processed at the same time, at most.
 pub const PER_USER_RUNNING: usize = 1;
 
@@ -207,11 +207,11 @@ async fn run(queue: &Arc<LocalIngestionQueue>, processor: &Processor, job: Job) 
     };
     if *queue.stopping.borrow() {
         tracing::info!(manual_id = %job.manual_id, "ingestion interrupted by the shutdown; resumed at the next start");
-    } else if job.attempt < MAX_ATTEMPTS {
+    } else if job.attempt < PROCESSING_ATTEMPTS.max_attempts {
         tracing::warn!(manual_id = %job.manual_id, attempt = job.attempt, %error, "processing failed; retrying");
         let queue = Arc::clone(queue);
         tokio::spawn(async move {
-            tokio::time::sleep(RETRY_DELAY * job.attempt).await;
+            tokio::time::sleep(PROCESSING_ATTEMPTS.delay(job.attempt)).await;
             let _ = queue.push(Job {
                 attempt: job.attempt + 1,
                 ..job

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use manuel_core::auth::AuthenticatedUser;
 use manuel_core::domain::{DocumentKind, Manual, ManualStatus, pending_sha256};
 use manuel_core::json::JsonBody;
+use manuel_core::media_type;
 use manuel_core::ports::InsertOutcome;
 use manuel_core::validation::{FieldKind, check_text};
 use manuel_core::{ApiError, PortError};
@@ -31,13 +32,7 @@ pub(crate) struct UploadLinkRequest {
 
 /// The declared type of a manual, from a MIME type with or without parameters.
 fn declared_kind(content_type: &str) -> Result<DocumentKind, ApiError> {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    match essence.as_str() {
+    match media_type::essence(content_type).as_str() {
         "application/pdf" => Ok(DocumentKind::Pdf),
         "text/markdown" | "text/x-markdown" => Ok(DocumentKind::Markdown),
         "text/plain" => Ok(DocumentKind::Text),

@@ -83,6 +83,15 @@ pub struct EventHandling {
     pub request_id: Option<String>,
 }
 
+/// How often processing a manual is tried when a dependency fails, with what pauses: the
+/// default of `PROCESSING_ATTEMPTS` on Lambda, and manuel-local's policy.
+pub const PROCESSING_ATTEMPTS: RetryPolicy = RetryPolicy::new(
+    manuel_core::resilience::Backoff::Exponential,
+    3,
+    Duration::from_secs(2),
+    Duration::from_secs(8),
+);
+
 impl EventHandling {
     /// `RECORD_WAIT_SECONDS` (10) and `PROCESSING_ATTEMPTS` (a retry policy,
     /// `exponential:3:2000:8000`); a manual that still fails is reported to `dead_letters`.
@@ -91,12 +100,7 @@ impl EventHandling {
         dead_letters: Arc<dyn DeadLetters>,
     ) -> Result<Self, manuel_core::config::ConfigError> {
         let attempts = match env.optional("PROCESSING_ATTEMPTS") {
-            None => RetryPolicy::new(
-                manuel_core::resilience::Backoff::Exponential,
-                3,
-                Duration::from_secs(2),
-                Duration::from_secs(8),
-            ),
+            None => PROCESSING_ATTEMPTS,
             Some(value) => RetryPolicy::parse(value).ok_or_else(|| {
                 manuel_core::config::ConfigError {
                     name: "PROCESSING_ATTEMPTS",
