@@ -410,6 +410,17 @@ impl Inner {
         terms
     }
 
+    /// The distinct analysed terms of a passage (`analyse` keeps their order, for questions).
+    fn term_set(&self, text: &str) -> std::collections::HashSet<String> {
+        let mut analyzer = self.analyzer.clone();
+        let mut stream = analyzer.token_stream(text);
+        let mut terms = std::collections::HashSet::new();
+        while stream.advance() {
+            terms.insert(stream.token().text.clone());
+        }
+        terms
+    }
+
     fn commit(&self, writer: &mut IndexWriter, user: &UserId) -> Result<(), PortError> {
         writer.commit().map_err(PortError::failed)?;
         self.reader.reload().map_err(PortError::failed)?;
@@ -542,8 +553,8 @@ impl Inner {
     ) -> f32 {
         let total: f32 = question_terms.iter().map(|(_, idf)| idf).sum();
         let words = if total > 0.0 {
-            let mut present = self.analyse(&chunk.text);
-            present.extend(self.analyse(subject));
+            let mut present = self.term_set(&chunk.text);
+            present.extend(self.term_set(subject));
             question_terms
                 .iter()
                 .filter(|(term, _)| present.contains(term))
