@@ -68,6 +68,9 @@ fn identity() -> Result<Identity, Box<dyn std::error::Error>> {
     Ok(Identity { jwks, token })
 }
 
+/// What the speech fake hears in every clip.
+const SPOKEN_QUESTION: &str = "How do I replace the ink cartridge?";
+
 struct Apps {
     records: Arc<fakes::Manuals>,
     manuals: Router,
@@ -106,7 +109,7 @@ fn apps(identity: &Identity) -> Result<Apps, Box<dyn std::error::Error>> {
         manual_list,
     )])));
     let objects = Arc::new(fakes::Objects);
-    let knowledge = Arc::new(fakes::Knowledge(passages));
+    let knowledge = Arc::new(manuel_core::testing::Passages::new(passages));
     let cache = Arc::new(Cache::new(CacheConfig::default(), None));
     let quota = QuotaLimits {
         daily: 1_000_000,
@@ -133,9 +136,11 @@ fn apps(identity: &Identity) -> Result<Apps, Box<dyn std::error::Error>> {
         clock: Arc::new(SystemClock),
         manuals: manuals.clone(),
         knowledge_base: knowledge.clone(),
-        answer_model: Arc::new(fakes::Model),
+        answer_model: Arc::new(manuel_core::testing::FirstPassageModel::default()),
         objects: objects.clone(),
-        transcriber: Some(Arc::new(fakes::Speech)),
+        transcriber: Some(Arc::new(manuel_core::testing::FixedSpeech(
+            SPOKEN_QUESTION.into(),
+        ))),
         audio_limits: Default::default(),
         security: security.clone(),
         config: manuel_query::QueryConfig::default(),
@@ -158,7 +163,9 @@ fn apps(identity: &Identity) -> Result<Apps, Box<dyn std::error::Error>> {
         quota,
         pricing: Pricing::free(),
         clock: Arc::new(SystemClock),
-        transcriber: Some(Arc::new(fakes::Speech)),
+        transcriber: Some(Arc::new(manuel_core::testing::FixedSpeech(
+            SPOKEN_QUESTION.into(),
+        ))),
         limits: Default::default(),
         security: security.clone(),
     });
