@@ -96,8 +96,11 @@ fn unused_s3() -> Arc<S3ObjectStore> {
     ))
 }
 
-#[tokio::test]
-async fn retrieve_always_filters_by_user_with_hybrid_search_and_maps_pages() -> TestResult {
+/// A knowledge base whose Retrieve answers with `results` every time, and the requests it made.
+fn recording_knowledge_base(
+    store: VectorStore,
+    results: Vec<KnowledgeBaseRetrievalResult>,
+) -> (BedrockKnowledgeBase, Arc<Mutex<Vec<RetrieveInput>>>) {
     let seen: Arc<Mutex<Vec<RetrieveInput>>> = Arc::default();
     let recorder = Arc::clone(&seen);
     let retrieve = mock!(aws_sdk_bedrockagentruntime::Client::retrieve)
@@ -105,17 +108,34 @@ async fn retrieve_always_filters_by_user_with_hybrid_search_and_maps_pages() -> 
             recorder.lock().unwrap().push(input.clone());
             true
         })
-        .then_output(|| {
+        .then_output(move || {
             RetrieveOutput::builder()
-                .retrieval_results(result("alice", "m1", 5, "The warranty lasts two years."))
-                // A result of another user must never come back, even if the service sent one.
-                .retrieval_results(result("mallory", "m9", 1, "Mallory's secret."))
+                .set_retrieval_results(Some(results.clone()))
                 .build()
                 .unwrap()
         });
     let runtime = mock_client!(aws_sdk_bedrockagentruntime, RuleMode::MatchAny, [&retrieve]);
     let agent = mock_client!(aws_sdk_bedrockagent, []);
-    let kb = BedrockKnowledgeBase::new(runtime, agent, unused_s3(), settings());
+    let kb = BedrockKnowledgeBase::new(runtime, agent, unused_s3(), settings_for(store));
+    (kb, seen)
+}
+
+/// Whether `filter` is `user_id` equals `user`.
+fn names_user(filter: &RetrievalFilter, user: &str) -> bool {
+    matches!(filter, RetrievalFilter::Equals(attribute)
+        if attribute.key() == "user_id" && attribute.value() == &Document::String(user.to_owned()))
+}
+
+#[tokio::test]
+async fn retrieve_always_filters_by_user_with_hybrid_search_and_maps_pages() -> TestResult {
+    let (kb, seen) = recording_knowledge_base(
+        VectorStore::OpenSearchServerless,
+        vec![
+            result("alice", "m1", 5, "The warranty lasts two years."),
+            // A result of another user must never come back, even if the service sent one.
+            result("mallory", "m9", 1, "Mallory's secret."),
+        ],
+    );
 
     let chunks = kb
         .retrieve(&user("alice"), "how long is the warranty", None, 5)
@@ -150,10 +170,7 @@ async fn retrieve_always_filters_by_user_with_hybrid_search_and_maps_pages() -> 
             .unwrap();
         assert_eq!(search.override_search_type(), Some(&SearchType::Hybrid));
         let filter = search.filter().unwrap();
-        let equals_alice = |filter: &RetrievalFilter| {
-            matches!(filter, RetrievalFilter::Equals(attribute)
-                if attribute.key() == "user_id" && attribute.value() == &Document::String("alice".to_owned()))
-        };
+        let equals_alice = |filter: &RetrievalFilter| names_user(filter, "alice");
         match filter {
             RetrievalFilter::AndAll(parts) => {
                 assert!(parts.iter().any(equals_alice), "{filter:?}");
@@ -185,22 +202,7 @@ async fn retrieval_asks_each_vector_store_for_the_search_it_has_and_always_filte
         (VectorStore::S3Vectors, SearchType::Semantic),
         (VectorStore::OpenSearchServerless, SearchType::Hybrid),
     ] {
-        let seen: Arc<Mutex<Vec<RetrieveInput>>> = Arc::default();
-        let recorder = Arc::clone(&seen);
-        let retrieve = mock!(aws_sdk_bedrockagentruntime::Client::retrieve)
-            .match_requests(move |input| {
-                recorder.lock().unwrap().push(input.clone());
-                true
-            })
-            .then_output(|| {
-                RetrieveOutput::builder()
-                    .set_retrieval_results(Some(Vec::new()))
-                    .build()
-                    .unwrap()
-            });
-        let runtime = mock_client!(aws_sdk_bedrockagentruntime, RuleMode::MatchAny, [&retrieve]);
-        let agent = mock_client!(aws_sdk_bedrockagent, []);
-        let kb = BedrockKnowledgeBase::new(runtime, agent, unused_s3(), settings_for(store));
+        let (kb, seen) = recording_knowledge_base(store, Vec::new());
         kb.retrieve(&user("alice"), "warranty", None, 5).await?;
         kb.retrieve(&user("alice"), "warranty", Some(&["m1".to_owned()]), 5)
             .await?;
@@ -213,10 +215,7 @@ async fn retrieval_asks_each_vector_store_for_the_search_it_has_and_always_filte
                 .unwrap();
             assert_eq!(search.override_search_type(), Some(&expected), "{store:?}");
             // The same filter shape on both stores: user_id equals, alone or with manual_id in.
-            let names_alice = |filter: &RetrievalFilter| {
-                matches!(filter, RetrievalFilter::Equals(attribute)
-                    if attribute.key() == "user_id" && attribute.value() == &Document::String("alice".to_owned()))
-            };
+            let names_alice = |filter: &RetrievalFilter| names_user(filter, "alice");
             match search.filter().unwrap() {
                 RetrievalFilter::AndAll(parts) => assert!(parts.iter().any(names_alice)),
                 other => assert!(names_alice(other), "{other:?}"),

@@ -2,7 +2,7 @@
 //! each chunk (all-MiniLM-L6-v2, stored with it), fused by reciprocal rank. Every chunk carries
 //! its owner's user id; both searches only ever see the asking user's chunks.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -411,10 +411,10 @@ impl Inner {
     }
 
     /// The distinct analysed terms of a passage (`analyse` keeps their order, for questions).
-    fn term_set(&self, text: &str) -> std::collections::HashSet<String> {
+    fn term_set(&self, text: &str) -> HashSet<String> {
         let mut analyzer = self.analyzer.clone();
         let mut stream = analyzer.token_stream(text);
-        let mut terms = std::collections::HashSet::new();
+        let mut terms = HashSet::new();
         while stream.advance() {
             terms.insert(stream.token().text.clone());
         }
@@ -549,15 +549,14 @@ impl Inner {
         &self,
         question_terms: &[(String, f32)],
         chunk: &RetrievedChunk,
-        subject: &str,
+        subject_terms: &HashSet<String>,
     ) -> f32 {
         let total: f32 = question_terms.iter().map(|(_, idf)| idf).sum();
         let words = if total > 0.0 {
-            let mut present = self.term_set(&chunk.text);
-            present.extend(self.term_set(subject));
+            let present = self.term_set(&chunk.text);
             question_terms
                 .iter()
-                .filter(|(term, _)| present.contains(term))
+                .filter(|(term, _)| present.contains(term) || subject_terms.contains(term))
                 .map(|(_, idf)| idf)
                 .sum::<f32>()
                 / total
@@ -715,9 +714,16 @@ impl KnowledgeBase for LocalIndex {
             let best = std::mem::take(&mut semantic.best);
             let mut fused = fuse(vec![lexical, best], limit, |hit| semantic.similarity(hit));
             let question_terms = inner.weighted_terms(&question);
-            let subjects = &semantic.chunks.subjects;
+            // Each manual's subject is analysed once, not once per passage.
+            let mut subject_terms: HashMap<String, HashSet<String>> =
+                HashMap::new();
             for chunk in &mut fused {
-                let subject = subjects.get(&chunk.manual_id).map_or("", String::as_str);
+                let subject = subject_terms
+                    .entry(chunk.manual_id.clone())
+                    .or_insert_with(|| {
+                        let subject = semantic.chunks.subjects.get(&chunk.manual_id);
+                        inner.term_set(subject.map_or("", String::as_str))
+                    });
                 chunk.score = inner.relevance(&question_terms, chunk, subject);
             }
             // What the answerer is given, for tuning against `make eval`
