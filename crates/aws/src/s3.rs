@@ -1,6 +1,7 @@
 //! S3: manual objects and their Bedrock metadata sidecars. Objects live at
-//! `manuals/<user_id>/<manual_id>.<ext>`; the sidecar `<same key>.metadata.json` carries the
-//! attributes retrieval filters on. Downloads and uploads by the client go through pre-signed
+//! `manuals/<owner>/<manual_id>.<ext>` (`<owner>` a pseudonym: `manuel_core::storage_keys`); the
+//! sidecar `<same key>.metadata.json` carries the attributes retrieval filters on, the user id
+//! among them. Downloads and uploads by the client go through pre-signed
 //! URLs, so the bytes never pass through a function.
 
 pub use manuel_core::http::content_disposition;
@@ -331,6 +332,12 @@ pub fn metadata_sidecar_json(user_id: &str, manual_id: &str, manual_name: &str) 
         json_string(manual_id),
         json_string(manual_name)
     )
+}
+
+/// The owner a metadata sidecar names (`metadataAttributes.user_id`).
+pub fn sidecar_user_id(sidecar: &[u8]) -> Option<manuel_core::domain::UserId> {
+    let sidecar: serde_json::Value = serde_json::from_slice(sidecar).ok()?;
+    manuel_core::domain::UserId::parse(sidecar.pointer("/metadataAttributes/user_id")?.as_str()?)
 }
 
 /// A JSON string literal (RFC 8259): quotes, backslashes and control characters escaped.

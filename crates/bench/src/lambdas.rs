@@ -103,7 +103,7 @@ fn describe(invocation: Invocation) -> Result<String, String> {
     }
 }
 
-fn vm_hwm_kib(pid: u32, field: &str) -> u64 {
+pub(crate) fn vm_hwm_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {

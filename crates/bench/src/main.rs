@@ -13,6 +13,7 @@
 
 mod fakes;
 mod lambdas;
+mod large_manual;
 mod routes;
 mod stats;
 mod stream;
@@ -105,7 +106,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             out,
         } => {
             let results = lambdas::run(&bin_dir, &moto, starts, warm, &only).await?;
-            write(out, &json!({"functions": results}))?;
+            let large_manual =
+                if only.is_empty() || only.iter().any(|name| name == "manuel-process-manual") {
+                    Some(large_manual::run(&bin_dir, &moto).await?)
+                } else {
+                    None
+                };
+            write(
+                out,
+                &json!({"functions": results, "process_manual_largest_manual": large_manual}),
+            )?;
         }
         Command::Stream {
             bin_dir,

@@ -192,13 +192,3 @@ pub struct Answer {
 
 /// What every answer model says when the user's manuals do not contain the answer.
 pub const NOT_FOUND_ANSWER: &str = "I couldn't find this in your manuals. Try rephrasing the question, or upload the manual that covers it.";
-
-/// Where the rendered pages of a user's manuals are cached (`POST /api/pdf-page`), per manual
-/// when `manual_id` is given: deleted with the manual, and all of them by an erase. Outside
-/// `manuals/`, so storing one starts no processing.
-pub fn rendered_pages_prefix(user: &UserId, manual_id: Option<&str>) -> String {
-    match manual_id {
-        Some(manual_id) => format!("pages/{}/{manual_id}/", user.as_str()),
-        None => format!("pages/{}/", user.as_str()),
-    }
-}

@@ -24,7 +24,10 @@ pub mod request_id;
 pub mod resilience;
 pub mod security;
 pub mod spoken;
+pub mod storage_keys;
 pub mod telemetry;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_pdf;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 pub mod url_policy;

@@ -163,6 +163,11 @@ pub trait KnowledgeBase: Send + Sync {
     ) -> Result<Vec<RetrievedChunk>, PortError>;
     /// Takes a manual out of search (its owner and key say where it is).
     async fn remove(&self, manual: &Manual) -> Result<(), PortError>;
+    /// The owner [`KnowledgeBase::prepare`] recorded for the manual file at `key`, for an index
+    /// that keeps one beside the file (Bedrock's metadata sidecar): how an event naming only
+    /// the key (whose owner part is a pseudonym) finds its manual. `None` when nothing was
+    /// recorded.
+    async fn owner_of(&self, key: &str) -> Result<Option<UserId>, PortError>;
     /// How many passages the manual was split into for search, when this index knows (a managed
     /// knowledge base that chunks documents itself does not say: `None`).
     async fn chunk_count(&self, _manual: &Manual) -> Result<Option<u64>, PortError> {
@@ -260,6 +265,10 @@ pub enum RenderError {
     Damaged,
     #[error("{0}")]
     Unavailable(String),
+    /// Drawing it went past a limit of the renderer's (memory, time): this page cannot be drawn
+    /// here, although the document is fine to read.
+    #[error("{0}")]
+    Exceeded(String),
 }
 
 /// Draws one page of a PDF (CPU-bound and synchronous: callers run it off the async runtime).

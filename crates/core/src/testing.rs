@@ -449,10 +449,12 @@ impl ManualRepository for MemoryManuals {
 }
 
 /// A knowledge base that finds the given passages for every question (at most `limit`), of
-/// whichever user; the routers must keep to the caller's own manuals themselves.
+/// whichever user; the routers must keep to the caller's own manuals themselves. It remembers
+/// the owner of each manual it prepared, as Bedrock's metadata sidecar does.
 pub struct Passages {
     passages: Vec<RetrievedChunk>,
     failing: AtomicBool,
+    owners: Mutex<HashMap<String, UserId>>,
 }
 
 impl Passages {
@@ -460,6 +462,7 @@ impl Passages {
         Self {
             passages,
             failing: AtomicBool::new(false),
+            owners: Mutex::new(HashMap::new()),
         }
     }
 
@@ -471,6 +474,11 @@ impl Passages {
 
 #[async_trait]
 impl KnowledgeBase for Passages {
+    async fn prepare(&self, manual: &Manual) -> Result<(), PortError> {
+        locked(&self.owners)?.insert(manual.key.clone(), manual.user_id.clone());
+        Ok(())
+    }
+
     async fn ingest(&self, _manual: &Manual, _pages: &[String]) -> Result<(), PortError> {
         Ok(())
     }
@@ -496,6 +504,10 @@ impl KnowledgeBase for Passages {
 
     async fn remove(&self, _manual: &Manual) -> Result<(), PortError> {
         Ok(())
+    }
+
+    async fn owner_of(&self, key: &str) -> Result<Option<UserId>, PortError> {
+        Ok(locked(&self.owners)?.get(key).cloned())
     }
 }
 

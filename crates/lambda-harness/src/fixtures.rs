@@ -135,7 +135,20 @@ pub fn play_transcribe(
     })
 }
 
-/// A ready manual of `user`'s (a `router.pdf` record in the manuals table) with one passage
+/// Where `user`'s manual files are stored: `manuals/<pseudonym>/` (no user id in any key).
+pub fn manuals_prefix(user: &str) -> String {
+    let user = manuel_core::domain::UserId::parse(user).expect("a valid user id");
+    format!("manuals/{}/", manuel_core::telemetry::user_hash(&user))
+}
+
+/// Where the pages drawn from `user`'s manuals are cached: `pages/<pseudonym>/`.
+pub fn pages_prefix(user: &str) -> String {
+    let user = manuel_core::domain::UserId::parse(user).expect("a valid user id");
+    format!("pages/{}/", manuel_core::telemetry::user_hash(&user))
+}
+
+/// A ready manual of `user`'s (stored under the earlier key layout, `manuals/<user id>/`, which
+/// must keep working): a `router.pdf` record in the manuals table with one passage
 /// about resetting the router in the knowledge base; returns its id.
 pub async fn ready_manual(stack: &Stack, bedrock: &crate::FakeBedrock, user: &str) -> String {
     use aws_sdk_dynamodb::types::AttributeValue;

@@ -79,7 +79,11 @@ async fn upload_processing_query_and_isolation_through_the_lambda_binaries() -> 
     assert_eq!(status, 201, "{body}");
     let manual_id = body["manual_id"].as_str().unwrap().to_owned();
     let key = body["key"].as_str().unwrap().to_owned();
-    assert_eq!(key, format!("manuals/{ALICE}/{manual_id}.pdf"));
+    assert_eq!(
+        key,
+        format!("{}{manual_id}.pdf", fixtures::manuals_prefix(ALICE))
+    );
+    assert!(!key.contains(ALICE), "no user id in a storage key: {key}");
     let stored = stack
         .s3
         .get_object()
@@ -603,7 +607,7 @@ async fn a_download_lands_in_s3_with_its_sidecar_and_a_retry_with_its_key_has_no
         .s3
         .list_objects_v2()
         .bucket(&stack.bucket)
-        .prefix(format!("manuals/{ALICE}/"))
+        .prefix(fixtures::manuals_prefix(ALICE))
         .send()
         .await?;
     assert_eq!(objects.contents().len(), 2, "the file and its sidecar only");
@@ -1195,7 +1199,7 @@ async fn an_s3_failure_during_upload_leaves_no_manual_record() -> TestResult {
         .s3
         .list_objects_v2()
         .bucket(&stack.bucket)
-        .prefix(format!("manuals/{ALICE}/"))
+        .prefix(fixtures::manuals_prefix(ALICE))
         .send()
         .await?;
     assert!(

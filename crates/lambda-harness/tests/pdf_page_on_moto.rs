@@ -8,7 +8,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
-use manuel_lambda_harness::fixtures::{http, moto};
+use manuel_lambda_harness::fixtures::{self, http, moto};
 use manuel_lambda_harness::stack::{Stack, api_event, stack};
 use manuel_lambda_harness::{FakeBedrock, Lambda, binary};
 use serde_json::{Value, json};
@@ -150,7 +150,7 @@ async fn a_page_of_the_callers_own_manual_is_drawn_cached_in_s3_and_deleted_with
         Some("image/png")
     );
     assert!(image.bytes().await?.starts_with(b"\x89PNG\r\n\x1a\n"));
-    let prefix = format!("pages/{ALICE}/{manual_id}/");
+    let prefix = format!("{}{manual_id}/", fixtures::pages_prefix(ALICE));
     assert_eq!(
         keys_under(&stack, &prefix).await.len(),
         2,
@@ -180,13 +180,14 @@ async fn a_page_of_the_callers_own_manual_is_drawn_cached_in_s3_and_deleted_with
         assert_eq!(status, 404, "{url}: {body}");
     }
     assert!(
-        keys_under(&stack, &format!("pages/{BOB}/"))
+        keys_under(&stack, &fixtures::pages_prefix(BOB))
             .await
             .is_empty()
     );
 
     // The CLI deletes by the storage key, URL-encoded (`encodeURIComponent`).
-    let encoded_key = format!("manuals%2F{ALICE}%2F{manual_id}.pdf");
+    let encoded_key =
+        format!("{}{manual_id}.pdf", fixtures::manuals_prefix(ALICE)).replace('/', "%2F");
     let (status, body) = call(
         &mut manuals,
         "DELETE",

@@ -27,6 +27,9 @@ pub enum Command {
     /// Internal: read and embed one manual given on stdin (the server starts these).
     #[command(hide = true)]
     IngestWorker(crate::worker::WorkerConfig),
+    /// Internal: draw one page of a PDF given on stdin (the server starts these).
+    #[command(hide = true)]
+    RenderWorker(crate::render_worker::RenderWorkerConfig),
 }
 
 #[derive(Args, Debug, Clone)]

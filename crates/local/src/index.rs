@@ -746,6 +746,12 @@ impl KnowledgeBase for LocalIndex {
         })
         .await
     }
+
+    /// Local ingestion is told each manual's owner by its queue; nothing looks files up by key.
+    async fn owner_of(&self, _key: &str) -> Result<Option<UserId>, PortError> {
+        Ok(None)
+    }
+
     async fn chunk_count(&self, manual: &Manual) -> Result<Option<u64>, PortError> {
         let key = owner_manual(&manual.user_id, &manual.id);
         self.blocking(move |inner| {

@@ -10,9 +10,11 @@ mod idempotency_store;
 pub mod identity;
 pub mod index;
 pub mod ingest;
+pub mod key_migration;
 pub mod listener;
 pub mod objects;
 pub mod reader;
+pub mod render_worker;
 pub mod secrets;
 pub mod server;
 #[cfg(feature = "speech")]

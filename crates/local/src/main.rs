@@ -20,6 +20,9 @@ fn main() -> ExitCode {
         }
         Some(Command::Serve(config)) => serve(config),
         Some(Command::IngestWorker(config)) => manuel_local::worker::run_worker(&config),
+        Some(Command::RenderWorker(config)) => {
+            manuel_local::render_worker::run_render_worker(&config)
+        }
         None => serve(cli.serve),
     }
 }

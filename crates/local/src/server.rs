@@ -29,6 +29,7 @@ use crate::ingest::{LocalIngestionQueue, start_workers};
 use crate::listener::ConnectionLimits;
 use crate::objects::{FileObjectStore, LinkError, LinkSigner};
 use crate::reader::PdfiumReader;
+use crate::render_worker::{ContainedRenderer, RenderLimits};
 use crate::secrets::load_or_create_secret;
 use crate::store::SqliteStore;
 use crate::worker::{ContainedIndexer, WorkerSetup};
@@ -194,6 +195,16 @@ pub async fn build(
         SqliteStore::open(&data_dir.join("manuel.sqlite3"))
             .map_err(|error| config_error("cannot open the database")(error.to_string()))?,
     );
+    let moved =
+        crate::key_migration::move_to_pseudonymous_keys(&store, &objects).map_err(|error| {
+            config_error("cannot move manuals to their pseudonymous keys")(error.to_string())
+        })?;
+    if moved > 0 {
+        tracing::info!(
+            moved,
+            "manuals moved from keys naming their owner to pseudonymous keys"
+        );
+    }
     let embedder = Arc::new(
         crate::embedding::Embedder::load(&config.embedding_model, &config.onnxruntime)
             .map_err(|error| StartError::Config(error.to_string()))?,
@@ -233,7 +244,7 @@ pub async fn build(
         knowledge_base: index.clone(),
         indexer: Arc::new(ContainedIndexer {
             setup: WorkerSetup {
-                program,
+                program: program.clone(),
                 pdfium_lib: config.pdfium_lib.clone(),
                 embedding_model: config.embedding_model.clone(),
                 onnxruntime: config.onnxruntime.clone(),
@@ -281,10 +292,13 @@ pub async fn build(
         ingestion: ingestion.clone(),
         fetcher: manuel_manuals::fetcher_from_vars(env)
             .map_err(|error| StartError::Config(error.to_string()))?,
-        renderer: Some(Arc::new(
-            manuel_manuals::pdfium::PdfiumRenderer::load(&config.pdfium_lib)
-                .map_err(StartError::Config)?,
-        )),
+        // pdfium draws in a worker process per page, with its own memory and time limits.
+        renderer: Some(Arc::new(ContainedRenderer {
+            program: program.clone(),
+            pdfium_lib: config.pdfium_lib.clone(),
+            limits: RenderLimits::from_env(&config_env)
+                .map_err(|error| StartError::Config(error.to_string()))?,
+        })),
         security: security.clone(),
         config: manuals_config,
     });

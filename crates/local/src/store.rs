@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS manuals (
 CREATE UNIQUE INDEX IF NOT EXISTS manuals_by_content ON manuals (user_id, sha256);
 CREATE INDEX IF NOT EXISTS manuals_by_age ON manuals (user_id, created_us DESC, manual_id DESC);
 CREATE INDEX IF NOT EXISTS manuals_by_status ON manuals (status);
+CREATE INDEX IF NOT EXISTS manuals_by_key ON manuals (object_key);
 CREATE TABLE IF NOT EXISTS manual_citations (
     user_id         TEXT    NOT NULL,
     manual_id       TEXT    NOT NULL,
@@ -242,6 +243,43 @@ impl SqliteStore {
             })
             .map(|_| ())
             .map_err(PortError::failed)
+    }
+
+    /// The manual whose file is at `key`, whoever owns it: how an upload link, which names
+    /// only the key (its owner part a pseudonym), finds its manual.
+    pub fn manual_at(&self, key: &str) -> Result<Option<Manual>, PortError> {
+        let connection = self.lock()?;
+        connection
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM manuals WHERE object_key = ?1"),
+                params![key],
+                manual_from_row,
+            )
+            .optional()
+            .map_err(PortError::failed)
+    }
+
+    /// Every manual of every user (start-up maintenance only).
+    pub fn all_manuals(&self) -> Result<Vec<Manual>, PortError> {
+        let connection = self.lock()?;
+        let mut statement = connection
+            .prepare(&format!("SELECT {COLUMNS} FROM manuals"))
+            .map_err(PortError::failed)?;
+        let rows = statement
+            .query_map([], manual_from_row)
+            .map_err(PortError::failed)?;
+        rows.collect::<Result<_, _>>().map_err(PortError::failed)
+    }
+
+    /// Points a manual's record at its file's new key.
+    pub fn set_key(&self, user: &UserId, manual_id: &str, key: &str) -> Result<(), PortError> {
+        self.lock()?
+            .execute(
+                "UPDATE manuals SET object_key = ?3 WHERE user_id = ?1 AND manual_id = ?2",
+                params![user.as_str(), manual_id, key],
+            )
+            .map_err(PortError::failed)?;
+        Ok(())
     }
 
     fn select_one(

@@ -15,17 +15,17 @@ use axum::routing::put;
 use axum::{Router, extract::rejection::QueryRejection};
 use manuel_core::ApiError;
 use manuel_core::domain::ManualStatus;
-use manuel_core::ports::{IngestionQueue, ManualRepository, ObjectStore};
-use manuel_process_manual::s3_event::manual_object;
+use manuel_core::ports::{IngestionQueue, ObjectStore};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::objects::{FileObjectStore, UploadGrant};
+use crate::store::SqliteStore;
 
 #[derive(Clone)]
 pub struct UploadRoutes {
     pub objects: Arc<FileObjectStore>,
-    pub manuals: Arc<dyn ManualRepository>,
+    pub manuals: Arc<SqliteStore>,
     pub ingestion: Arc<dyn IngestionQueue>,
     /// The largest body any link may grant.
     pub max_bytes: usize,
@@ -93,12 +93,9 @@ async fn receive(
             params.length, params.length
         )));
     }
-    let object = manual_object(&key).map_err(|_| refused("This upload link is not valid."))?;
     let manual = routes
         .manuals
-        .get(&object.user, &object.manual_id)
-        .await?
-        .filter(|manual| manual.key == object.key)
+        .manual_at(&key)?
         .ok_or_else(|| ApiError::not_found("This manual no longer exists."))?;
     if manual.status != ManualStatus::Uploading {
         return Err(ApiError::Conflict(

@@ -290,7 +290,7 @@ async fn the_clients_list_ask_show_draw_delete_and_follow_ingestion_of_their_own
             );
         }
         let key = body["key"].as_str().ok_or("no key")?.to_owned();
-        assert!(key.starts_with("manuals/alice/"), "{key}");
+        assert!(key.starts_with(&common::manuals_prefix("alice")), "{key}");
         cli_keys.push(key);
     }
     let (status, body) = server.upload(&bob, "bob-printer.pdf", &printer).await?;
@@ -364,6 +364,10 @@ async fn the_clients_list_ask_show_draw_delete_and_follow_ingestion_of_their_own
         .await?;
     assert_eq!(status, 200, "{detail}");
     let pdf_url = detail["pdfUrl"].as_str().ok_or("no pdfUrl")?.to_owned();
+    assert!(
+        !pdf_url.contains("alice"),
+        "a link names its owner: {pdf_url}"
+    );
     assert_eq!(detail["uploadDate"], detail["upload_date"], "{detail}");
     assert!(
         detail["pages"].as_u64().is_some_and(|pages| pages >= page),
@@ -405,6 +409,10 @@ async fn the_clients_list_ask_show_draw_delete_and_follow_ingestion_of_their_own
         .as_str()
         .ok_or("no page_image_url")?
         .to_owned();
+    assert!(
+        !image_url.contains("alice"),
+        "a link names its owner: {image_url}"
+    );
     let (status, content_type, image) = fetch_bytes(&server, &image_url).await?;
     assert_eq!((status, content_type.as_str()), (200, "image/png"));
     assert!(image.starts_with(b"\x89PNG\r\n\x1a\n"));
@@ -463,7 +471,12 @@ async fn the_clients_list_ask_show_draw_delete_and_follow_ingestion_of_their_own
         bait.local_addr()?
     );
     let forged = pdf_url.replace("sig=", "sig=0");
+    let bobs_key = format!(
+        "{}00000000-0000-4000-8000-000000000000.pdf",
+        common::manuals_prefix("bob")
+    );
     let foreign = [
+        bobs_key.as_str(),
         bait_url.as_str(),
         "https://manuals-bucket.s3.eu-west-1.amazonaws.com/manuals/alice/x.pdf",
         forged.as_str(),
@@ -499,7 +512,7 @@ async fn the_clients_list_ask_show_draw_delete_and_follow_ingestion_of_their_own
         assert!(
             job["s3_key"]
                 .as_str()
-                .is_some_and(|key| key.starts_with("manuals/alice/")),
+                .is_some_and(|key| key.starts_with(&common::manuals_prefix("alice"))),
             "{job}"
         );
         assert!(
@@ -515,7 +528,7 @@ async fn the_clients_list_ask_show_draw_delete_and_follow_ingestion_of_their_own
     assert!(
         bobs["jobs"][0]["s3_key"]
             .as_str()
-            .is_some_and(|key| key.starts_with("manuals/bob/")),
+            .is_some_and(|key| key.starts_with(&common::manuals_prefix("bob"))),
         "{bobs}"
     );
     let one = format!(

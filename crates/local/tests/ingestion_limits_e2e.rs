@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use common::{Server, TestResult};
 use flate2::Compression;
 use flate2::write::ZlibEncoder;
-use serde_json::Value;
+use manuel_core::test_pdf::pdf_of;
+use serde_json::{Value, json};
 
 const MIB: u64 = 1 << 20;
 /// What manuel-local may hold at its peak while a bomb is ingested: the server itself (models,
@@ -87,33 +88,6 @@ fn deep_page_tree_pdf(depth: usize) -> Vec<u8> {
         .into_bytes(),
     );
     pdf_of(objects)
-}
-
-/// A PDF of these objects (numbered from 1, the first the catalog), with a correct xref.
-fn pdf_of(objects: Vec<Vec<u8>>) -> Vec<u8> {
-    let mut pdf = b"%PDF-1.7\n".to_vec();
-    let mut offsets = Vec::new();
-    for (index, body) in objects.iter().enumerate() {
-        offsets.push(pdf.len());
-        pdf.extend_from_slice(format!("{} 0 obj\n", index + 1).as_bytes());
-        pdf.extend_from_slice(body);
-        pdf.extend_from_slice(b"\nendobj\n");
-    }
-    let xref = pdf.len();
-    pdf.extend_from_slice(
-        format!("xref\n0 {}\n0000000000 65535 f \n", offsets.len() + 1).as_bytes(),
-    );
-    for offset in &offsets {
-        pdf.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
-    }
-    pdf.extend_from_slice(
-        format!(
-            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
-            offsets.len() + 1
-        )
-        .as_bytes(),
-    );
-    pdf
 }
 
 /// A plain-text manual of `sections` sections of real-looking prose, each its own page.
@@ -428,5 +402,45 @@ async fn a_manual_whose_ingestion_crashed_the_server_twice_is_not_resumed_again(
         .delete(&alice, &format!("/api/manuals/{big_id}"))
         .await?;
     assert!(status == 200 || status == 204, "{status} {body}");
+    server.stop()
+}
+
+#[tokio::test]
+async fn a_page_that_breaks_the_renderer_costs_one_request_not_the_server() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    // 16 MB is less than pdfium needs to draw a page at 144 dpi (about 40 MB): every drawing
+    // dies in its worker, as a hostile PDF's would.
+    let server = Server::start_with_env(dir.path(), &[], &[("RENDER_MAX_MEMORY_MB", "16")])?;
+    let alice = server.token("alice")?;
+    let detail = server
+        .upload_ready(
+            &alice,
+            "printer.pdf",
+            &common::fixture("printer-manual.pdf"),
+        )
+        .await?;
+    assert!(detail["pdfUrl"].is_string(), "{detail}");
+    let page = json!({"pdf_url": detail["pdfUrl"], "page_number": 2, "highlight_text": "paper"});
+    let before = server.peak_rss()?;
+    for _ in 0..3 {
+        let (status, body) = server.post(&alice, "/api/pdf-page", &page).await?;
+        common::assert_error(status, &body, 415, "unsupported_media_type");
+        assert!(
+            body["error"]
+                .as_str()
+                .is_some_and(|message| message.contains("RENDER_MAX_MEMORY_MB = 16 MB")),
+            "{body}"
+        );
+    }
+    assert!(
+        server.children().is_empty(),
+        "a render worker outlived its request"
+    );
+    assert!(
+        server.peak_rss()? < before + 64 * MIB,
+        "the server's own memory grew by drawing"
+    );
+    let (status, _) = server.get(&alice, "/api/manuals").await?;
+    assert_eq!(status, 200, "the server still answers");
     server.stop()
 }

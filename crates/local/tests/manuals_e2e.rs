@@ -192,7 +192,12 @@ async fn manuals_answer_questions_with_cited_pages_and_stay_private() -> TestRes
         response.bytes().await?.as_ref(),
         fixture("printer-manual.pdf").as_slice()
     );
-    let tampered = link.replace("/alice/", "/bob/");
+    assert!(!link.contains("alice"), "a link names its owner: {link}");
+    let tampered = link.replace(
+        &common::manuals_prefix("alice"),
+        &common::manuals_prefix("bob"),
+    );
+    assert_ne!(tampered, link);
     let (status, body) = server.send(server.client.get(tampered)).await?;
     assert_error(status, &body, 403, "forbidden");
     // A link signed with the server's own secret is still refused once it has expired.
@@ -434,5 +439,13 @@ async fn unfinished_processing_resumes_after_a_restart() -> TestResult {
     assert_eq!(detail["status"], "ready", "{detail}");
     let answer = server.ask(&erin, "How do I reset the router?").await?;
     assert_eq!(first_source(&answer)["manual_id"], id, "{answer}");
+    // Stored under the earlier layout (the user id in the key), it was moved at the start: its
+    // link names no user, and its file is where the link says.
+    let link = detail["download_url"].as_str().ok_or("no download_url")?;
+    assert!(!link.contains("erin"), "{link}");
+    assert!(!path.exists());
+    let response = server.client.get(link).send().await?;
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.bytes().await?.as_ref(), text.as_slice());
     server.stop()
 }

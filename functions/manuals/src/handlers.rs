@@ -7,9 +7,10 @@ use axum::extract::{Path, RawQuery, State};
 use chrono::{DateTime, Utc};
 use manuel_core::ApiError;
 use manuel_core::auth::AuthenticatedUser;
-use manuel_core::domain::{Manual, ManualStatus, UserId, rendered_pages_prefix};
+use manuel_core::domain::{Manual, ManualStatus, UserId};
 use manuel_core::page_token;
 use manuel_core::ports::ListError;
+use manuel_core::storage_keys;
 use serde_json::{Value, json};
 
 use crate::upload_link::shown_status;
@@ -169,15 +170,18 @@ pub(crate) async fn owned_manual(
     Ok(manual)
 }
 
-/// The manual id in `id`: `id` itself, or the id part of a storage key under the caller's own
-/// prefix. `None` for anything else (another user's key included).
+/// The manual id in `id`: `id` itself, or the id part of a storage key naming the caller as
+/// its owner (either layout of [`storage_keys`]). `None` for anything else (another user's key
+/// included).
 fn manual_id_of<'a>(user: &UserId, id: &'a str) -> Option<&'a str> {
-    let candidate = match id.strip_prefix("manuals/") {
-        None => id,
-        Some(rest) => {
-            let file = rest.strip_prefix(user.as_str())?.strip_prefix('/')?;
-            file.split_once('.')?.0
+    let candidate = if id.starts_with(storage_keys::MANUALS) {
+        let (owner, file) = storage_keys::manual_key_parts(id)?;
+        if !storage_keys::names_owner(owner, user) {
+            return None;
         }
+        file.split_once('.')?.0
+    } else {
+        id
     };
     uuid::Uuid::parse_str(candidate).ok().map(|_| candidate)
 }
@@ -254,9 +258,9 @@ pub(crate) async fn delete(
     // Index first, record last: a failure part-way leaves a record the user can delete again.
     deps.knowledge_base.remove(&manual).await?;
     deps.objects.delete(&manual.key).await?;
-    deps.objects
-        .delete_prefix(&rendered_pages_prefix(&user, Some(&manual.id)))
-        .await?;
+    for prefix in storage_keys::all_rendered_pages_prefixes(&user, Some(&manual.id)) {
+        deps.objects.delete_prefix(&prefix).await?;
+    }
     deps.manuals.delete(&user, &manual.id).await?;
     // Stored responses of idempotent requests may quote the manual (an answer's sources): a
     // replay must not bring its text back.

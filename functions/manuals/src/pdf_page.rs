@@ -16,9 +16,10 @@ use axum::extract::State;
 use bytes::Bytes;
 use manuel_core::ApiError;
 use manuel_core::auth::AuthenticatedUser;
-use manuel_core::domain::{DocumentKind, Manual, ManualStatus, UserId, rendered_pages_prefix};
+use manuel_core::domain::{DocumentKind, Manual, ManualStatus, UserId};
 use manuel_core::json::JsonBody;
 use manuel_core::ports::{RenderError, RenderedPage};
+use manuel_core::storage_keys::rendered_pages_prefix;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -178,7 +179,7 @@ async fn manual_of_link(
     }
     let key = match deps.objects.key_of_link(url) {
         Some(key) => key,
-        // A bare storage key (`manuals/<caller>/<id>.<ext>`), as the CLI knows manuals.
+        // A bare storage key (`manuals/<owner>/<id>.<ext>`), as the CLI knows manuals.
         None if url.starts_with("manuals/") => url.to_owned(),
         None => return Err(ApiError::not_found("No manual of yours at this URL.")),
     };
@@ -270,7 +271,7 @@ fn cache_key(
     let digest = hex::encode(&hasher.finalize()[..12]);
     format!(
         "{}{page}-{digest}.png",
-        rendered_pages_prefix(user, Some(&manual.id))
+        rendered_pages_prefix(user, &manual.id)
     )
 }
 
@@ -307,6 +308,9 @@ async fn render(
         RenderError::Damaged => ApiError::UnsupportedMediaType(
             "This PDF is damaged; its pages cannot be drawn.".to_owned(),
         ),
+        RenderError::Exceeded(limit) => {
+            ApiError::UnsupportedMediaType(format!("This page cannot be drawn here: {limit}."))
+        }
         RenderError::Unavailable(cause) => ApiError::internal(cause),
     })
 }

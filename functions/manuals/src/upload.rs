@@ -77,7 +77,7 @@ pub(crate) async fn store_manual(
     let id = uuid::Uuid::new_v4().to_string();
     let now = Utc::now();
     let manual = Manual {
-        key: format!("manuals/{}/{}.{}", user.as_str(), id, kind.extension()),
+        key: manuel_core::storage_keys::manual_key(user, &id, kind),
         id,
         user_id: user.clone(),
         name,

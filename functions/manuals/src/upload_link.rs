@@ -67,7 +67,7 @@ pub(crate) async fn upload_link(
     count_link(&deps, &user).await?;
 
     let id = uuid::Uuid::new_v4().to_string();
-    let key = format!("manuals/{}/{}.{}", user.as_str(), id, kind.extension());
+    let key = manuel_core::storage_keys::manual_key(&user, &id, kind);
     let ttl = deps.config.upload_link_ttl;
     let link = deps
         .objects

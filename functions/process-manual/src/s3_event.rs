@@ -9,16 +9,25 @@ use manuel_core::domain::{ProcessingOutcome, UserId};
 use manuel_core::failure::FailureReport;
 use manuel_core::ports::DeadLetters;
 use manuel_core::resilience::RetryPolicy;
+use manuel_core::storage_keys;
 use manuel_core::telemetry::user_hash;
 
 use crate::Processor;
 
-/// A manual object named by an event: `manuals/<user_id>/<manual_id>.<ext>`.
+/// A manual object named by an event: `manuals/<owner>/<manual_id>.<ext>`, its owner a
+/// pseudonym ([`manuel_core::storage_keys`]; the user id itself in keys of the earlier layout).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManualObject {
-    pub user: UserId,
+    pub owner: String,
     pub manual_id: String,
     pub key: String,
+}
+
+/// A manual object and the user it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnedObject {
+    pub user: UserId,
+    pub object: ManualObject,
 }
 
 /// Why an event record is skipped rather than processed.
@@ -28,8 +37,10 @@ pub enum NotAManual {
     BadEncoding,
     #[error("the key is a metadata sidecar")]
     Sidecar,
-    #[error("the key is not of the form manuals/<user>/<manual>.<ext>")]
+    #[error("the key is not of the form manuals/<owner>/<manual>.<ext>")]
     OtherKey,
+    #[error("no owner is recorded for this object")]
+    NoOwner,
 }
 
 /// Reads the manual an S3 event's key names. Keys in S3 events are URL-encoded with `+` for
@@ -42,13 +53,8 @@ pub fn manual_object(encoded_key: &str) -> Result<ManualObject, NotAManual> {
     if key.ends_with(".metadata.json") {
         return Err(NotAManual::Sidecar);
     }
-    let mut parts = key.split('/');
-    let (Some("manuals"), Some(user), Some(file), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(NotAManual::OtherKey);
-    };
-    let user = UserId::parse(user).ok_or(NotAManual::OtherKey)?;
+    let (owner, file) = storage_keys::manual_key_parts(&key).ok_or(NotAManual::OtherKey)?;
+    UserId::parse(owner).ok_or(NotAManual::OtherKey)?;
     let (manual_id, extension) = file.rsplit_once('.').ok_or(NotAManual::OtherKey)?;
     let plausible_id = !manual_id.is_empty()
         && manual_id.len() <= 64
@@ -59,10 +65,29 @@ pub fn manual_object(encoded_key: &str) -> Result<ManualObject, NotAManual> {
         return Err(NotAManual::OtherKey);
     }
     Ok(ManualObject {
-        user,
+        owner: owner.to_owned(),
         manual_id: manual_id.to_owned(),
         key,
     })
+}
+
+/// Whose `object` is: the owner the knowledge base recorded beside it (Bedrock's metadata
+/// sidecar, written before the file could arrive), which must be the one its key names; for a
+/// key of the earlier layout without a recorded owner, the user id the key names.
+pub async fn owner_of(
+    processor: &Processor,
+    object: ManualObject,
+) -> Result<Result<OwnedObject, NotAManual>, PortError> {
+    let user = match processor.knowledge_base.owner_of(&object.key).await? {
+        Some(user) if storage_keys::names_owner(&object.owner, &user) => user,
+        Some(_) => return Ok(Err(NotAManual::NoOwner)),
+        None if storage_keys::is_pseudonym(&object.owner) => return Ok(Err(NotAManual::NoOwner)),
+        None => match UserId::parse(&object.owner) {
+            Some(user) => user,
+            None => return Ok(Err(NotAManual::OtherKey)),
+        },
+    };
+    Ok(Ok(OwnedObject { user, object }))
 }
 
 /// How the manuals of one S3 event are processed.
@@ -161,23 +186,33 @@ pub async fn process_keys(
     let mut outcomes = Vec::new();
     let mut failure = None;
     for encoded in encoded_keys {
-        let object = match manual_object(encoded) {
-            Ok(object) => object,
-            Err(reason) => {
+        let resolved = match manual_object(encoded) {
+            Ok(object) => owner_of(processor, object).await,
+            Err(reason) => Ok(Err(reason)),
+        };
+        let owned = match resolved {
+            Ok(Ok(owned)) => owned,
+            Ok(Err(reason)) => {
                 tracing::info!(key = %encoded, %reason, "object skipped");
+                continue;
+            }
+            Err(error) => {
+                // The owner could not be read: the event is delivered again.
+                tracing::error!(key = %encoded, %error, "the object's owner could not be read; the event will be retried");
+                failure = Some(error);
                 continue;
             }
         };
         let mut attempt = 1;
         let result = loop {
-            match process_object(processor, &object, handling.record_wait).await {
+            match process_object(processor, &owned, handling.record_wait).await {
                 Ok(outcome) => break Ok(outcome),
                 Err(error) => {
                     let pause = handling.attempts.delay(attempt);
                     if attempt < handling.attempts.max_attempts
                         && deadline::leaves_time_for(pause, Duration::from_secs(5))
                     {
-                        tracing::warn!(key = %object.key, attempt, %error, "processing failed; trying again");
+                        tracing::warn!(key = %owned.object.key, attempt, %error, "processing failed; trying again");
                         tokio::time::sleep(pause).await;
                         attempt += 1;
                         continue;
@@ -187,25 +222,25 @@ pub async fn process_keys(
             }
         };
         match result {
-            Ok(outcome) => outcomes.push((object.key, outcome)),
+            Ok(outcome) => outcomes.push((owned.object.key, outcome)),
             Err((error, attempts)) => match &handling.dead_letters {
                 Some(dead_letters) => {
                     match give_up(
                         processor,
                         dead_letters.as_ref(),
-                        &object,
+                        &owned,
                         &error,
                         attempts,
                         handling,
                     )
                     .await
                     {
-                        Ok(outcome) => outcomes.push((object.key, Some(outcome))),
+                        Ok(outcome) => outcomes.push((owned.object.key, Some(outcome))),
                         Err(unreported) => failure = Some(unreported),
                     }
                 }
                 None => {
-                    tracing::error!(key = %object.key, %error, "processing failed; the event will be retried");
+                    tracing::error!(key = %owned.object.key, %error, "processing failed; the event will be retried");
                     failure = Some(error);
                 }
             },
@@ -217,19 +252,20 @@ pub async fn process_keys(
     }
 }
 
-/// Sends the documented failure report for `object`, then marks its manual `failed`. An error
+/// Sends the documented failure report for `owned`, then marks its manual `failed`. An error
 /// only when the report could not be sent: then the event must be retried.
 async fn give_up(
     processor: &Processor,
     dead_letters: &dyn DeadLetters,
-    object: &ManualObject,
+    owned: &OwnedObject,
     error: &PortError,
     attempts: u32,
     handling: &EventHandling,
 ) -> Result<ProcessingOutcome, PortError> {
     let mut report = FailureReport::from_error("process-manual", error, attempts);
     report.request_id = handling.request_id.clone();
-    report.user_hash = Some(user_hash(&object.user));
+    let (user, object) = (&owned.user, &owned.object);
+    report.user_hash = Some(user_hash(user));
     report.payload_ref = Some(match &handling.bucket {
         Some(bucket) => format!("s3://{bucket}/{}", object.key),
         None => object.key.clone(),
@@ -243,7 +279,7 @@ async fn give_up(
     };
     if let Err(status_error) = processor
         .manuals
-        .finish_processing(&object.user, &object.manual_id, &outcome)
+        .finish_processing(user, &object.manual_id, &outcome)
         .await
     {
         tracing::warn!(key = %object.key, %status_error, "the manual could not be marked failed");
@@ -253,16 +289,13 @@ async fn give_up(
 
 async fn process_object(
     processor: &Processor,
-    object: &ManualObject,
+    owned: &OwnedObject,
     record_wait: Duration,
 ) -> Result<Option<ProcessingOutcome>, PortError> {
+    let (user, object) = (&owned.user, &owned.object);
     let deadline = Instant::now() + record_wait;
     loop {
-        match processor
-            .manuals
-            .get(&object.user, &object.manual_id)
-            .await?
-        {
+        match processor.manuals.get(user, &object.manual_id).await? {
             Some(manual) if manual.key == object.key => break,
             Some(_) => {
                 tracing::warn!(key = %object.key, "the manual record names another object; ignored");
@@ -275,18 +308,109 @@ async fn process_object(
             None => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     }
-    processor.process(&object.user, &object.manual_id).await
+    processor.process(user, &object.manual_id).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::InProcessIndexer;
+    use manuel_core::domain::{DocumentKind, Manual, ManualStatus};
+    use manuel_core::ingestion::IngestionLimits;
+    use manuel_core::ports::{DocumentReader, KnowledgeBase, ReadError};
+    use manuel_core::testing::{MemoryManuals, MemoryObjects, Passages};
+
+    struct NoReader;
+
+    impl DocumentReader for NoReader {
+        fn read_pages(
+            &self,
+            _: DocumentKind,
+            _: &[u8],
+            _: &IngestionLimits,
+        ) -> Result<Vec<String>, ReadError> {
+            Err(ReadError::Unavailable("not in this test".to_owned()))
+        }
+    }
+
+    fn processor(knowledge_base: Arc<Passages>) -> Processor {
+        Processor {
+            objects: Arc::new(MemoryObjects::default()),
+            manuals: Arc::new(MemoryManuals::default()),
+            knowledge_base: knowledge_base.clone(),
+            indexer: Arc::new(InProcessIndexer {
+                reader: Arc::new(NoReader),
+                knowledge_base,
+                limits: IngestionLimits::default(),
+            }),
+            max_document_bytes: None,
+        }
+    }
+
+    fn prepared(user: &str, manual_id: &str) -> Manual {
+        let user = UserId::parse(user).unwrap();
+        let now = chrono::Utc::now();
+        Manual {
+            key: storage_keys::manual_key(&user, manual_id, DocumentKind::Pdf),
+            id: manual_id.to_owned(),
+            user_id: user,
+            name: "router.pdf".to_owned(),
+            kind: DocumentKind::Pdf,
+            size_bytes: 10,
+            sha256: "a".repeat(64),
+            status: ManualStatus::Uploading,
+            status_reason: None,
+            pages: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_object_belongs_to_the_owner_recorded_beside_it() {
+        let knowledge_base = Arc::new(Passages::new(Vec::new()));
+        let processor = processor(knowledge_base.clone());
+        let alice = prepared("alice", "0f8fad5b-d9cb-469f-a165-70867728950e");
+        knowledge_base.prepare(&alice).await.unwrap();
+        let object = manual_object(&alice.key).unwrap();
+        assert!(!object.key.contains("alice"));
+        let owned = owner_of(&processor, object).await.unwrap().unwrap();
+        assert_eq!(owned.user.as_str(), "alice");
+        assert_eq!(owned.object.manual_id, alice.id);
+
+        // Nothing recorded for a pseudonymous key: skipped, never guessed.
+        let unknown = prepared("bob", "1f8fad5b-d9cb-469f-a165-70867728950e");
+        let object = manual_object(&unknown.key).unwrap();
+        assert_eq!(
+            owner_of(&processor, object).await.unwrap(),
+            Err(NotAManual::NoOwner)
+        );
+
+        // A recorded owner the key does not name: skipped.
+        let mut mislabelled = prepared("mallory", "2f8fad5b-d9cb-469f-a165-70867728950e");
+        mislabelled.key = alice.key.replace(&alice.id, &mislabelled.id);
+        knowledge_base.prepare(&mislabelled).await.unwrap();
+        let object = manual_object(&mislabelled.key).unwrap();
+        assert_eq!(
+            owner_of(&processor, object).await.unwrap(),
+            Err(NotAManual::NoOwner)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_key_of_the_earlier_layout_names_its_owner_itself() {
+        let processor = processor(Arc::new(Passages::new(Vec::new())));
+        let object =
+            manual_object("manuals/alice/0f8fad5b-d9cb-469f-a165-70867728950e.pdf").unwrap();
+        let owned = owner_of(&processor, object).await.unwrap().unwrap();
+        assert_eq!(owned.user.as_str(), "alice");
+    }
 
     #[test]
     fn keys_are_decoded_and_split_into_owner_and_manual() {
         let object =
             manual_object("manuals/alice%2Bwork/0f8fad5b-d9cb-469f-a165-70867728950e.pdf").unwrap();
-        assert_eq!(object.user.as_str(), "alice+work");
+        assert_eq!(object.owner, "alice+work");
         assert_eq!(object.manual_id, "0f8fad5b-d9cb-469f-a165-70867728950e");
         assert_eq!(
             object.key,

@@ -88,10 +88,10 @@ async fn erase(
     }
     // Pages rendered for `POST /api/pdf-page`, including any left by a manual whose record
     // went first.
-    let rendered_pages = deps
-        .objects
-        .delete_prefix(&manuel_core::domain::rendered_pages_prefix(&user, None))
-        .await?;
+    let mut rendered_pages = 0;
+    for prefix in manuel_core::storage_keys::all_rendered_pages_prefixes(&user, None) {
+        rendered_pages += deps.objects.delete_prefix(&prefix).await?;
+    }
     // The quota of the current day and month survives the erase (under the user id's hash).
     let current = manuel_core::usage::QuotaWindows::at(deps.clock.now());
     let usage_records = deps.usage.erase(&user, &current).await?;

@@ -27,7 +27,7 @@ use manuel_core::ports::KnowledgeBase;
 use manuel_core::telemetry::{self, Metric};
 
 use super::sdk_error;
-use crate::s3::{S3ObjectStore, metadata_sidecar_key};
+use crate::s3::{S3ObjectStore, metadata_sidecar_key, sidecar_user_id};
 
 /// The metadata key Bedrock sets on chunks of PDF documents.
 pub const PAGE_NUMBER_KEY: &str = "x-amz-bedrock-kb-document-page-number";
@@ -392,5 +392,16 @@ impl KnowledgeBase for BedrockKnowledgeBase {
             }
             Err(error) => Err(sdk_error("bedrock-ingestion", error)),
         }
+    }
+
+    /// The owner in the file's metadata sidecar, which [`KnowledgeBase::prepare`] writes before
+    /// the file can arrive.
+    async fn owner_of(&self, key: &str) -> Result<Option<UserId>, PortError> {
+        use manuel_core::ports::ObjectStore;
+        Ok(self
+            .objects
+            .get(&metadata_sidecar_key(key))
+            .await?
+            .and_then(|sidecar| sidecar_user_id(&sidecar)))
     }
 }

@@ -78,6 +78,10 @@ impl KnowledgeBase for GuardedKnowledgeBase {
         self.ingestion.call(|| self.inner.remove(manual)).await
     }
 
+    async fn owner_of(&self, key: &str) -> Result<Option<UserId>, PortError> {
+        self.ingestion.call(|| self.inner.owner_of(key)).await
+    }
+
     async fn chunk_count(&self, manual: &Manual) -> Result<Option<u64>, PortError> {
         self.retrieval.call(|| self.inner.chunk_count(manual)).await
     }

@@ -46,6 +46,14 @@ pub fn speech_model() -> PathBuf {
     installed("MANUEL_SPEECH_MODEL", ".tools/models/whisper-tiny.en")
 }
 
+/// Where `user`'s manual files are stored: `manuals/<pseudonym>/` (no user id in any key).
+pub fn manuals_prefix(user: &str) -> String {
+    match manuel_core::domain::UserId::parse(user) {
+        Some(user) => format!("manuals/{}/", manuel_core::telemetry::user_hash(&user)),
+        None => panic!("{user:?} is not a user id"),
+    }
+}
+
 pub fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
