@@ -6,57 +6,16 @@ mod common;
 
 use common::moto;
 
-use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use manuel_aws::dynamodb::DynamoIdempotency;
 use manuel_core::idempotency::{Claim, StoredResponse};
 use manuel_core::ports::IdempotencyStore;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-async fn store(url: &str) -> Result<DynamoIdempotency, Box<dyn std::error::Error>> {
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(url)
-        .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
-        .build();
-    let client = Client::from_conf(config);
-    let table = format!("idempotency-{}", uuid::Uuid::new_v4());
-    client
-        .create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        // As template.yaml declares it: the user's partition, the record key sorted in it.
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("user")
-                .attribute_type(ScalarAttributeType::S)
-                .build()?,
-        )
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("key")
-                .attribute_type(ScalarAttributeType::S)
-                .build()?,
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("user")
-                .key_type(KeyType::Hash)
-                .build()?,
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("key")
-                .key_type(KeyType::Range)
-                .build()?,
-        )
-        .send()
-        .await?;
+async fn store(url: &str) -> Result<DynamoIdempotency, common::TestError> {
+    let client = common::dynamodb(url);
+    // As template.yaml declares it: the user's partition, the record key sorted in it.
+    let table = common::table(&client, "idempotency", "user", Some("key"), None).await?;
     Ok(DynamoIdempotency::new(client, table))
 }
 

@@ -6,11 +6,7 @@ mod common;
 use common::moto;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::{GlobalSecondaryIndex, KeyType, Projection, ProjectionType};
 use base64::Engine;
 use chrono::{Duration, Utc};
 use manuel_aws::dynamodb::{DynamoLimits, DynamoManuals};
@@ -21,57 +17,25 @@ use manuel_core::ports::{
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-fn client(url: &str) -> Client {
-    Client::from_conf(
-        aws_sdk_dynamodb::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(url)
-            .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
-            .build(),
-    )
-}
-
-fn attribute(name: &str) -> Result<AttributeDefinition, Box<dyn std::error::Error>> {
-    Ok(AttributeDefinition::builder()
-        .attribute_name(name)
-        .attribute_type(ScalarAttributeType::S)
-        .build()?)
-}
-
-fn key(name: &str, kind: KeyType) -> Result<KeySchemaElement, Box<dyn std::error::Error>> {
-    Ok(KeySchemaElement::builder()
-        .attribute_name(name)
-        .key_type(kind)
-        .build()?)
-}
-
-async fn manuals_table(client: &Client) -> Result<String, Box<dyn std::error::Error>> {
-    let table = format!("manuals-{}", uuid::Uuid::new_v4());
-    client
-        .create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attribute("user_id")?)
-        .attribute_definitions(attribute("manual_id")?)
-        .attribute_definitions(attribute("created_sk")?)
-        .key_schema(key("user_id", KeyType::Hash)?)
-        .key_schema(key("manual_id", KeyType::Range)?)
-        .global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name("by_created")
-                .key_schema(key("user_id", KeyType::Hash)?)
-                .key_schema(key("created_sk", KeyType::Range)?)
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
-                .build()?,
+async fn manuals_table(client: &Client) -> Result<String, common::TestError> {
+    let by_created = GlobalSecondaryIndex::builder()
+        .index_name("by_created")
+        .key_schema(common::key("user_id", KeyType::Hash)?)
+        .key_schema(common::key("created_sk", KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
         )
-        .send()
-        .await?;
-    Ok(table)
+        .build()?;
+    common::table(
+        client,
+        "manuals",
+        "user_id",
+        Some("manual_id"),
+        Some((by_created, &["created_sk"])),
+    )
+    .await
 }
 
 fn manual(user: &str, n: i64, sha: &str) -> Manual {
@@ -95,7 +59,7 @@ fn manual(user: &str, n: i64, sha: &str) -> Manual {
 #[tokio::test]
 async fn manuals_are_deduplicated_listed_newest_first_and_kept_per_user() -> TestResult {
     let Some(url) = moto() else { return Ok(()) };
-    let client = client(&url);
+    let client = common::dynamodb(&url);
     let store = DynamoManuals::new(client.clone(), manuals_table(&client).await?);
     let alice = UserId::parse("alice").ok_or("user")?;
     let bob = UserId::parse("bob").ok_or("user")?;
@@ -213,7 +177,7 @@ async fn manuals_are_deduplicated_listed_newest_first_and_kept_per_user() -> Tes
 #[tokio::test]
 async fn citations_are_counted_on_the_manual_and_go_with_it() -> TestResult {
     let Some(url) = moto() else { return Ok(()) };
-    let client = client(&url);
+    let client = common::dynamodb(&url);
     let store = DynamoManuals::new(client.clone(), manuals_table(&client).await?);
     let alice = UserId::parse("alice").ok_or("user")?;
     let cited = manual("alice", 1, "c1");
@@ -258,16 +222,8 @@ async fn citations_are_counted_on_the_manual_and_go_with_it() -> TestResult {
 #[tokio::test]
 async fn rate_limit_counters_count_and_signatures_are_single_use() -> TestResult {
     let Some(url) = moto() else { return Ok(()) };
-    let client = client(&url);
-    let table = format!("limits-{}", uuid::Uuid::new_v4());
-    client
-        .create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attribute("key")?)
-        .key_schema(key("key", KeyType::Hash)?)
-        .send()
-        .await?;
+    let client = common::dynamodb(&url);
+    let table = common::table(&client, "limits", "key", None, None).await?;
     let limits = DynamoLimits::new(client, table);
     let expires = Utc::now().timestamp() + 60;
     for expected in 1..=3 {

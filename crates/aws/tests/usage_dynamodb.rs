@@ -8,10 +8,6 @@ use common::moto;
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use chrono::{DateTime, Utc};
 use manuel_aws::dynamodb::DynamoUsageStore;
 use manuel_core::domain::UserId;
@@ -27,45 +23,9 @@ async fn store(url: &str) -> Result<DynamoUsageStore, Box<dyn std::error::Error>
 /// The store, and a client and the name of its table to look at the items themselves.
 async fn store_and_table(
     url: &str,
-) -> Result<(DynamoUsageStore, Client, String), Box<dyn std::error::Error>> {
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(url)
-        .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
-        .build();
-    let client = Client::from_conf(config);
-    let table = format!("usage-{}", uuid::Uuid::new_v4());
-    client
-        .create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("user_id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()?,
-        )
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("sk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()?,
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("user_id")
-                .key_type(KeyType::Hash)
-                .build()?,
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("sk")
-                .key_type(KeyType::Range)
-                .build()?,
-        )
-        .send()
-        .await?;
+) -> Result<(DynamoUsageStore, Client, String), common::TestError> {
+    let client = common::dynamodb(url);
+    let table = common::table(&client, "usage", "user_id", Some("sk"), None).await?;
     Ok((DynamoUsageStore::new(client.clone(), &table), client, table))
 }
 

@@ -3,52 +3,10 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{Server, TestResult, fixture};
-
-struct Redis(Child);
-
-impl Redis {
-    fn start(port: u16) -> TestResult<Option<Self>> {
-        let child = match Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-        {
-            Ok(child) => child,
-            Err(error) if std::env::var("MANUEL_TEST_REDIS").is_err() => {
-                eprintln!("redis-server unavailable ({error}): skipping (run with `make test`)");
-                return Ok(None);
-            }
-            Err(error) => return Err(error.into()),
-        };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(Some(Self(child)));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Err("redis-server did not start".into())
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use manuel_redis::test_server::RedisServer;
 
 async fn daily_used(server: &Server, token: &str) -> TestResult<u64> {
     let (_, quota) = server.get(token, "/api/user/quota").await?;
@@ -59,14 +17,12 @@ async fn daily_used(server: &Server, token: &str) -> TestResult<u64> {
 
 #[tokio::test]
 async fn cached_answers_are_free_private_and_invalidated_by_manual_changes() -> TestResult {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let Some(redis) = Redis::start(port)? else {
+    let Some(redis) = RedisServer::start(None)? else {
         return Ok(());
     };
+    let port = redis.port();
     let dir = tempfile::tempdir()?;
-    let url = format!("redis://127.0.0.1:{port}");
+    let url = redis.url();
     let server = Server::start_with_env(dir.path(), &[], &[("REDIS_URL", url.as_str())])?;
     let alice = server.token("alice")?;
     let bob = server.token("bob")?;
@@ -146,7 +102,7 @@ async fn cached_answers_are_free_private_and_invalidated_by_manual_changes() -> 
         "hit"
     );
     // And comes back.
-    let _redis = Redis::start(port)?.ok_or("restart")?;
+    let _redis = RedisServer::start(Some(port))?.ok_or("restart")?;
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let back = server
         .ask(&alice, "Where is the default admin address of the router?")

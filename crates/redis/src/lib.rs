@@ -2,6 +2,9 @@
 //! once a second), so a Redis that is down at start-up or restarts later only costs bypasses.
 //! `rediss://` URLs use TLS, as ElastiCache in-transit encryption needs.
 
+#[cfg(feature = "test-support")]
+pub mod test_server;
+
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;

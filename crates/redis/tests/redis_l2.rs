@@ -1,74 +1,13 @@
 //! The L2 cache against a real redis-server that each test starts (and kills) itself.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use manuel_core::cache::{Cache, CacheConfig, CacheStatus, EntryKind, L2Cache};
 use manuel_redis::RedisL2;
+use manuel_redis::test_server::RedisServer;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    /// `None` when redis-server is not installed (plain `cargo test`); `make test` installs it
-    /// and sets MANUEL_TEST_REDIS=1, which makes a missing server an error.
-    fn start(port: Option<u16>) -> Result<Option<Self>, Box<dyn std::error::Error>> {
-        let port = match port {
-            Some(port) => port,
-            None => std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port(),
-        };
-        let child = match Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-        {
-            Ok(child) => child,
-            Err(error) if std::env::var("MANUEL_TEST_REDIS").is_err() => {
-                eprintln!("redis-server unavailable ({error}): skipping (run with `make test`)");
-                return Ok(None);
-            }
-            Err(error) => return Err(error.into()),
-        };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(Some(Self { child, port }));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Err("redis-server did not start".into())
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// Waits until `l2` has connected. The first connection may time out on a busy machine (CI runs
 /// tests side by side on 2 cores) and the next attempt comes a second later: the tests below
@@ -155,7 +94,7 @@ async fn a_killed_redis_is_bypassed_and_used_again_when_it_returns() -> TestResu
     let Some(mut server) = RedisServer::start(None)? else {
         return Ok(());
     };
-    let port = server.port;
+    let port = server.port();
     let l2: Arc<dyn L2Cache> = Arc::new(RedisL2::new(&server.url())?);
     connected(l2.as_ref()).await?;
     let cache = Cache::new(CacheConfig::default(), Some(l2.clone()));
