@@ -71,21 +71,26 @@ pub fn manual_object(encoded_key: &str) -> Result<ManualObject, NotAManual> {
     })
 }
 
-/// Whose `object` is: the owner the knowledge base recorded beside it (Bedrock's metadata
-/// sidecar, written before the file could arrive), which must be the one its key names; for a
-/// key of the earlier layout without a recorded owner, the user id the key names.
+/// Whose `object` is. A key of the current layout names its owner by a pseudonym: the owner is
+/// the one the knowledge base recorded beside the file (Bedrock's metadata sidecar, written
+/// before the file could arrive), and it must be the one the key names. A key of the earlier
+/// layout names its owner itself, and is taken at its word without reading a sidecar it may
+/// not have: without `s3:ListBucket`, which this function does not hold, S3 answers a missing
+/// object with 403, not 404
+/// (<https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html>, Permissions).
 pub async fn owner_of(
     processor: &Processor,
     object: ManualObject,
 ) -> Result<Result<OwnedObject, NotAManual>, PortError> {
+    if !storage_keys::is_pseudonym(&object.owner) {
+        return Ok(match UserId::parse(&object.owner) {
+            Some(user) => Ok(OwnedObject { user, object }),
+            None => Err(NotAManual::OtherKey),
+        });
+    }
     let user = match processor.knowledge_base.owner_of(&object.key).await? {
         Some(user) if storage_keys::names_owner(&object.owner, &user) => user,
-        Some(_) => return Ok(Err(NotAManual::NoOwner)),
-        None if storage_keys::is_pseudonym(&object.owner) => return Ok(Err(NotAManual::NoOwner)),
-        None => match UserId::parse(&object.owner) {
-            Some(user) => user,
-            None => return Ok(Err(NotAManual::OtherKey)),
-        },
+        Some(_) | None => return Ok(Err(NotAManual::NoOwner)),
     };
     Ok(Ok(OwnedObject { user, object }))
 }

@@ -395,7 +395,9 @@ impl KnowledgeBase for BedrockKnowledgeBase {
     }
 
     /// The owner in the file's metadata sidecar, which [`KnowledgeBase::prepare`] writes before
-    /// the file can arrive.
+    /// the file can arrive (S3 reads are strongly consistent after a write:
+    /// <https://docs.aws.amazon.com/AmazonS3/latest/userguide/Welcome.html#ConsistencyModel>).
+    /// A missing sidecar is an error here, not `None`: without `s3:ListBucket` S3 answers 403.
     async fn owner_of(&self, key: &str) -> Result<Option<UserId>, PortError> {
         use manuel_core::ports::ObjectStore;
         Ok(self
