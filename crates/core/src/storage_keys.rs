@@ -17,13 +17,19 @@ use crate::telemetry::user_hash;
 pub const MANUALS: &str = "manuals/";
 const PAGES: &str = "pages/";
 
+/// Where `user`'s manual files are: `manuals/<owner>/`.
+pub fn manuals_prefix(user: &UserId) -> String {
+    format!("{MANUALS}{}/", user_hash(user))
+}
+
+/// Where the pages drawn from `user`'s manuals are: `pages/<owner>/`.
+pub fn pages_prefix(user: &UserId) -> String {
+    format!("{PAGES}{}/", user_hash(user))
+}
+
 /// The key of a new manual's file.
 pub fn manual_key(user: &UserId, manual_id: &str, kind: DocumentKind) -> String {
-    format!(
-        "{MANUALS}{}/{manual_id}.{}",
-        user_hash(user),
-        kind.extension()
-    )
+    format!("{}{manual_id}.{}", manuals_prefix(user), kind.extension())
 }
 
 /// Whether `segment` (the second part of a key) names `user`: their pseudonym, or, in keys
@@ -49,7 +55,7 @@ pub fn manual_key_parts(key: &str) -> Option<(&str, &str)> {
 
 /// Where the rendered pages of `user`'s manual are cached; the current layout.
 pub fn rendered_pages_prefix(user: &UserId, manual_id: &str) -> String {
-    format!("{PAGES}{}/{manual_id}/", user_hash(user))
+    format!("{}{manual_id}/", pages_prefix(user))
 }
 
 /// Every prefix rendered pages of `user`'s (of one manual when `manual_id` is given) may be

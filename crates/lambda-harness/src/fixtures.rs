@@ -138,13 +138,13 @@ pub fn play_transcribe(
 /// Where `user`'s manual files are stored: `manuals/<pseudonym>/` (no user id in any key).
 pub fn manuals_prefix(user: &str) -> String {
     let user = manuel_core::domain::UserId::parse(user).expect("a valid user id");
-    format!("manuals/{}/", manuel_core::telemetry::user_hash(&user))
+    manuel_core::storage_keys::manuals_prefix(&user)
 }
 
 /// Where the pages drawn from `user`'s manuals are cached: `pages/<pseudonym>/`.
 pub fn pages_prefix(user: &str) -> String {
     let user = manuel_core::domain::UserId::parse(user).expect("a valid user id");
-    format!("pages/{}/", manuel_core::telemetry::user_hash(&user))
+    manuel_core::storage_keys::pages_prefix(&user)
 }
 
 /// A ready manual of `user`'s (stored under the earlier key layout, `manuals/<user id>/`, which

@@ -232,37 +232,45 @@ impl ContainedRenderer {
             ));
         };
         let (done, outcome) = mpsc::channel();
-        // Reading and writing on their own threads: the wait below is what bounds the time.
-        std::thread::spawn(move || {
-            let _ = done.send(read_outcome(stdout));
-        });
-        let request = [pdf, highlight.as_bytes()].concat();
-        std::thread::spawn(move || {
-            // A worker that died early closes its end; its (missing) output says why.
-            let _ = stdin.write_all(&request);
-        });
-        let limit = Duration::from_secs(self.limits.max_seconds);
-        match outcome.recv_timeout(limit) {
-            Ok(Some(result)) => result,
-            Ok(None) => {
-                let status = child.wait().ok();
-                tracing::warn!(?status, "the render worker ended without a page");
-                Err(RenderError::Exceeded(format!(
-                    "the PDF library failed while drawing it (it may need more than RENDER_MAX_MEMORY_MB = {} MB)",
-                    self.limits.max_memory_mb
-                )))
-            }
-            Err(_) => {
-                tracing::warn!(
-                    seconds = limit.as_secs(),
-                    "the render worker took too long; stopped"
-                );
-                Err(RenderError::Exceeded(format!(
-                    "drawing it took longer than RENDER_MAX_SECONDS = {} s",
-                    limit.as_secs()
-                )))
-            }
-        }
+        // Writing and reading on threads of their own, the PDF lent rather than copied: the
+        // wait below is what bounds the time. The scope ends only once both are done, which the
+        // kill on a timeout guarantees (both pipes close).
+        std::thread::scope(|threads| {
+            threads.spawn(move || {
+                // A worker that died early closes its end; its (missing) output says why.
+                let _ = stdin
+                    .write_all(pdf)
+                    .and_then(|()| stdin.write_all(highlight.as_bytes()));
+            });
+            threads.spawn(move || {
+                let _ = done.send(read_outcome(stdout));
+            });
+            let limit = Duration::from_secs(self.limits.max_seconds);
+            let result = match outcome.recv_timeout(limit) {
+                Ok(Some(result)) => result,
+                Ok(None) => {
+                    let status = child.wait().ok();
+                    tracing::warn!(?status, "the render worker ended without a page");
+                    Err(RenderError::Exceeded(format!(
+                        "the PDF library failed while drawing it (it may need more than RENDER_MAX_MEMORY_MB = {} MB)",
+                        self.limits.max_memory_mb
+                    )))
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        seconds = limit.as_secs(),
+                        "the render worker took too long; stopped"
+                    );
+                    Err(RenderError::Exceeded(format!(
+                        "drawing it took longer than RENDER_MAX_SECONDS = {} s",
+                        limit.as_secs()
+                    )))
+                }
+            };
+            // Whatever the outcome, the worker goes before the threads are joined.
+            let _ = child.kill();
+            result
+        })
     }
 }
 

@@ -49,7 +49,7 @@ pub fn speech_model() -> PathBuf {
 /// Where `user`'s manual files are stored: `manuals/<pseudonym>/` (no user id in any key).
 pub fn manuals_prefix(user: &str) -> String {
     match manuel_core::domain::UserId::parse(user) {
-        Some(user) => format!("manuals/{}/", manuel_core::telemetry::user_hash(&user)),
+        Some(user) => manuel_core::storage_keys::manuals_prefix(&user),
         None => panic!("{user:?} is not a user id"),
     }
 }
