@@ -28,6 +28,7 @@ use tantivy::{
 use crate::answer::TermWeights;
 use crate::chunk::chunk_pages;
 use crate::embedding::{self, Embedder};
+use crate::question_words::manual_words_for;
 
 const ANALYZER: &str = "manuel_en";
 const WRITER_MEMORY_BYTES: usize = 30_000_000;
@@ -36,6 +37,9 @@ const TITLE_BOOST: f32 = 0.3;
 /// Reciprocal rank fusion: a chunk's score is the sum of `1 / (RRF_K + rank)` over the two
 /// rankings; 60 is the usual constant, which keeps one list's top hit from dominating.
 const RRF_K: f32 = 60.0;
+/// A manual's word for a question's word ("weight" for "heavy") counts less than the
+/// question's own words: it is a likely rewording, not what was asked.
+const MANUAL_WORD_BOOST: f32 = 0.7;
 /// Each ranking contributes this many candidates per result asked for (at least `MIN_POOL`).
 const POOL_FACTOR: usize = 4;
 const MIN_POOL: usize = 40;
@@ -410,6 +414,19 @@ impl Inner {
         terms
     }
 
+    /// The question's analysed terms that manuals say otherwise, each with the analysed
+    /// terms manuals use for it ("heavi" → ["weight"]).
+    fn manual_words(&self, question: &str) -> HashMap<String, Vec<String>> {
+        manual_words_for(question)
+            .into_iter()
+            .filter_map(|(asked, said)| {
+                let asked = self.analyse(asked).into_iter().next()?;
+                let said = said.iter().flat_map(|word| self.analyse(word)).collect();
+                Some((asked, said))
+            })
+            .collect()
+    }
+
     /// The distinct analysed terms of a passage (`analyse` keeps their order, for questions).
     fn term_set(&self, text: &str) -> HashSet<String> {
         let mut analyzer = self.analyzer.clone();
@@ -550,13 +567,20 @@ impl Inner {
         question_terms: &[(String, f32)],
         chunk: &RetrievedChunk,
         subject_terms: &HashSet<String>,
+        manual_words: &HashMap<String, Vec<String>>,
     ) -> f32 {
         let total: f32 = question_terms.iter().map(|(_, idf)| idf).sum();
         let words = if total > 0.0 {
             let present = self.term_set(&chunk.text);
             question_terms
                 .iter()
-                .filter(|(term, _)| present.contains(term) || subject_terms.contains(term))
+                .filter(|(term, _)| {
+                    present.contains(term)
+                        || subject_terms.contains(term)
+                        || manual_words
+                            .get(term)
+                            .is_some_and(|said| said.iter().any(|t| present.contains(t)))
+                })
                 .map(|(_, idf)| idf)
                 .sum::<f32>()
                 / total
@@ -599,6 +623,20 @@ impl Inner {
                     TITLE_BOOST,
                 )),
             ));
+        }
+        for said in self.manual_words(question).into_values().flatten() {
+            if !terms.contains(&said) {
+                words.push((
+                    Occur::Should,
+                    Box::new(BoostQuery::new(
+                        Box::new(TermQuery::new(
+                            Term::from_field_text(fields.text, &said),
+                            IndexRecordOption::WithFreqs,
+                        )),
+                        MANUAL_WORD_BOOST,
+                    )),
+                ));
+            }
         }
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
             (
@@ -714,6 +752,7 @@ impl KnowledgeBase for LocalIndex {
             let best = std::mem::take(&mut semantic.best);
             let mut fused = fuse(vec![lexical, best], limit, |hit| semantic.similarity(hit));
             let question_terms = inner.weighted_terms(&question);
+            let manual_words = inner.manual_words(&question);
             // Each manual's subject is analysed once, not once per passage.
             let mut subject_terms: HashMap<String, HashSet<String>> =
                 HashMap::new();
@@ -724,7 +763,7 @@ impl KnowledgeBase for LocalIndex {
                         let subject = semantic.chunks.subjects.get(&chunk.manual_id);
                         inner.term_set(subject.map_or("", String::as_str))
                     });
-                chunk.score = inner.relevance(&question_terms, chunk, subject);
+                chunk.score = inner.relevance(&question_terms, chunk, subject, &manual_words);
             }
             // What the answerer is given, for tuning against `make eval`
             // (RUST_LOG=manuel_local::index=debug).

@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod key_migration;
 pub mod listener;
 pub mod objects;
+mod question_words;
 pub mod reader;
 pub mod render_worker;
 pub mod secrets;

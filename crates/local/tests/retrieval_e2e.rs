@@ -51,3 +51,23 @@ async fn answers_and_sources_carry_no_page_furniture_and_readable_scores() -> Te
     }
     Ok(())
 }
+
+/// The fixture's specifications say "Weight: 6.8 kg"; "heavy" occurs nowhere in the manual. The
+/// question is answered from that line, cited to its page, not from a page that shares other
+/// words ("printer", "Acme").
+#[tokio::test]
+async fn a_measure_asked_in_other_words_is_answered_from_the_specifications() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), &[])?;
+    let token = server.token("measures")?;
+    server
+        .upload_ready(&token, "printer-manual.pdf", &fixture("printer-manual.pdf"))
+        .await?;
+
+    let body = server.ask(&token, "How heavy is the printer?").await?;
+    assert_eq!(body["context_found"], true, "{body}");
+    let answer = body["answer"].as_str().unwrap_or_default();
+    assert!(answer.contains("6.8 kg"), "{answer}");
+    assert_eq!(body["sources"][0]["page_number"], 6, "{body}");
+    Ok(())
+}

@@ -6,6 +6,7 @@
 //! relevance gate matters more than the ranking: a confident wrong answer about a
 //! machine is worse than "not in your manuals".
 
+use crate::question_words::manual_words_for;
 use crate::text::{list_marker, looks_like_title, split_sentences, strip_marker, word_count};
 
 use std::collections::{HashMap, HashSet};
@@ -149,11 +150,13 @@ pub fn extract_answer_about(
         .enumerate()
         .map(|(i, p)| {
             let subject = subjects.get(i).copied().unwrap_or_default();
-            weights
-                .terms(p)
-                .into_iter()
-                .chain(weights.terms(subject))
-                .collect()
+            query.as_asked(
+                weights
+                    .terms(p)
+                    .into_iter()
+                    .chain(weights.terms(subject))
+                    .collect(),
+            )
         })
         .collect();
     // What the gate sees, for tuning it against `make eval` (RUST_LOG=manuel_local::answer=debug).
@@ -235,6 +238,8 @@ struct Query {
     /// Distinct content terms with their (sanitised) idf.
     terms: Vec<(String, f32)>,
     total: f32,
+    /// Question terms that manuals say otherwise, with the manuals' terms ("heavi" → "weight").
+    said_as: Vec<(String, Vec<String>)>,
 }
 
 impl Query {
@@ -256,7 +261,29 @@ impl Query {
             terms.push((term, idf));
         }
         let total: f32 = terms.iter().map(|(_, w)| w).sum();
-        (!terms.is_empty() && total > 0.0).then_some(Query { terms, total })
+        let said_as = manual_words_for(question)
+            .into_iter()
+            .filter_map(|(asked, said)| {
+                let asked = weights.terms(asked).into_iter().next()?;
+                Some((asked, said.iter().flat_map(|w| weights.terms(w)).collect()))
+            })
+            .collect();
+        (!terms.is_empty() && total > 0.0).then_some(Query {
+            terms,
+            total,
+            said_as,
+        })
+    }
+
+    /// A text's terms as the question asks for them: where the text uses a manual's word for a
+    /// question's word ("Weight: 7.5 kg" for "how heavy"), the question's word counts as there.
+    fn as_asked(&self, mut terms: HashSet<String>) -> HashSet<String> {
+        for (asked, said) in &self.said_as {
+            if said.iter().any(|t| terms.contains(t)) {
+                terms.insert(asked.clone());
+            }
+        }
+        terms
     }
 
     fn matched(&self, present: &HashSet<String>) -> f32 {
@@ -582,6 +609,23 @@ mod tests {
         let answer = ask("How long is the warranty?", &[WARRANTY]);
         assert!(answer.found, "{answer:?}");
         assert!(answer.text.contains("two years"));
+    }
+
+    #[test]
+    fn a_measure_asked_in_other_words_is_answered_from_the_specifications() {
+        const SPECIFICATIONS: &str = "Technical specifications\nPrint speed: up to 20 pages per minute. Weight: 7.5 kg without the paper cassette. Power: 220-240 V.";
+        let mut texts = corpus();
+        texts.push(SPECIFICATIONS);
+        let weights = FakeWeights::new(&texts);
+        let answer = extract_answer(
+            "How heavy is the printer?",
+            &[SAFETY, SPECIFICATIONS],
+            &[],
+            &weights,
+        );
+        assert!(answer.found, "{answer:?}");
+        assert!(answer.text.starts_with("Weight: 7.5 kg"), "{answer:?}");
+        assert_eq!(answer.ranking.first(), Some(&1), "{answer:?}");
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub(super) fn answer_with_sentences(
                 if word_count(sentence) < MIN_SENTENCE_WORDS || sentence.ends_with(':') {
                     continue;
                 }
-                let terms = term_set(weights, sentence);
+                let terms = query.as_asked(term_set(weights, sentence));
                 let own = query.matched(&terms);
                 // In a passage close in meaning, a sentence may answer in other words.
                 let semantic = SEMANTIC_WEIGHT * similarity(p) * query.total;

@@ -124,11 +124,12 @@ pub(super) fn answer_with_steps(
                 .filter(|t| looks_like_title(t))
                 .chain(lines[list.context_start..list.end].iter().map(|l| l.text))
                 .collect();
-            let coverage = query.coverage(&term_set(weights, &context.join("\n")));
+            let coverage = query.coverage(&query.as_asked(term_set(weights, &context.join("\n"))));
             if coverage < needed && similarity(p) < SEMANTIC_LIST_MIN {
                 continue;
             }
-            let lead_coverage = query.coverage(&term_set(weights, &list.lead.join("\n")));
+            let lead_coverage =
+                query.coverage(&query.as_asked(term_set(weights, &list.lead.join("\n"))));
             let score =
                 (coverage + 0.5 * lead_coverage + SEMANTIC_WEIGHT * similarity(p)) * rank_factor(p);
             if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
