@@ -246,18 +246,7 @@ pub fn windows(text: &str) -> Vec<String> {
     }
 }
 
-/// The similarity of a question to a chunk: that of its closest window.
-pub fn best_similarity(question: &[f32], windows: &[Vec<f32>]) -> f32 {
-    windows
-        .iter()
-        .map(|window| similarity(question, window))
-        .fold(f32::MIN, f32::max)
-}
-
-/// The dot product of two normalised embeddings: their cosine similarity.
-pub fn similarity(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
+pub use manuel_vectors::{best_similarity, similarity};
 
 /// A chunk's window embeddings as stored with it (little-endian f32s, one after another).
 pub fn to_bytes(vectors: &[Vec<f32>]) -> Vec<u8> {
