@@ -47,27 +47,15 @@ pub fn prompt(
     token_count: impl Fn(&str) -> usize,
 ) -> String {
     let mut used = 0;
-    // Case variants are one word, spelled its most frequent way.
-    let mut words: HashMap<String, (usize, &str, usize)> = HashMap::new();
-    for (word, &count) in word_counts {
-        if word.chars().count() < MIN_LETTERS || !word.chars().all(char::is_alphabetic) {
-            continue;
-        }
-        // A word in capitals is usually a heading's common word ("NOTES").
-        if word.chars().all(char::is_uppercase) {
-            continue;
-        }
-        let entry = words.entry(word.to_lowercase()).or_insert((0, word, 0));
-        entry.0 += count;
-        if count > entry.2 {
-            entry.1 = word;
-            entry.2 = count;
-        }
-    }
+    let words = by_lower_case(word_counts.iter().filter(|(word, _)| {
+        word.chars().count() >= MIN_LETTERS
+            && word.chars().all(char::is_alphabetic)
+            // A word in capitals is usually a heading's common word ("NOTES").
+            && !word.chars().all(char::is_uppercase)
+    }));
     let mut candidates: Vec<(usize, &str)> = words
         .into_values()
-        .filter(|(count, _, _)| *count >= MIN_OCCURRENCES)
-        .map(|(count, spelling, _)| (count, spelling))
+        .filter(|(count, _)| *count >= MIN_OCCURRENCES)
         .filter(|(_, spelling)| token_count(&format!(" {}", spelling.to_lowercase())) >= 2)
         .collect();
     candidates.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
@@ -98,21 +86,11 @@ pub fn respell(
     word_counts: &HashMap<String, usize>,
     token_count: impl Fn(&str) -> usize,
 ) -> String {
-    // Each word's most frequent spelling and its count over case variants, by lower case.
-    let mut vocabulary: HashMap<String, (usize, &str, usize)> = HashMap::new();
-    for (word, &count) in word_counts {
-        if !word.chars().all(char::is_alphabetic) {
-            continue;
-        }
-        let entry = vocabulary
-            .entry(word.to_lowercase())
-            .or_insert((0, word, 0));
-        entry.0 += count;
-        if count > entry.2 {
-            entry.1 = word;
-            entry.2 = count;
-        }
-    }
+    let vocabulary = by_lower_case(
+        word_counts
+            .iter()
+            .filter(|(word, _)| word.chars().all(char::is_alphabetic)),
+    );
     let respelled: Vec<String> = transcript
         .split(' ')
         .map(|token| {
@@ -129,12 +107,12 @@ pub fn respell(
             let first = lower.chars().next();
             let nearest = vocabulary
                 .iter()
-                .filter(|(known, (count, _, _))| {
+                .filter(|(known, (count, _))| {
                     *count >= MIN_OCCURRENCES
                         && known.chars().next() == first
                         && known.chars().count().abs_diff(letters) <= 2
                 })
-                .map(|(known, (count, spelling, _))| {
+                .map(|(known, (count, spelling))| {
                     (strsim::levenshtein(known, &lower), *count, *spelling)
                 })
                 .filter(|(distance, _, _)| *distance * 3 <= letters)
@@ -146,6 +124,26 @@ pub fn respell(
         })
         .collect();
     respelled.join(" ")
+}
+
+/// Case variants as one word, by lower case: their count together, and the spelling used
+/// most often.
+fn by_lower_case<'a>(
+    word_counts: impl Iterator<Item = (&'a String, &'a usize)>,
+) -> HashMap<String, (usize, &'a str)> {
+    let mut words: HashMap<String, (usize, &str, usize)> = HashMap::new();
+    for (word, &count) in word_counts {
+        let entry = words.entry(word.to_lowercase()).or_insert((0, word, 0));
+        entry.0 += count;
+        if count > entry.2 {
+            entry.1 = word;
+            entry.2 = count;
+        }
+    }
+    words
+        .into_iter()
+        .map(|(lower, (count, spelling, _))| (lower, (count, spelling)))
+        .collect()
 }
 
 #[cfg(test)]
