@@ -54,7 +54,7 @@ pub struct LocalTranscriber {
     /// two would only share the same cores.
     whisper: tokio::sync::OnceCell<SharedWhisper>,
     words: Arc<dyn ManualWords>,
-    prompts: vocabulary::Prompts,
+    vocabularies: vocabulary::PerSpeaker<vocabulary::ManualVocabulary>,
     /// The longest clip decoded, in seconds (`MAX_AUDIO_DURATION_SECONDS` has been checked
     /// from the container already; this bounds clips that record no duration).
     max_seconds: f64,
@@ -73,7 +73,7 @@ impl LocalTranscriber {
             model_dir: model_dir.to_owned(),
             whisper: tokio::sync::OnceCell::new(),
             words,
-            prompts: vocabulary::Prompts::default(),
+            vocabularies: vocabulary::PerSpeaker::default(),
             max_seconds,
         })
     }
@@ -125,10 +125,10 @@ impl Transcriber for LocalTranscriber {
     ) -> Result<String, PortError> {
         let whisper = self.whisper().await?;
         let words = self.manual_words(user).await;
-        let known_prompt = self.prompts.made_from(user, &words);
+        let known = self.vocabularies.made_from(user, &words);
         let max_seconds = self.max_seconds;
         let started = Instant::now();
-        let (transcript, new_prompt) = tokio::task::spawn_blocking(move || {
+        let (transcript, made) = tokio::task::spawn_blocking(move || {
             let samples = pcm::mono_16k(audio, max_seconds).map_err(|error| {
                 tracing::warn!(%error, "a spoken clip could not be read");
                 PortError::Rejected {
@@ -142,28 +142,31 @@ impl Transcriber for LocalTranscriber {
             let mut whisper = whisper
                 .lock()
                 .map_err(|_| PortError::failed("the speech model is unusable after a panic"))?;
-            let made = known_prompt.is_none();
-            let prompt = known_prompt.unwrap_or_else(|| {
-                vocabulary::prompt(&words, whisper::MAX_PROMPT_TOKENS, |text| {
-                    whisper.token_count(text)
+            let made = known.is_none();
+            let known = known.unwrap_or_else(|| {
+                Arc::new(vocabulary::ManualVocabulary {
+                    prompt: vocabulary::prompt(&words, whisper::MAX_PROMPT_TOKENS, |text| {
+                        whisper.token_count(text)
+                    }),
+                    speller: vocabulary::Speller::new(&words),
                 })
-                .into()
             });
-            tracing::debug!(%prompt, "speech prompt");
-            let transcript = whisper
-                .transcribe(&samples, &prompt)
+            tracing::debug!(prompt = %known.prompt, "speech prompt");
+            let heard = whisper
+                .transcribe(&samples, &known.prompt)
                 .map_err(PortError::failed)?;
-            let heard = transcript;
-            let transcript = vocabulary::respell(&heard, &words, |text| whisper.token_count(text));
+            let transcript = known
+                .speller
+                .respell(&heard, |text| whisper.token_count(text));
             if transcript != heard {
                 tracing::debug!(%heard, %transcript, "misheard words respelled");
             }
-            Ok((transcript, made.then_some((words, prompt))))
+            Ok((transcript, made.then_some((words, known))))
         })
         .await
         .map_err(PortError::failed)??;
-        if let Some((words, prompt)) = new_prompt {
-            self.prompts.remember(user, words, prompt);
+        if let Some((words, vocabulary)) = made {
+            self.vocabularies.remember(user, words, vocabulary);
         }
         tracing::info!(
             latency_ms = started.elapsed().as_millis() as u64,

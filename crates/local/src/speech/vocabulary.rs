@@ -13,25 +13,37 @@ use manuel_core::domain::UserId;
 /// a manual is added or removed.
 pub type WordCounts = Arc<HashMap<String, usize>>;
 
-/// Each speaker's prompt, kept with the word counts it was made from: making one measures
-/// thousands of words with the tokenizer (about half a second in a dev build), and the counts
-/// change only when a manual is added or removed.
-#[derive(Default)]
-pub struct Prompts(Mutex<HashMap<UserId, (WordCounts, Arc<str>)>>);
+/// What is made from each speaker's word counts (the prompt, the speller), kept until the counts
+/// change: making it measures thousands of words with the tokenizer (about half a second in a
+/// dev build), and the counts change only when a manual is added or removed.
+pub struct PerSpeaker<T: ?Sized>(Mutex<HashMap<UserId, (WordCounts, Arc<T>)>>);
 
-impl Prompts {
-    /// `user`'s prompt if it was made from these very counts.
-    pub fn made_from(&self, user: &UserId, words: &WordCounts) -> Option<Arc<str>> {
-        let prompts = self.0.lock().ok()?;
-        let (made_from, prompt) = prompts.get(user)?;
-        Arc::ptr_eq(made_from, words).then(|| Arc::clone(prompt))
+impl<T: ?Sized> Default for PerSpeaker<T> {
+    fn default() -> Self {
+        Self(Mutex::default())
+    }
+}
+
+impl<T: ?Sized> PerSpeaker<T> {
+    /// What was made for `user` if it was made from these very counts.
+    pub fn made_from(&self, user: &UserId, words: &WordCounts) -> Option<Arc<T>> {
+        let kept = self.0.lock().ok()?;
+        let (made_from, made) = kept.get(user)?;
+        Arc::ptr_eq(made_from, words).then(|| Arc::clone(made))
     }
 
-    pub fn remember(&self, user: &UserId, words: WordCounts, prompt: Arc<str>) {
-        if let Ok(mut prompts) = self.0.lock() {
-            prompts.insert(user.clone(), (words, prompt));
+    pub fn remember(&self, user: &UserId, words: WordCounts, made: Arc<T>) {
+        if let Ok(mut kept) = self.0.lock() {
+            kept.insert(user.clone(), (words, made));
         }
     }
+}
+
+/// The words of a speaker's manuals as the decoder is told them and as a transcript is
+/// respelled with them.
+pub struct ManualVocabulary {
+    pub prompt: String,
+    pub speller: Speller,
 }
 
 /// Shorter words are rarely the ones misheard, and often abbreviations.
@@ -75,55 +87,79 @@ pub fn prompt(
     }
 }
 
-/// A transcript with each word the recogniser found unusual (several tokens) and none of the
+/// Respells a transcript: each word the recogniser found unusual (several tokens) and none of the
 /// speaker's manuals contains respelled as the manual word it nearly is ("avitude" →
 /// "avrdude"): same first letter, at most a third of its letters different. Whisper hears
 /// common words well; an unusual word missing from every manual is most likely a product word
 /// misheard, and left as it is the question is refused for naming something no manual
 /// mentions.
-pub fn respell(
+pub struct Speller {
+    /// Alphabetic manual words by lower case: their count and most frequent spelling.
+    vocabulary: HashMap<String, (usize, String)>,
+}
+
+impl Speller {
+    pub fn new(word_counts: &HashMap<String, usize>) -> Self {
+        let vocabulary = by_lower_case(
+            word_counts
+                .iter()
+                .filter(|(word, _)| word.chars().all(char::is_alphabetic)),
+        )
+        .into_iter()
+        .map(|(lower, (count, spelling))| (lower, (count, spelling.to_owned())))
+        .collect();
+        Self { vocabulary }
+    }
+
+    pub fn respell(&self, transcript: &str, token_count: impl Fn(&str) -> usize) -> String {
+        let vocabulary = &self.vocabulary;
+        let respelled: Vec<String> = transcript
+            .split(' ')
+            .map(|token| {
+                let word = token.trim_matches(|c: char| !c.is_alphanumeric());
+                let lower = word.to_lowercase();
+                let unusual = word.chars().count() >= MIN_LETTERS
+                    && word.chars().all(char::is_alphabetic)
+                    && !vocabulary.contains_key(&lower)
+                    && token_count(&format!(" {lower}")) >= 2;
+                if !unusual {
+                    return token.to_owned();
+                }
+                let letters = lower.chars().count();
+                let first = lower.chars().next();
+                let nearest = vocabulary
+                    .iter()
+                    .filter(|(known, (count, _))| {
+                        *count >= MIN_OCCURRENCES
+                            && known.chars().next() == first
+                            && known.chars().count().abs_diff(letters) <= 2
+                    })
+                    .map(|(known, (count, spelling))| {
+                        (
+                            strsim::levenshtein(known, &lower),
+                            *count,
+                            spelling.as_str(),
+                        )
+                    })
+                    .filter(|(distance, _, _)| *distance * 3 <= letters)
+                    .min_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(b.2)));
+                match nearest {
+                    Some((_, _, spelling)) => token.replacen(word, spelling, 1),
+                    None => token.to_owned(),
+                }
+            })
+            .collect();
+        respelled.join(" ")
+    }
+}
+
+#[cfg(test)]
+fn respell(
     transcript: &str,
     word_counts: &HashMap<String, usize>,
     token_count: impl Fn(&str) -> usize,
 ) -> String {
-    let vocabulary = by_lower_case(
-        word_counts
-            .iter()
-            .filter(|(word, _)| word.chars().all(char::is_alphabetic)),
-    );
-    let respelled: Vec<String> = transcript
-        .split(' ')
-        .map(|token| {
-            let word = token.trim_matches(|c: char| !c.is_alphanumeric());
-            let lower = word.to_lowercase();
-            let unusual = word.chars().count() >= MIN_LETTERS
-                && word.chars().all(char::is_alphabetic)
-                && !vocabulary.contains_key(&lower)
-                && token_count(&format!(" {lower}")) >= 2;
-            if !unusual {
-                return token.to_owned();
-            }
-            let letters = lower.chars().count();
-            let first = lower.chars().next();
-            let nearest = vocabulary
-                .iter()
-                .filter(|(known, (count, _))| {
-                    *count >= MIN_OCCURRENCES
-                        && known.chars().next() == first
-                        && known.chars().count().abs_diff(letters) <= 2
-                })
-                .map(|(known, (count, spelling))| {
-                    (strsim::levenshtein(known, &lower), *count, *spelling)
-                })
-                .filter(|(distance, _, _)| *distance * 3 <= letters)
-                .min_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(b.2)));
-            match nearest {
-                Some((_, _, spelling)) => token.replacen(word, spelling, 1),
-                None => token.to_owned(),
-            }
-        })
-        .collect();
-    respelled.join(" ")
+    Speller::new(word_counts).respell(transcript, token_count)
 }
 
 /// Case variants as one word, by lower case: their count together, and the spelling used
@@ -227,7 +263,7 @@ mod tests {
 
     #[test]
     fn a_prompt_is_reused_until_the_speakers_manuals_change() {
-        let prompts = Prompts::default();
+        let prompts = PerSpeaker::<str>::default();
         let ada = UserId::parse("ada").expect("a valid subject");
         let bob = UserId::parse("bob").expect("a valid subject");
         let words: WordCounts = Arc::new(counts(&[("descaling", 9)]));
